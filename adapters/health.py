@@ -1,0 +1,107 @@
+"""Thread-safe health state with fan-out to independent subscriptions.
+
+Rules of this module:
+- the domain's table decides legality; this module only holds the current state,
+  applies legal steps under one lock and queues each event to every live
+  subscription, in the order the steps were taken;
+- a subscription sees only events after it was created; none are replayed;
+- an illegal step raises ``IllegalTransition`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Self
+
+from taktora_connector.domain import ConnectorHealth, HealthEvent, transition
+
+
+class HealthBroadcaster:
+    """Owns one connector's current health and its subscriptions."""
+
+    def __init__(self, initial: ConnectorHealth) -> None:
+        self._lock = threading.Lock()
+        self._state: ConnectorHealth = initial
+        self._subscriptions: list[QueueHealthSubscription] = []
+
+    @property
+    def state(self) -> ConnectorHealth:
+        return self._state
+
+    def subscribe(self) -> QueueHealthSubscription:
+        sub = QueueHealthSubscription(self._forget)
+        with self._lock:
+            self._subscriptions.append(sub)
+        return sub
+
+    def move(self, target: ConnectorHealth) -> HealthEvent:
+        """Take one legal step to ``target`` and broadcast its event."""
+        with self._lock:
+            event = transition(self._state, target, time.monotonic_ns())
+            self._state = target
+            for sub in self._subscriptions:
+                sub.push(event)
+            return event
+
+    def close_all(self) -> None:
+        """End every subscription (after the events already queued)."""
+        with self._lock:
+            subs, self._subscriptions = self._subscriptions, []
+        for sub in subs:
+            sub.end()
+
+    def _forget(self, sub: QueueHealthSubscription) -> None:
+        with self._lock:
+            if sub in self._subscriptions:
+                self._subscriptions.remove(sub)
+
+
+class QueueHealthSubscription:
+    """One independent, unbounded stream of health events (they are rare)."""
+
+    def __init__(self, forget: Callable[[QueueHealthSubscription], None]) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._events: deque[HealthEvent] = deque()
+        self._ended = False
+        self._forget = forget
+
+    def push(self, event: HealthEvent) -> None:
+        with self._cond:
+            if not self._ended:
+                self._events.append(event)
+                self._cond.notify_all()
+
+    def end(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def try_next(self) -> HealthEvent | None:
+        with self._cond:
+            return self._events.popleft() if self._events else None
+
+    def next(self, timeout: float | None = None) -> HealthEvent | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._events or self._ended, timeout)
+            return self._events.popleft() if self._events else None
+
+    def __iter__(self) -> Iterator[HealthEvent]:
+        while True:
+            event = self.next()
+            if event is None:
+                return
+            yield event
+
+    def close(self) -> None:
+        self._forget(self)
+        self.end()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

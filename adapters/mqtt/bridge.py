@@ -1,0 +1,178 @@
+"""The bounded bridges between application threads and the sidecar (REQ_0259).
+
+Rules of this module:
+- both directions are bounded by a capacity from the options; nothing here ever
+  blocks the sidecar;
+- outbound: ``offer`` refuses when full (the writer turns that into
+  ``BackPressure``, REQ_0260); the sidecar ``take``s in batches;
+- inbound: one queue per reader; when full the *new* message is dropped and
+  counted, and ``offer`` returns ``Dropped(count)`` with the running total
+  (REQ_0261); the reader is told when its queue drains after a drop;
+- a reader's queue can expose a file descriptor that is readable exactly while
+  a message waits; the pipe behind it is only made when asked for.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from taktora_connector.domain import SENT, Dropped, InboundOutcome
+
+T = TypeVar("T")
+
+
+class Offer(enum.Enum):
+    """What the outbound bridge did with an offered message."""
+
+    ACCEPTED = "accepted"
+    FULL = "full"
+    CLOSED = "closed"
+
+
+class OutboundBridge(Generic[T]):
+    """Application threads -> sidecar, bounded by ``capacity``.
+
+    Once closed it accepts nothing, so no message can be accepted after the
+    sidecar took its last look (accepted-then-lost is impossible).
+    """
+
+    def __init__(self, capacity: int, wake: Callable[[], None]) -> None:
+        self.capacity = capacity
+        self._items: deque[T] = deque()
+        self._lock = threading.Lock()
+        self._wake = wake
+        self._closed = False
+
+    def offer(self, item: T) -> Offer:
+        """Queue ``item`` unless the bridge is full or closed; never blocks."""
+        with self._lock:
+            if self._closed:
+                return Offer.CLOSED
+            if len(self._items) >= self.capacity:
+                return Offer.FULL
+            self._items.append(item)
+        self._wake()
+        return Offer.ACCEPTED
+
+    def peek(self) -> T | None:
+        items = self._items
+        return items[0] if items else None
+
+    def pop(self) -> T:
+        with self._lock:
+            return self._items.popleft()
+
+    def close(self) -> list[T]:
+        """Accept nothing more; remove and return everything still queued."""
+        with self._lock:
+            self._closed = True
+            items = list(self._items)
+            self._items.clear()
+            return items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class InboundQueue(Generic[T]):
+    """Sidecar -> one reader, bounded by ``capacity``; drops the newest when full."""
+
+    def __init__(self, capacity: int, on_drained: Callable[[], None]) -> None:
+        self.capacity = capacity
+        self.dropped = 0
+        self._items: deque[T] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._waiters = 0
+        self._closed = False
+        self._kicked = False
+        self._overflowed = False
+        self._on_drained = on_drained
+        self._pipe: tuple[int, int] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def offer(self, item: T) -> InboundOutcome:
+        with self._cond:
+            if self._closed:
+                return SENT  # the reader is gone; nobody is left to count this for
+            items = self._items
+            if len(items) >= self.capacity:
+                self.dropped += 1
+                self._overflowed = True
+                return Dropped(self.dropped)
+            items.append(item)
+            if len(items) == 1 and self._pipe is not None:
+                os.write(self._pipe[1], b"\x01")
+            if self._waiters:
+                self._cond.notify()
+        return SENT
+
+    def take(self, timeout: float | None) -> T | None:
+        """The oldest item; wait up to ``timeout`` (0: not at all, None: forever).
+
+        Returns ``None`` on timeout or once closed with nothing left.
+        """
+        drained = False
+        with self._cond:
+            items = self._items
+            if not items and timeout != 0 and not self._closed:
+                self._waiters += 1
+                try:
+                    self._cond.wait_for(lambda: items or self._closed or self._kicked, timeout)
+                finally:
+                    self._waiters -= 1
+                    self._kicked = False
+            if not items:
+                return None
+            item = items.popleft()
+            if not items:
+                if self._pipe is not None:
+                    os.read(self._pipe[0], 1)
+                if self._overflowed:
+                    self._overflowed = False
+                    drained = True
+        if drained:
+            self._on_drained()
+        return item
+
+    def interrupt(self) -> None:
+        """Wake every waiter without an item (the reader has an error to report)."""
+        with self._cond:
+            self._kicked = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def fileno(self) -> int:
+        """A descriptor readable exactly while an item waits (made on first use)."""
+        with self._cond:
+            if self._pipe is None:
+                if self._closed:
+                    raise ValueError("fileno() of a closed reader")
+                read_fd, write_fd = os.pipe()
+                os.set_blocking(read_fd, False)
+                self._pipe = (read_fd, write_fd)
+                if self._items:
+                    os.write(write_fd, b"\x01")
+            return self._pipe[0]
+
+    def close(self) -> None:
+        """Discard what waits, wake every waiter, release the descriptor."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._items.clear()
+            self._cond.notify_all()
+            pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            os.close(pipe[0])
+            os.close(pipe[1])

@@ -1,0 +1,268 @@
+"""The MQTT channel handles: a writer publishes, a reader receives.
+
+Rules of this module:
+- work that can fail for the caller's input happens on the caller's thread,
+  before anything is queued: encoding, the payload limit, the correlation id;
+- ``send`` never blocks and never drops: a message is either accepted (and then
+  completes its delivery handle, delivered or failed) or refused with a typed
+  ``Failure``;
+- a writer's sequence numbers are assigned under its lock together with the
+  enqueue, so they strictly increase in bridge order and a refused send uses none;
+- payloads are decoded on the reader's thread; a payload that does not decode
+  is a ``Failure(CodecError)`` carrying the raw bytes, and the reader carries on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from returns.pipeline import is_successful
+from returns.result import Failure, Result, Success
+
+from taktora_connector.domain import (
+    ZERO_CORRELATION_ID,
+    BackPressure,
+    ChannelDescriptor,
+    CodecError,
+    ConfigurationError,
+    ConnectorDown,
+    ConnectorError,
+    ConnectorTimeout,
+    InboundOutcome,
+    PayloadOverflow,
+    RecvEnvelope,
+    SendOutcome,
+    validate_correlation_id,
+)
+from taktora_connector.ports import PayloadCodec
+
+from .bridge import InboundQueue, Offer, OutboundBridge
+from .delivery import Delivery
+from .health_control import HealthController
+from .routing import MqttRouting
+
+T = TypeVar("T")
+
+#: (payload, topic, qos, retain, timestamp_ns, sequence_number) as queued for a reader.
+_Inbound = tuple[bytes, str, int, bool, int, int]
+
+
+class MqttWriter(Generic[T]):
+    """Publishes the values of one channel to ``descriptor.routing.topic``."""
+
+    def __init__(
+        self,
+        descriptor: ChannelDescriptor[MqttRouting],
+        codec: PayloadCodec[T],
+        bridge: OutboundBridge[tuple[str, bytes, int, bool, Delivery]],
+        controller: HealthController,
+        on_close: Callable[[MqttWriter[T]], None],
+    ) -> None:
+        routing = descriptor.routing
+        assert routing.topic is not None  # checked by the connector
+        self._descriptor = descriptor
+        self._codec = codec
+        self._bridge = bridge
+        self._controller = controller
+        self._on_close = on_close
+        self._topic = routing.topic
+        self._qos = int(routing.qos)
+        self._retain = routing.retained
+        self._max = descriptor.max_payload_size
+        self._lock = threading.Lock()
+        self._next_sequence = 0
+        self._last: Delivery | None = None
+        self._closed = False
+
+    @property
+    def descriptor(self) -> ChannelDescriptor[MqttRouting]:
+        return self._descriptor
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def send(
+        self, value: T, *, correlation_id: bytes | None = None
+    ) -> Result[SendOutcome, ConnectorError]:
+        if self._closed:
+            return Failure(ConnectorDown(f"writer {self._descriptor.name!r} is closed"))
+        if correlation_id is not None:
+            # MQTT 3.1.1 has nowhere to carry it: validated, then not put on the wire.
+            try:
+                validate_correlation_id(correlation_id)
+            except ConfigurationError as err:
+                return Failure(err)
+        encoded = self._codec.encode(value)
+        if not is_successful(encoded):
+            return Failure(encoded.failure())
+        payload: bytes = encoded.unwrap()
+        size = len(payload)
+        if size > self._max:
+            return Failure(PayloadOverflow(size, self._max))
+        delivery = Delivery()
+        with self._lock:
+            offered = self._bridge.offer((self._topic, payload, self._qos, self._retain, delivery))
+            if offered is Offer.ACCEPTED:
+                sequence = self._next_sequence
+                self._next_sequence = sequence + 1
+                self._last = delivery
+        if offered is Offer.FULL:
+            self._controller.trip_outbound()
+            return Failure(BackPressure(self._bridge.capacity))
+        if offered is Offer.CLOSED:
+            return Failure(ConnectorDown("connector is closed"))
+        return Success(SendOutcome(sequence, time.time_ns(), size, delivery))
+
+    def flush(self, timeout: float | None = None) -> Result[None, ConnectorError]:
+        """Wait until every accepted message is delivered or failed.
+
+        Deliveries complete in the order they were accepted, so waiting for the
+        last one is waiting for all. The result is the last one's.
+        """
+        last = self._last
+        if last is None:
+            return Success(None)
+        result = last.wait(timeout)
+        if not last.done:
+            return Failure(ConnectorTimeout("flush", timeout if timeout is not None else 0.0))
+        return result
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._on_close(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<MqttWriter {self._descriptor.name!r} topic={self._topic!r} {state}>"
+
+
+class MqttReader(Generic[T]):
+    """Receives the values of one channel from its topic or filter."""
+
+    def __init__(
+        self,
+        descriptor: ChannelDescriptor[MqttRouting],
+        codec: PayloadCodec[T],
+        capacity: int,
+        controller: HealthController,
+        on_close: Callable[[MqttReader[T]], None],
+    ) -> None:
+        self._descriptor = descriptor
+        self._codec = codec
+        self._controller = controller
+        self._on_close = on_close
+        self.topic_filter = descriptor.routing.subscription_filter()
+        self._queue: InboundQueue[_Inbound] = InboundQueue(capacity, self._drained)
+        self._next_sequence = 0  # written by the sidecar only
+        self._error: ConnectorError | None = None
+        self._closed = False
+        #: Payloads that did not decode, so far.
+        self.decode_failures = 0
+
+    @property
+    def descriptor(self) -> ChannelDescriptor[MqttRouting]:
+        return self._descriptor
+
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def deliver(
+        self, payload: bytes, topic: str, qos: int, retain: bool, timestamp_ns: int
+    ) -> InboundOutcome:
+        """Sidecar side: queue one message. Dropped ones use a sequence number too,
+        so a gap in a reader's sequence numbers shows where messages were dropped."""
+        sequence = self._next_sequence
+        self._next_sequence = sequence + 1
+        return self._queue.offer((payload, topic, qos, retain, timestamp_ns, sequence))
+
+    def fail(self, error: ConnectorError) -> None:
+        """Sidecar side: report an error (a refused subscription) on the next receive."""
+        self._error = error
+        self._queue.interrupt()
+
+    def try_recv(self) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:
+        return self._receive(0)
+
+    def recv(
+        self, timeout: float | None = None
+    ) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:
+        if timeout is not None and timeout < 0:
+            return Failure(ConfigurationError(f"timeout must be >= 0 or None, got {timeout!r}"))
+        return self._receive(timeout)
+
+    def _receive(
+        self, timeout: float | None
+    ) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:
+        if self._closed:
+            return Failure(self._closed_error())
+        error = self._error
+        if error is not None:
+            self._error = None
+            return Failure(error)
+        item = self._queue.take(timeout)
+        if item is None:
+            if self._closed:
+                return Failure(self._closed_error())
+            return Success(None)
+        payload, topic, qos, retain, timestamp_ns, sequence = item
+        decoded = self._codec.decode(payload)
+        if not is_successful(decoded):
+            self.decode_failures += 1
+            failure = decoded.failure()
+            if failure.payload is None:
+                failure = CodecError(failure.format, failure.cause, payload)
+            return Failure(failure)
+        value: Any = decoded.unwrap()
+        return Success(
+            RecvEnvelope(
+                value,
+                payload,
+                sequence,
+                timestamp_ns,
+                ZERO_CORRELATION_ID,
+                MqttRouting.delivered(topic, qos, retain),
+            )
+        )
+
+    def __iter__(self) -> Iterator[RecvEnvelope[T, MqttRouting]]:
+        while True:
+            result = self._receive(None)
+            if not is_successful(result):
+                error = result.failure()
+                if isinstance(error, ConnectorDown):
+                    return
+                raise error
+            envelope = result.unwrap()
+            if envelope is not None:
+                yield envelope
+
+    def fileno(self) -> int:
+        return self._queue.fileno()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._on_close(self)
+        self._queue.close()
+        self._controller.inbound_drained(self)
+
+    def _drained(self) -> None:
+        self._controller.inbound_drained(self)
+
+    def _closed_error(self) -> ConnectorDown:
+        return ConnectorDown(f"reader {self._descriptor.name!r} is closed")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<MqttReader {self._descriptor.name!r} filter={self.topic_filter!r} {state}>"

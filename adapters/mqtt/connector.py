@@ -1,0 +1,254 @@
+"""The connector facade: what an application holds (REQ_0250).
+
+Rules of this module:
+- it wires the parts together and checks what the caller asks for; protocol
+  work belongs to the gateway, health decisions to the health controller;
+- every operation that can fail for the caller's input returns a ``Result``;
+- writers and readers may be created before or after ``start()``;
+- after ``close()`` every operation of the connector and its channels returns
+  ``Failure(ConnectorDown)``, and no thread or descriptor of it is left.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+from returns.result import Failure, Result, Success
+
+from taktora_connector.adapters.codecs import JsonCodec
+from taktora_connector.adapters.health import HealthBroadcaster, QueueHealthSubscription
+from taktora_connector.domain import (
+    ChannelDescriptor,
+    ConfigurationError,
+    Connecting,
+    ConnectorDown,
+    ConnectorError,
+    ConnectorHealth,
+    ConnectorTimeout,
+)
+from taktora_connector.ports import PayloadCodec
+
+from .channels import MqttReader, MqttWriter
+from .gateway import Gateway
+from .health_control import HealthController, Phase
+from .options import MqttConnectorOptions
+from .routing import MqttRouting
+from .subscriptions import Subscriptions
+from .topics import validate_publish_topic
+
+T = TypeVar("T")
+
+DEFAULT_CLOSE_TIMEOUT = 5.0
+
+
+class MqttConnector(Generic[T]):
+    """The reference MQTT 3.1.1 connector.
+
+    >>> connector = MqttConnector(MqttConnectorOptions(client_id="doc-example"))
+    >>> connector.name, connector.health().kind.value
+    ('mqtt', 'connecting')
+    >>> _ = connector.close()
+    """
+
+    def __init__(
+        self,
+        options: MqttConnectorOptions | None = None,
+        codec: PayloadCodec[T] | None = None,
+    ) -> None:
+        self._options = options if options is not None else MqttConnectorOptions()
+        if not isinstance(self._options, MqttConnectorOptions):
+            raise ConfigurationError(
+                f"options must be MqttConnectorOptions, got {type(self._options).__name__}"
+            )
+        self._codec: PayloadCodec[T] = codec if codec is not None else JsonCodec()
+        self._broadcaster = HealthBroadcaster(Connecting(time.monotonic_ns()))
+        self._controller = HealthController(self._broadcaster, self._options.inbound_drop_threshold)
+        self._subscriptions: Subscriptions[MqttReader[T]] = Subscriptions(self._wake)
+        self._gateway = Gateway(
+            self._options, self._controller, self._subscriptions, self._options.outbound_capacity
+        )
+        self._lock = threading.Lock()
+        self._writers: dict[str, MqttWriter[T]] = {}
+        self._readers: dict[str, MqttReader[T]] = {}
+        self._closed = False
+
+    # -- Connector port ----------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return "mqtt"
+
+    @property
+    def options(self) -> MqttConnectorOptions:
+        return self._options
+
+    @property
+    def codec(self) -> PayloadCodec[T]:
+        return self._codec
+
+    def health(self) -> ConnectorHealth:
+        return self._broadcaster.state
+
+    def subscribe_health(self) -> QueueHealthSubscription:
+        return self._broadcaster.subscribe()
+
+    @property
+    def last_error(self) -> str | None:
+        """The most recent connection failure, as text (never contains the password)."""
+        return self._gateway.last_error
+
+    @property
+    def inbound_drops(self) -> int:
+        """Inbound messages dropped across all readers so far."""
+        return self._controller.inbound_drops
+
+    def start(self) -> Result[None, ConnectorError]:
+        """Start the sidecar and connect; again after ``Down``, retry connecting."""
+        with self._lock:
+            if self._closed:
+                return Failure(ConnectorDown("connector is closed"))
+            self._gateway.start()
+        return Success(None)
+
+    def create_writer(
+        self, descriptor: ChannelDescriptor[MqttRouting]
+    ) -> Result[MqttWriter[T], ConnectorError]:
+        checked = _check_descriptor(descriptor)
+        if checked is not None:
+            return Failure(checked)
+        routing = descriptor.routing
+        if routing.topic is None:
+            return Failure(
+                ConfigurationError(
+                    f"writer {descriptor.name!r} needs MqttRouting.topic to publish to; "
+                    f"a filter ({routing.filter!r}) is only for reading"
+                )
+            )
+        try:
+            validate_publish_topic(routing.topic)
+        except ConfigurationError as err:
+            return Failure(err)
+        with self._lock:
+            if self._closed:
+                return Failure(ConnectorDown("connector is closed"))
+            if descriptor.name in self._writers:
+                return Failure(_duplicate("writer", descriptor.name))
+            writer = MqttWriter(
+                descriptor,
+                self._codec,
+                self._gateway.outbound,
+                self._controller,
+                self._forget_writer,
+            )
+            self._writers[descriptor.name] = writer
+        return Success(writer)
+
+    def create_reader(
+        self, descriptor: ChannelDescriptor[MqttRouting]
+    ) -> Result[MqttReader[T], ConnectorError]:
+        checked = _check_descriptor(descriptor)
+        if checked is not None:
+            return Failure(checked)
+        with self._lock:
+            if self._closed:
+                return Failure(ConnectorDown("connector is closed"))
+            if descriptor.name in self._readers:
+                return Failure(_duplicate("reader", descriptor.name))
+            reader = MqttReader(
+                descriptor,
+                self._codec,
+                self._options.inbound_capacity,
+                self._controller,
+                self._forget_reader,
+            )
+            self._readers[descriptor.name] = reader
+            self._subscriptions.add(reader.topic_filter, reader, int(descriptor.routing.qos))
+        return Success(reader)
+
+    def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> Result[None, ConnectorError]:
+        """Flush what was accepted (up to ``timeout`` s), disconnect, stop the sidecar.
+
+        Idempotent. ``Failure(ConnectorTimeout)`` when messages were still
+        undelivered at the deadline (their handles fail with ``ConnectorDown``);
+        the connector is closed either way.
+        """
+        with self._lock:
+            if self._closed:
+                return Success(None)
+            self._closed = True
+            writers = list(self._writers.values())
+            readers = list(self._readers.values())
+        for writer in writers:
+            writer.close()
+        flushed = self._gateway.stop(timeout)
+        for reader in readers:
+            reader.close()
+        self._controller.set_phase(Phase.DOWN, "closed")
+        self._broadcaster.close_all()
+        if not flushed:
+            return Failure(ConnectorTimeout("close", timeout))
+        return Success(None)
+
+    def __enter__(self) -> Self:
+        started = self.start()
+        if isinstance(started, Failure):
+            raise started.failure()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<MqttConnector {self._options.broker_url()} client_id="
+            f"{self._options.client_id!r} {self.health().kind.value}>"
+        )
+
+    # -- internals -----------------------------------------------------------------------
+
+    @property
+    def sidecar(self) -> threading.Thread | None:
+        """The sidecar thread (for diagnostics and tests), once started."""
+        return self._gateway.thread
+
+    def _wake(self) -> None:
+        self._gateway.wake()
+
+    def _forget_writer(self, writer: MqttWriter[Any]) -> None:
+        with self._lock:
+            if self._writers.get(writer.descriptor.name) is writer:
+                del self._writers[writer.descriptor.name]
+
+    def _forget_reader(self, reader: MqttReader[Any]) -> None:
+        with self._lock:
+            if self._readers.get(reader.descriptor.name) is reader:
+                del self._readers[reader.descriptor.name]
+        self._subscriptions.remove(reader.topic_filter, reader)
+
+
+def _check_descriptor(descriptor: object) -> ConnectorError | None:
+    if not isinstance(descriptor, ChannelDescriptor):
+        return ConfigurationError(
+            f"expected a ChannelDescriptor, got {type(descriptor).__name__}"
+        )
+    if not isinstance(descriptor.routing, MqttRouting):
+        return ConfigurationError(
+            f"channel {descriptor.name!r} has routing {type(descriptor.routing).__name__}; "
+            "the MQTT connector needs MqttRouting"
+        )
+    return None
+
+
+def _duplicate(kind: str, name: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"a {kind} named {name!r} is already open on this connector; "
+        f"channel names must be unique per connector (close the other {kind} first)"
+    )

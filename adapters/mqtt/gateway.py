@@ -1,0 +1,706 @@
+"""The sidecar: one thread that owns the paho client and all protocol I/O (REQ_0258).
+
+Rules of this module:
+- it is the only module that imports paho; no paho type leaves it;
+- paho runs through its external-loop API (``socket``, ``loop_read``,
+  ``loop_write``, ``want_write``, ``loop_misc``) inside this thread alone, so
+  every paho callback runs here and never on an application thread;
+- application threads talk to it only through the bounded bridges, the
+  subscription registry and ``wake()``; it never blocks on them;
+- messages are handed to paho only while paho has room: QoS 1 while fewer than
+  ``max_inflight`` are unacknowledged, QoS 0 while paho has no unsent bytes,
+  so a stalled broker fills the outbound bridge (BackPressure), not memory;
+- deliveries complete in order: QoS 0 once written, QoS 1 on PUBACK (a broker
+  acknowledges in the order it received, MQTT-4.6.0-2);
+- no exception escapes the thread: a fault in a step is logged and handled as
+  a broken connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from taktora_connector.domain import (
+    SENT,
+    ConnectorDown,
+    ConnectorError,
+    InboundOutcome,
+    StackError,
+)
+
+from .backoff import Backoff
+from .bridge import OutboundBridge
+from .delivery import Delivery
+from .health_control import HealthController, Phase
+from .options import MqttConnectorOptions
+from .subscriptions import FilterChange, Subscriptions
+
+log = logging.getLogger("taktora_connector.mqtt")
+
+#: Messages handed to paho per pass of the loop, so reads are never starved.
+PUMP_BATCH: Final = 64
+#: Filters per SUBSCRIBE or UNSUBSCRIBE packet.
+SUBSCRIBE_BATCH: Final = 100
+#: Packets read per readable event before the loop looks at other work.
+READ_BURST: Final = 256
+#: The longest the loop sleeps, so keep-alive and deadlines are checked often.
+IDLE_TICK: Final = 0.5
+
+_AUTH_REFUSALS: Final = frozenset({"Bad user name or password", "Not authorized"})
+_PERMANENT_REFUSALS: Final = frozenset({"Unsupported protocol version", "Client identifier not valid"})
+
+#: (topic, payload, qos, retain, delivery) as queued by a writer.
+Outbound = tuple[str, bytes, int, bool, Delivery]
+
+
+class InboundSink(Protocol):
+    """What the gateway needs of a reader: somewhere to put a received message."""
+
+    def deliver(
+        self, payload: bytes, topic: str, qos: int, retain: bool, timestamp_ns: int
+    ) -> InboundOutcome: ...
+
+    def fail(self, error: ConnectorError) -> None: ...
+
+
+class Gateway:
+    """Owns the paho client on one sidecar thread."""
+
+    def __init__(
+        self,
+        options: MqttConnectorOptions,
+        controller: HealthController,
+        subscriptions: Subscriptions[Any],
+        bridge_capacity: int,
+    ) -> None:
+        self._options = options
+        self._controller = controller
+        self._subscriptions = subscriptions
+        self.outbound: OutboundBridge[Outbound] = OutboundBridge(bridge_capacity, self.wake)
+        self._backoff = Backoff(options.reconnect_initial_backoff, options.reconnect_max_backoff)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sleeping = False
+        self._wake_pending = False
+        self._thread: threading.Thread | None = None
+        self._client: paho.Client | None = None
+        self._selector = selectors.DefaultSelector()
+        self._registered: tuple[Any, int] | None = None
+        self._peek: tuple[Any, select.poll] | None = None
+        # Connection state, touched by the sidecar only.
+        self._socket_open = False
+        self._connected = False
+        self._failures = 0
+        self._next_attempt = 0.0
+        self._connack_deadline: float | None = None
+        self._refusal: tuple[bool, str] | None = None  # (permanent, reason)
+        self._drop_reason: str | None = None
+        self._gave_up = False
+        self._next_misc = 0.0
+        self._held: Outbound | None = None
+        self._qos0: deque[tuple[paho.MQTTMessageInfo, Delivery]] = deque()
+        self._qos1: deque[tuple[paho.MQTTMessageInfo, Delivery]] = deque()
+        self._subscribe_mids: dict[int, list[str]] = {}
+        # Requests from application threads.
+        self._restart_requested = False
+        self._stop_requested = False
+        self._stop_deadline = 0.0
+        self._flushed_on_stop = False
+        #: The most recent connection failure, for diagnostics (never has a password).
+        self.last_error: str | None = None
+        self.rejected_inbound = 0
+
+    # -- application-thread side -------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def start(self) -> None:
+        if self._thread is not None:
+            if self._gave_up:
+                self._restart_requested = True
+                self.wake(force=True)
+            return
+        self._thread = threading.Thread(
+            target=self._run, name=f"taktora-mqtt[{self._options.client_id}]", daemon=True
+        )
+        self._thread.start()
+
+    def wake(self, force: bool = False) -> None:
+        """Interrupt the sidecar's sleep (cheap when it is awake already)."""
+        if (self._sleeping or force) and not self._wake_pending:
+            self._wake_pending = True
+            try:
+                os.write(self._wake_w, b"\x01")
+            except (BlockingIOError, OSError):  # full pipe: a wake-up is pending anyway
+                pass
+
+    def stop(self, timeout: float) -> bool:
+        """Flush for up to ``timeout`` s, disconnect, end the thread; True if all was flushed."""
+        thread = self._thread
+        if thread is None:
+            for item in self.outbound.close():
+                item[4].fail(ConnectorDown("connector closed before the message was sent"))
+            self._close_fds()
+            return True
+        self._stop_deadline = time.monotonic() + max(timeout, 0.0)
+        self._stop_requested = True
+        self.wake(force=True)
+        thread.join(max(timeout, 0.0) + self._options.connect_timeout + 5.0)
+        if thread.is_alive():  # pragma: no cover - a bug, but never hang the caller
+            log.error("sidecar %s did not stop in time", thread.name)
+            return False
+        return self._flushed_on_stop
+
+    # -- the sidecar loop ----------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._client = self._make_client()
+            while not self._should_exit():
+                try:
+                    self._step()
+                except Exception as err:  # never let the sidecar die
+                    log.exception("sidecar step failed; treating it as a broken connection")
+                    self._force_close(f"internal error: {err!r}")
+                    time.sleep(0.01)
+        finally:
+            try:
+                self._shutdown()
+            finally:
+                self._close_fds()
+
+    def _make_client(self) -> paho.Client:
+        options = self._options
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=options.client_id,
+            clean_session=options.clean_session,
+            protocol=MQTTProtocolVersion.MQTTv311,
+            reconnect_on_failure=False,
+        )
+        # The connector enforces the in-flight window; paho must neither queue nor limit.
+        client.max_inflight_messages_set(0)
+        client.max_queued_messages_set(0)
+        client.connect_timeout = options.connect_timeout
+        if options.credentials is not None:
+            client.username_pw_set(options.credentials.username, options.credentials.password)
+        if options.tls is not None:
+            client.tls_set_context(options.tls.context())
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        # With a write-registration callback paho only queues packets; this loop writes them.
+        client.on_socket_register_write = _ignore_socket
+        return client
+
+    def _should_exit(self) -> bool:
+        if not self._stop_requested:
+            return False
+        if self._nothing_to_flush():
+            self._flushed_on_stop = True
+            return True
+        if time.monotonic() >= self._stop_deadline or self._gave_up:
+            return True
+        return False
+
+    def _nothing_to_flush(self) -> bool:
+        return not (self._held or len(self.outbound) or self._qos0 or self._qos1)
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        if self._restart_requested:
+            self._restart_requested = False
+            self._gave_up = False
+            self._failures = 0
+            self._next_attempt = now
+        if not self._socket_open and not self._gave_up and now >= self._next_attempt:
+            self._attempt_connect(now)
+        if self._connected:
+            if self._subscriptions.pending:
+                self._send_subscriptions(self._subscriptions.changes())
+            self._pump()
+        if self._socket_open:
+            self._write()
+            if now >= self._next_misc:
+                self._next_misc = now + IDLE_TICK
+                self._client_call(lambda c: c.loop_misc())
+            if self._connack_deadline is not None and now >= self._connack_deadline:
+                self._force_close(
+                    f"no CONNACK within {self._options.connect_timeout:g} s"
+                )
+        self._wait(now)
+
+    def _wait(self, now: float) -> None:
+        client = self._client
+        assert client is not None
+        sock = client.socket() if self._socket_open else None
+        self._register(sock, client.want_write() if sock is not None else False)
+        timeout = self._sleep_budget(now)
+        self._sleeping = True
+        if self._has_immediate_work(sock):
+            timeout = 0.0
+        try:
+            events = self._selector.select(timeout)
+        finally:
+            self._sleeping = False
+        for key, mask in events:
+            if key.fileobj == self._wake_r:
+                self._drain_wake()
+            elif mask & selectors.EVENT_READ:
+                self._read()
+        if sock is not None and self._socket_open and _pending_tls(sock):
+            self._read()
+
+    def _sleep_budget(self, now: float) -> float:
+        deadlines = [now + IDLE_TICK]
+        if not self._socket_open and not self._gave_up:
+            deadlines.append(self._next_attempt)
+        if self._connack_deadline is not None:
+            deadlines.append(self._connack_deadline)
+        if self._stop_requested:
+            deadlines.append(self._stop_deadline)
+        return max(0.0, min(deadlines) - now)
+
+    def _has_immediate_work(self, sock: Any) -> bool:
+        if self._stop_requested and self._nothing_to_flush():
+            return True
+        if self._restart_requested:
+            return True
+        if not self._connected:
+            return False
+        if self._subscriptions.pending:
+            return True
+        return self._can_pump() or (sock is not None and _pending_tls(sock))
+
+    def _register(self, sock: Any, want_write: bool) -> None:
+        selector = self._selector
+        if not selector.get_map():
+            selector.register(self._wake_r, selectors.EVENT_READ)
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
+        wanted = (sock, events) if sock is not None else None
+        if wanted == self._registered:
+            return
+        if self._registered is not None:
+            old_sock = self._registered[0]
+            try:
+                if sock is old_sock and sock is not None:
+                    selector.modify(sock, events)
+                    self._registered = wanted
+                    return
+                selector.unregister(old_sock)
+            except (KeyError, ValueError, OSError):
+                pass
+        self._registered = None
+        if sock is not None:
+            try:
+                selector.register(sock, events)
+                self._registered = wanted
+            except (ValueError, OSError):  # closed under us: the next read reports the loss
+                self._registered = None
+
+    def _drain_wake(self) -> None:
+        self._wake_pending = False
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    # -- connecting ------------------------------------------------------------------
+
+    def _attempt_connect(self, now: float) -> None:
+        client = self._client
+        assert client is not None
+        options = self._options
+        self._controller.set_phase(Phase.CONNECTING)
+        self._refusal = None
+        self._drop_reason = None
+        try:
+            client.connect(options.host, options.port, int(options.keep_alive))
+        except ssl.SSLCertVerificationError as err:
+            self._attempt_failed(f"TLS certificate verification failed: {err.verify_message or err}")
+        except ssl.SSLError as err:
+            self._attempt_failed(f"TLS handshake failed: {err.reason or err}")
+        except socket.gaierror as err:
+            self._attempt_failed(f"cannot resolve host {options.host!r}: {err.strerror or err}")
+        except (OSError, ValueError) as err:
+            self._attempt_failed(f"cannot connect to {options.broker_url()}: {_describe(err)}")
+        else:
+            self._socket_open = True
+            self._connack_deadline = now + options.connect_timeout
+            self._next_misc = now + IDLE_TICK
+
+    def _attempt_failed(self, reason: str) -> None:
+        self._failures += 1
+        self.last_error = reason
+        ceiling = self._options.reconnect_attempt_ceiling
+        if ceiling is not None and self._failures > ceiling:
+            self._give_up(
+                f"gave up after {self._failures} failed connection attempts; last: {reason}"
+            )
+            return
+        delay = self._backoff.delay(self._failures)
+        self._next_attempt = time.monotonic() + delay
+        log.warning(
+            "connection attempt %d to %s failed (%s); next attempt in %.2f s",
+            self._failures, self._options.broker_url(), reason, delay,
+        )
+
+    def _give_up(self, reason: str) -> None:
+        self._gave_up = True
+        self.last_error = reason
+        log.error("%s: %s", self._options.broker_url(), reason)
+        self._controller.set_phase(Phase.DOWN, reason)
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        try:
+            if reason_code.is_failure:
+                name = reason_code.getName()
+                if name in _AUTH_REFUSALS:
+                    self._refusal = (True, f"authentication rejected: {name}")
+                elif name in _PERMANENT_REFUSALS:
+                    self._refusal = (True, f"broker refused the connection: {name}")
+                else:
+                    self._refusal = (False, f"broker refused the connection: {name}")
+                return
+            self._connected = True
+            self._connack_deadline = None
+            self._failures = 0
+            self.last_error = None
+            log.info("connected to %s", self._options.broker_url())
+            self._controller.set_phase(Phase.CONNECTED)
+            self._send_subscriptions(self._subscriptions.everything())
+        except Exception:  # pragma: no cover - defensive: paho would re-raise into the loop
+            log.exception("on_connect failed")
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        try:
+            was_connected = self._connected
+            self._connected = False
+            self._socket_open = False
+            self._connack_deadline = None
+            self._settle_qos0(lost=True)
+            self._subscribe_mids.clear()
+            if self._stop_requested and not was_connected and self._refusal is None:
+                return
+            refusal, self._refusal = self._refusal, None
+            if refusal is not None:
+                permanent, reason = refusal
+                if permanent:
+                    self._give_up(reason)
+                else:
+                    self._attempt_failed(reason)
+                return
+            reason = self._drop_reason or _describe_disconnect(reason_code)
+            self._drop_reason = None
+            if was_connected:
+                self.last_error = f"connection lost: {reason}"
+                log.warning("connection to %s lost: %s", self._options.broker_url(), reason)
+                if self._stop_requested:
+                    return
+                self._controller.set_phase(Phase.CONNECTING)
+                self._next_attempt = time.monotonic() + self._backoff.delay(1)
+            else:
+                self._attempt_failed(reason)
+        except Exception:  # pragma: no cover - defensive
+            log.exception("on_disconnect failed")
+
+    def _force_close(self, reason: str) -> None:
+        """Drop the connection from this side (the next read reports it as lost)."""
+        client = self._client
+        self._drop_reason = reason
+        self._connack_deadline = None
+        sock = client.socket() if client is not None else None
+        if sock is None:
+            if self._socket_open:
+                self._socket_open = False
+                self._connected = False
+                self._attempt_failed(reason)
+            return
+        self._register(None, False)
+        try:
+            sock.close()
+        except OSError:
+            pass
+        # Reading the closed socket makes paho tear the connection down and call
+        # on_disconnect, which schedules the reconnect.
+        self._client_call(lambda c: c.loop_read())
+        if self._socket_open:  # paho did not notice: account for it ourselves
+            self._socket_open = False
+            self._connected = False
+            self._attempt_failed(reason)
+
+    # -- I/O -------------------------------------------------------------------------
+
+    def _client_call(self, call: Callable[[paho.Client], Any]) -> Any:
+        client = self._client
+        assert client is not None
+        try:
+            return call(client)
+        except (OSError, ValueError, ssl.SSLError) as err:
+            log.warning("protocol I/O failed: %s", _describe(err))
+            if self._socket_open and client.socket() is not None:
+                self._force_close(f"I/O error: {_describe(err)}")
+            return None
+
+    def _read(self) -> None:
+        client = self._client
+        assert client is not None
+        for _ in range(READ_BURST):
+            if not self._socket_open:
+                break
+            rc = self._client_call(lambda c: c.loop_read())
+            if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+            sock = client.socket()
+            if sock is None or not (_pending_tls(sock) or self._readable_now(sock)):
+                break
+        self._settle_qos1()
+        if self._connected:
+            self._pump()
+            self._write()
+
+    def _readable_now(self, sock: Any) -> bool:
+        """Whether more bytes wait on ``sock`` (poll, which has no descriptor limit)."""
+        peek = self._peek
+        if peek is None or peek[0] is not sock:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            peek = self._peek = (sock, poller)
+        try:
+            return bool(peek[1].poll(0))
+        except (OSError, ValueError):
+            return False
+
+    def _write(self) -> None:
+        client = self._client
+        assert client is not None
+        if self._socket_open and client.want_write():
+            self._client_call(lambda c: c.loop_write())
+        self._settle_qos0(lost=False)
+
+    def _can_pump(self) -> bool:
+        item = self._held or self.outbound.peek()
+        if item is None:
+            return False
+        if item[2]:
+            return len(self._qos1) < self._options.max_inflight
+        client = self._client
+        return client is not None and not client.want_write()
+
+    def _pump(self) -> None:
+        """Hand queued messages to paho while it has room."""
+        client = self._client
+        assert client is not None
+        max_inflight = self._options.max_inflight
+        qos0_open = not client.want_write()
+        bridge = self.outbound
+        for _ in range(PUMP_BATCH):
+            item = self._held or bridge.peek()
+            if item is None:
+                break
+            topic, payload, qos, retain, delivery = item
+            if qos:
+                if len(self._qos1) >= max_inflight:
+                    break
+            elif not qos0_open:
+                break
+            if self._held is not None:
+                self._held = None
+            else:
+                bridge.pop()
+            try:
+                info = client.publish(topic, payload, qos, retain)
+            except (ValueError, TypeError) as err:
+                delivery.fail(StackError(f"paho refused the message: {err}"))
+                continue
+            rc = info.rc
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                (self._qos1 if qos else self._qos0).append((info, delivery))
+            elif rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                self._held = item  # its message id is still in flight: try again later
+                break
+            elif qos and rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                self._qos1.append((info, delivery))  # paho keeps it and resends on CONNACK
+            else:
+                delivery.fail(
+                    ConnectorDown("connection lost before the message was written")
+                    if rc == MQTTErrorCode.MQTT_ERR_NO_CONN
+                    else StackError(paho.error_string(rc))
+                )
+        if self._held is None and not len(bridge):
+            self._controller.outbound_drained()
+
+    def _settle_qos0(self, *, lost: bool) -> None:
+        queue = self._qos0
+        while queue:
+            info, delivery = queue[0]
+            if _published(info):
+                delivery.succeed()
+            elif lost or info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                delivery.fail(ConnectorDown("connection lost before the message was written"))
+            else:
+                return
+            queue.popleft()
+
+    def _settle_qos1(self) -> None:
+        queue = self._qos1
+        while queue and _published(queue[0][0]):
+            queue.popleft()[1].succeed()
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def _send_subscriptions(self, changes: list[FilterChange]) -> None:
+        client = self._client
+        assert client is not None
+        subscribe = [(c.topic_filter, c.qos) for c in changes if c.qos is not None]
+        unsubscribe = [c.topic_filter for c in changes if c.qos is None]
+        for start in range(0, len(subscribe), SUBSCRIBE_BATCH):
+            chunk = subscribe[start : start + SUBSCRIBE_BATCH]
+            rc, mid = client.subscribe(chunk)
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                self._subscribe_mids[mid] = [f for f, _ in chunk]
+        for start in range(0, len(unsubscribe), SUBSCRIBE_BATCH):
+            client.unsubscribe(unsubscribe[start : start + SUBSCRIBE_BATCH])
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
+        try:
+            filters = self._subscribe_mids.pop(mid, [])
+            for topic_filter, code in zip(filters, reason_codes, strict=False):
+                if code.is_failure:
+                    log.warning("broker refused the subscription to %r", topic_filter)
+                    error = StackError(f"broker refused the subscription to {topic_filter!r}")
+                    for reader in self._subscriptions.readers_of(topic_filter):
+                        reader.fail(error)
+        except Exception:  # pragma: no cover - defensive
+            log.exception("on_subscribe failed")
+
+    # -- inbound -----------------------------------------------------------------------
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            self.rejected_inbound += 1
+            log.warning("dropped an inbound message whose topic is not UTF-8")
+            return
+        readers = self._subscriptions.matcher.match(topic)
+        if not readers:
+            return
+        payload = message.payload
+        qos = message.qos
+        retain = message.retain
+        now = time.time_ns()
+        controller = self._controller
+        for reader in readers:
+            if reader.deliver(payload, topic, qos, retain, now) is not SENT:
+                controller.inbound_dropped(reader)
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        client = self._client
+        if client is not None and self._socket_open:
+            if self._connected:
+                self._connected = False
+                client.disconnect()
+                deadline = time.monotonic() + 1.0
+                while client.want_write() and client.socket() is not None:
+                    if time.monotonic() >= deadline:
+                        break
+                    try:
+                        client.loop_write()
+                    except (OSError, ValueError, ssl.SSLError):
+                        break
+                    if client.want_write():
+                        time.sleep(0.001)
+            sock = client.socket()
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            self._socket_open = False
+        closed = ConnectorDown("connector closed before the message was delivered")
+        if self._held is not None:
+            self._held[4].fail(closed)
+            self._held = None
+        for item in self.outbound.close():
+            item[4].fail(closed)
+        self._settle_qos0(lost=True)
+        for _, delivery in self._qos1:
+            delivery.fail(closed)
+        self._qos1.clear()
+
+    def _close_fds(self) -> None:
+        try:
+            self._selector.close()
+        except (OSError, ValueError):  # pragma: no cover
+            pass
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+
+
+def _ignore_socket(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """Write registration hook: its presence makes paho queue instead of writing inline."""
+
+
+def _published(info: paho.MQTTMessageInfo) -> bool:
+    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        return False
+    try:
+        return info.is_published()
+    except (ValueError, RuntimeError):
+        return False
+
+
+def _pending_tls(sock: Any) -> bool:
+    pending = getattr(sock, "pending", None)
+    return bool(pending and pending())
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err)
+    return text or type(err).__name__
+
+
+def _describe_disconnect(reason_code: Any) -> str:
+    try:
+        if getattr(reason_code, "is_failure", False):
+            return f"the connection was closed ({reason_code.getName()})"
+    except Exception:  # pragma: no cover - defensive
+        pass
+    return "the broker closed the connection"

@@ -1,0 +1,152 @@
+"""From connection phase and degradation latches to health transitions.
+
+Rules of this module:
+- health is *derived*: ``desired_health`` maps the connection phase and the set
+  of tripped latches to one state, and ``path`` finds the legal steps from the
+  current state to it (``Up -> Connecting`` goes through
+  ``Degraded("connection lost")``, each step broadcast);
+- a latch (outbound backpressure, inbound drops) trips once when its condition
+  starts and stays tripped until the bridge that caused it drained; clearing it
+  re-arms it;
+- inbound drops trip their latch when the drops counted since it was armed
+  reach ``inbound_drop_threshold``; the reason names the cumulative total;
+- ``HealthController`` is the only writer of a connector's health and takes one
+  lock per change, so events reach subscribers in the order they happened.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Hashable
+
+from taktora_connector.adapters.health import HealthBroadcaster
+from taktora_connector.domain import (
+    Connecting,
+    ConnectorHealth,
+    Degraded,
+    Down,
+    HealthKind,
+    Up,
+    is_legal,
+)
+
+CONNECTION_LOST = "connection lost"
+OUTBOUND_BACKPRESSURE = "outbound backpressure"
+
+
+class Phase(enum.Enum):
+    """Where the connection is, as the sidecar sees it."""
+
+    CONNECTING = "connecting"  # also: created and not started yet, or backing off
+    CONNECTED = "connected"  # CONNACK accepted
+    DOWN = "down"  # gave up, refused, or closed
+
+
+def desired_health(
+    phase: Phase, latch_reasons: list[str], current: ConnectorHealth, *, since: int, reason: str
+) -> ConnectorHealth:
+    """The health that phase and latches call for (keeping ``current`` if it already is)."""
+    if phase is Phase.DOWN:
+        return current if isinstance(current, Down) else Down(reason, since)
+    if latch_reasons:
+        return current if isinstance(current, Degraded) else Degraded(latch_reasons[0])
+    if phase is Phase.CONNECTED:
+        return Up()
+    return current if isinstance(current, Connecting) else Connecting(since)
+
+
+def path(current: ConnectorHealth, target: ConnectorHealth) -> list[ConnectorHealth]:
+    """The legal steps from ``current`` to ``target`` (empty when already there)."""
+    if current.kind is target.kind:
+        return []
+    if is_legal(current.kind, target.kind):
+        return [target]
+    if current.kind is HealthKind.UP:  # Up -> Connecting: the loss is broadcast first
+        return [Degraded(CONNECTION_LOST), target]
+    if current.kind is HealthKind.DOWN:  # Down -> Up/Degraded: reconnecting first
+        return [Connecting(time.monotonic_ns()), target]
+    raise AssertionError(f"no path from {current} to {target}")  # pragma: no cover
+
+
+class HealthController:
+    """Keeps one connector's health in line with its phase and latches."""
+
+    def __init__(self, broadcaster: HealthBroadcaster, inbound_drop_threshold: int) -> None:
+        self._broadcaster = broadcaster
+        self._lock = threading.RLock()
+        self._phase = Phase.CONNECTING
+        self._phase_since = time.monotonic_ns()
+        self._down_reason = ""
+        self._latches: dict[Hashable, str] = {}
+        self._threshold = inbound_drop_threshold
+        self._drops_since_armed = 0
+        self._drops_total = 0
+        self._overflowed_readers: set[Hashable] = set()
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def inbound_drops(self) -> int:
+        """All inbound messages this connector dropped so far."""
+        return self._drops_total
+
+    def set_phase(self, phase: Phase, reason: str = "") -> None:
+        with self._lock:
+            if phase is not self._phase:
+                self._phase = phase
+                self._phase_since = time.monotonic_ns()
+            if phase is Phase.DOWN:
+                self._down_reason = reason
+            self._apply()
+
+    def trip_outbound(self) -> bool:
+        """The outbound bridge refused a message; return whether this started an episode."""
+        with self._lock:
+            if OUTBOUND_BACKPRESSURE in self._latches:
+                return False
+            self._latches[OUTBOUND_BACKPRESSURE] = OUTBOUND_BACKPRESSURE
+            self._apply()
+            return True
+
+    def outbound_drained(self) -> None:
+        if OUTBOUND_BACKPRESSURE in self._latches:
+            with self._lock:
+                self._latches.pop(OUTBOUND_BACKPRESSURE, None)
+                self._apply()
+
+    def inbound_dropped(self, reader: Hashable) -> None:
+        """One inbound message for ``reader`` was dropped."""
+        with self._lock:
+            self._drops_total += 1
+            self._overflowed_readers.add(reader)
+            if "inbound" in self._latches:
+                return
+            self._drops_since_armed += 1
+            if self._drops_since_armed >= self._threshold:
+                self._latches["inbound"] = f"dropped {self._drops_total} inbound frames"
+                self._apply()
+
+    def inbound_drained(self, reader: Hashable) -> None:
+        """``reader``'s queue emptied (or it closed) after it had dropped messages."""
+        with self._lock:
+            self._overflowed_readers.discard(reader)
+            if "inbound" in self._latches and not self._overflowed_readers:
+                del self._latches["inbound"]
+                self._drops_since_armed = 0
+                self._apply()
+
+    def _apply(self) -> None:
+        current = self._broadcaster.state
+        target = desired_health(
+            self._phase,
+            list(self._latches.values()),
+            current,
+            since=self._phase_since,
+            reason=self._down_reason,
+        )
+        for step in path(current, target):
+            self._broadcaster.move(step)

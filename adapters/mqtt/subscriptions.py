@@ -1,0 +1,92 @@
+"""Which filters the broker should know, and which readers each message goes to.
+
+Rules of this module:
+- each distinct filter is subscribed at the broker once, with the highest QoS
+  any of its readers asks for, and reference-counted by its readers;
+- changes are recorded as dirty filters; the sidecar alone talks to the broker
+  and asks ``changes()`` what to SUBSCRIBE or UNSUBSCRIBE, so adding 10,000
+  readers costs 10,000 small steps, not a full comparison each time;
+- after a reconnect the sidecar asks for ``everything()`` and subscribes again;
+- matching is lock-free (see ``matcher``); changes take one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from .matcher import TopicMatcher
+
+S = TypeVar("S", bound=Hashable)
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChange:
+    """One step for the broker: subscribe ``topic_filter`` at ``qos``, or unsubscribe (None)."""
+
+    topic_filter: str
+    qos: int | None
+
+
+class Subscriptions(Generic[S]):
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self._lock = threading.Lock()
+        self.matcher: TopicMatcher[S] = TopicMatcher()
+        self._readers: dict[str, dict[S, int]] = {}  # filter -> reader -> qos
+        self._dirty: set[str] = set()
+        self._on_change = on_change
+
+    def add(self, topic_filter: str, reader: S, qos: int) -> None:
+        with self._lock:
+            readers = self._readers.setdefault(topic_filter, {})
+            before = max(readers.values(), default=None)
+            readers[reader] = qos
+            self.matcher.add(topic_filter, reader)
+            if before is None or qos > before:
+                self._dirty.add(topic_filter)
+        self._on_change()
+
+    def remove(self, topic_filter: str, reader: S) -> None:
+        with self._lock:
+            readers = self._readers.get(topic_filter)
+            if readers is None or reader not in readers:
+                return
+            before = max(readers.values())
+            del readers[reader]
+            self.matcher.remove(topic_filter, reader)
+            if not readers:
+                del self._readers[topic_filter]
+                self._dirty.add(topic_filter)
+            elif max(readers.values()) != before:
+                self._dirty.add(topic_filter)
+        self._on_change()
+
+    def wanted_qos(self, topic_filter: str) -> int | None:
+        readers = self._readers.get(topic_filter)
+        return max(readers.values()) if readers else None
+
+    def readers_of(self, topic_filter: str) -> list[S]:
+        with self._lock:
+            return list(self._readers.get(topic_filter, {}))
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._dirty)
+
+    def changes(self) -> list[FilterChange]:
+        """What changed since the last call, as broker steps."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            return [FilterChange(f, self.wanted_qos(f)) for f in sorted(dirty)]
+
+    def everything(self) -> list[FilterChange]:
+        """Every wanted filter (after a reconnect); also clears the dirty set."""
+        with self._lock:
+            self._dirty.clear()
+            return [FilterChange(f, self.wanted_qos(f)) for f in sorted(self._readers)]
+
+    def filters(self) -> dict[str, int]:
+        with self._lock:
+            return {f: max(r.values()) for f, r in self._readers.items()}

@@ -1,0 +1,1 @@
+"""The conformance kit: Gherkin scenarios for REQ_0250..REQ_0261, runnable against any connector."""

@@ -1,0 +1,1 @@
+"""Gherkin feature files of the conformance kit (package data)."""
