@@ -21,9 +21,7 @@ class JsonCodec:
     format_name: Final = "json"
 
     def __init__(self) -> None:
-        self._encoder = json.JSONEncoder(
-            ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        )
+        self._encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         self._decoder = json.JSONDecoder(parse_constant=_reject_constant)
 
     def encode(self, value: Any) -> Result[bytes, CodecError]:
@@ -55,7 +53,7 @@ class BytesCodec:
 
     format_name: Final = "bytes"
 
-    def encode(self, value: bytes | bytearray | memoryview) -> Result[bytes, CodecError]:
+    def encode(self, value: object) -> Result[bytes, CodecError]:
         if isinstance(value, bytes):
             return Success(value)
         if isinstance(value, bytearray | memoryview):
@@ -84,8 +82,7 @@ class MsgpackCodec:
             self._msgpack: Any = importlib.import_module("msgpack")
         except ImportError as err:
             raise ImportError(
-                "MsgpackCodec needs the msgpack package: "
-                "pip install 'taktora-connector[msgpack]'"
+                "MsgpackCodec needs the msgpack package: pip install 'taktora-connector[msgpack]'"
             ) from err
 
     def encode(self, value: Any) -> Result[bytes, CodecError]:
@@ -97,7 +94,7 @@ class MsgpackCodec:
     def decode(self, data: bytes) -> Result[Any, CodecError]:
         try:
             return Success(self._msgpack.unpackb(data, raw=False, strict_map_key=False))
-        except Exception as err:  # noqa: BLE001 - msgpack raises several unrelated types
+        except Exception as err:
             return Failure(
                 CodecError("msgpack", f"payload is not valid MessagePack: {err}", bytes(data))
             )

@@ -104,4 +104,3 @@ class QueueHealthSubscription:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

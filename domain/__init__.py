@@ -75,4 +75,5 @@ __all__ = [
     "Up",
     "is_legal",
     "transition",
+    "validate_correlation_id",
 ]

@@ -53,14 +53,10 @@ class ChannelDescriptor(Generic[R]):
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ConfigurationError(
-                f"channel name must be a non-empty string, got {self.name!r}"
-            )
+            raise ConfigurationError(f"channel name must be a non-empty string, got {self.name!r}")
         size = self.max_payload_size
         if isinstance(size, bool) or not isinstance(size, int):
-            raise ConfigurationError(
-                f"max_payload_size must be an int, got {type(size).__name__}"
-            )
+            raise ConfigurationError(f"max_payload_size must be an int, got {type(size).__name__}")
         if not 0 < size <= MAX_PAYLOAD_LIMIT:
             raise ConfigurationError(
                 f"max_payload_size is {size}; it must be between 1 and "

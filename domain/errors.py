@@ -28,7 +28,7 @@ class CodecError(ConnectorError):
     failures), so a caller can log or dead-letter them.
     """
 
-    def __init__(self, format: str, cause: str, payload: bytes | None = None) -> None:  # noqa: A002
+    def __init__(self, format: str, cause: str, payload: bytes | None = None) -> None:
         super().__init__(format, cause)
         self.format = format
         self.cause = cause
@@ -53,15 +53,14 @@ class BackPressure(ConnectorError):
 class PayloadOverflow(ConnectorError):
     """The encoded payload is larger than the channel's ``max_payload_size``."""
 
-    def __init__(self, actual: int, max: int) -> None:  # noqa: A002
+    def __init__(self, actual: int, max: int) -> None:
         super().__init__(actual, max)
         self.actual = actual
         self.max = max
 
     def __str__(self) -> str:
         return (
-            f"encoded payload is {self.actual} bytes; "
-            f"the channel allows at most {self.max} bytes"
+            f"encoded payload is {self.actual} bytes; the channel allows at most {self.max} bytes"
         )
 
 

@@ -97,7 +97,7 @@ class HealthEvent:
     at: int
 
 
-class IllegalTransition(Exception):  # noqa: N818 - the name is the framework's
+class IllegalTransition(Exception):
     """A health step that is not one of the nine legal edges."""
 
     def __init__(self, from_: HealthKind, to: HealthKind) -> None:

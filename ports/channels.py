@@ -26,14 +26,14 @@ from taktora_connector.domain import (
 
 T_contra = TypeVar("T_contra", contravariant=True)
 T_co = TypeVar("T_co", covariant=True)
-R_co = TypeVar("R_co", covariant=True)
+R = TypeVar("R")
 
 
-class ChannelWriter(Protocol[T_contra, R_co]):
+class ChannelWriter(Protocol[T_contra, R]):
     """Sends values of one channel."""
 
     @property
-    def descriptor(self) -> ChannelDescriptor[R_co]: ...
+    def descriptor(self) -> ChannelDescriptor[R]: ...
 
     def send(
         self, value: T_contra, *, correlation_id: bytes | None = None
@@ -50,7 +50,7 @@ class ChannelWriter(Protocol[T_contra, R_co]):
         ...
 
 
-class ChannelReader(Protocol[T_co, R_co]):
+class ChannelReader(Protocol[T_co, R]):
     """Receives values of one channel.
 
     Iterating yields envelopes until the reader or its connector is closed; a
@@ -59,24 +59,24 @@ class ChannelReader(Protocol[T_co, R_co]):
     """
 
     @property
-    def descriptor(self) -> ChannelDescriptor[R_co]: ...
+    def descriptor(self) -> ChannelDescriptor[R]: ...
 
     @property
     def dropped(self) -> int:
         """How many messages this reader's full bridge has dropped so far."""
         ...
 
-    def try_recv(self) -> Result[RecvEnvelope[T_co, R_co] | None, ConnectorError]:
+    def try_recv(self) -> Result[RecvEnvelope[T_co, R] | None, ConnectorError]:
         """The next waiting envelope, or ``None`` at once if none waits."""
         ...
 
     def recv(
         self, timeout: float | None = None
-    ) -> Result[RecvEnvelope[T_co, R_co] | None, ConnectorError]:
+    ) -> Result[RecvEnvelope[T_co, R] | None, ConnectorError]:
         """The next envelope, waiting up to ``timeout`` seconds (``None`` on timeout)."""
         ...
 
-    def __iter__(self) -> Iterator[RecvEnvelope[T_co, R_co]]: ...
+    def __iter__(self) -> Iterator[RecvEnvelope[T_co, R]]: ...
 
     def fileno(self) -> int:
         """A file descriptor that is readable while a message waits."""

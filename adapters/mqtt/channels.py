@@ -211,7 +211,7 @@ class MqttReader(Generic[T]):
             return Failure(error)
         item = self._queue.take(timeout)
         if item is None:
-            if self._closed:
+            if self._queue.closed:  # closed while we waited
                 return Failure(self._closed_error())
             return Success(None)
         payload, topic, qos, retain, timestamp_ns, sequence = item

@@ -236,9 +236,7 @@ class MqttConnector(Generic[T]):
 
 def _check_descriptor(descriptor: object) -> ConnectorError | None:
     if not isinstance(descriptor, ChannelDescriptor):
-        return ConfigurationError(
-            f"expected a ChannelDescriptor, got {type(descriptor).__name__}"
-        )
+        return ConfigurationError(f"expected a ChannelDescriptor, got {type(descriptor).__name__}")
     if not isinstance(descriptor.routing, MqttRouting):
         return ConfigurationError(
             f"channel {descriptor.name!r} has routing {type(descriptor.routing).__name__}; "

@@ -52,7 +52,8 @@ class Delivery:
             event.wait(timeout)
         result = self._result
         if result is None:
-            return Failure(ConnectorTimeout("delivery wait", timeout if timeout is not None else 0.0))
+            waited = timeout if timeout is not None else 0.0
+            return Failure(ConnectorTimeout("delivery wait", waited))
         return result
 
     def succeed(self) -> None:

@@ -60,7 +60,9 @@ READ_BURST: Final = 256
 IDLE_TICK: Final = 0.5
 
 _AUTH_REFUSALS: Final = frozenset({"Bad user name or password", "Not authorized"})
-_PERMANENT_REFUSALS: Final = frozenset({"Unsupported protocol version", "Client identifier not valid"})
+_PERMANENT_REFUSALS: Final = frozenset(
+    {"Unsupported protocol version", "Client identifier not valid"}
+)
 
 #: (topic, payload, qos, retain, delivery) as queued by a writer.
 Outbound = tuple[str, bytes, int, bool, Delivery]
@@ -203,7 +205,9 @@ class Gateway:
         client.max_queued_messages_set(0)
         client.connect_timeout = options.connect_timeout
         if options.credentials is not None:
-            client.username_pw_set(options.credentials.username, options.credentials.password)
+            # paho types the password as str, but sends bytes as they are.
+            password: Any = options.credentials.password
+            client.username_pw_set(options.credentials.username, password)
         if options.tls is not None:
             client.tls_set_context(options.tls.context())
         client.on_connect = self._on_connect
@@ -220,9 +224,7 @@ class Gateway:
         if self._nothing_to_flush():
             self._flushed_on_stop = True
             return True
-        if time.monotonic() >= self._stop_deadline or self._gave_up:
-            return True
-        return False
+        return time.monotonic() >= self._stop_deadline or self._gave_up
 
     def _nothing_to_flush(self) -> bool:
         return not (self._held or len(self.outbound) or self._qos0 or self._qos1)
@@ -246,9 +248,7 @@ class Gateway:
                 self._next_misc = now + IDLE_TICK
                 self._client_call(lambda c: c.loop_misc())
             if self._connack_deadline is not None and now >= self._connack_deadline:
-                self._force_close(
-                    f"no CONNACK within {self._options.connect_timeout:g} s"
-                )
+                self._force_close(f"no CONNACK within {self._options.connect_timeout:g} s")
         self._wait(now)
 
     def _wait(self, now: float) -> None:
@@ -339,7 +339,8 @@ class Gateway:
         try:
             client.connect(options.host, options.port, int(options.keep_alive))
         except ssl.SSLCertVerificationError as err:
-            self._attempt_failed(f"TLS certificate verification failed: {err.verify_message or err}")
+            detail = err.verify_message or str(err)
+            self._attempt_failed(f"TLS certificate verification failed: {detail}")
         except ssl.SSLError as err:
             self._attempt_failed(f"TLS handshake failed: {err.reason or err}")
         except socket.gaierror as err:
@@ -364,7 +365,10 @@ class Gateway:
         self._next_attempt = time.monotonic() + delay
         log.warning(
             "connection attempt %d to %s failed (%s); next attempt in %.2f s",
-            self._failures, self._options.broker_url(), reason, delay,
+            self._failures,
+            self._options.broker_url(),
+            reason,
+            delay,
         )
 
     def _give_up(self, reason: str) -> None:
@@ -698,9 +702,6 @@ def _describe(err: BaseException) -> str:
 
 
 def _describe_disconnect(reason_code: Any) -> str:
-    try:
-        if getattr(reason_code, "is_failure", False):
-            return f"the connection was closed ({reason_code.getName()})"
-    except Exception:  # pragma: no cover - defensive
-        pass
+    if getattr(reason_code, "is_failure", False):
+        return f"the connection was closed ({reason_code.getName()})"
     return "the broker closed the connection"

@@ -77,7 +77,7 @@ class TopicMatcher(Generic[S]):
         self._count -= 1
         for parent, level in reversed(path):  # prune branches left empty
             child = parent.single if level == "+" else parent.children[level]
-            if not child.is_empty():
+            if child is None or not child.is_empty():
                 break
             if level == "+":
                 parent.single = None

@@ -35,9 +35,7 @@ class Credentials:
 
     def __post_init__(self) -> None:
         if not isinstance(self.username, str):
-            raise ConfigurationError(
-                f"username must be a str, got {type(self.username).__name__}"
-            )
+            raise ConfigurationError(f"username must be a str, got {type(self.username).__name__}")
         if not isinstance(self.password, str | bytes):
             raise ConfigurationError(
                 f"password must be a str or bytes, got {type(self.password).__name__}"
@@ -45,9 +43,7 @@ class Credentials:
         for what, value in (("username", self.username), ("password", self.password)):
             size = len(value.encode("utf-8")) if isinstance(value, str) else len(value)
             if size > _MAX_U16:
-                raise ConfigurationError(
-                    f"{what} is {size} bytes; MQTT allows at most {_MAX_U16}"
-                )
+                raise ConfigurationError(f"{what} is {size} bytes; MQTT allows at most {_MAX_U16}")
         if "\x00" in self.username:
             raise ConfigurationError("username contains NUL (U+0000), which MQTT does not allow")
 
@@ -154,7 +150,9 @@ class MqttConnectorOptions:
                 f"from 0 (off) to {_MAX_U16}"
             )
         if not isinstance(self.clean_session, bool):
-            raise ConfigurationError(f"clean_session must be True or False, got {self.clean_session!r}")
+            raise ConfigurationError(
+                f"clean_session must be True or False, got {self.clean_session!r}"
+            )
         if self.credentials is not None and not isinstance(self.credentials, Credentials):
             raise ConfigurationError("credentials must be a Credentials(username, password)")
         if self.tls is not None and not isinstance(self.tls, TlsOptions):
@@ -219,9 +217,10 @@ class MqttConnectorOptions:
             raise ConfigurationError(
                 f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
+        default_port = DEFAULT_TLS_PORT if scheme == "mqtts" else DEFAULT_PORT
         values: dict[str, Any] = {
             "host": parts.hostname,
-            "port": port if port is not None else (DEFAULT_TLS_PORT if scheme == "mqtts" else DEFAULT_PORT),
+            "port": port if port is not None else default_port,
         }
         if parts.username is not None:
             values["credentials"] = Credentials(

@@ -66,9 +66,7 @@ class MqttRouting:
             validate_filter(self.filter)
         object.__setattr__(self, "qos", MqttQos.parse(self.qos))
         if not isinstance(self.retained, bool):
-            raise ConfigurationError(
-                f"retained must be True or False, got {self.retained!r}"
-            )
+            raise ConfigurationError(f"retained must be True or False, got {self.retained!r}")
 
     def subscription_filter(self) -> str:
         """The filter a reader of this routing subscribes with."""

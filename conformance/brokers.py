@@ -1,0 +1,322 @@
+"""Brokers for the kit and the tests: amqtt in-process, and mosquitto as a process.
+
+Rules of this module:
+- every broker listens on loopback only, on a port chosen free at start;
+- certificates are made at run time (trustme) and never written to the repo;
+- ``stop()`` and ``restart()`` keep the port, so a connector can reconnect to it;
+- amqtt's known deviations are worked around in ``amqtt_quirks`` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import amqtt_quirks
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s") from None
+            time.sleep(0.01)
+
+
+@dataclass
+class TlsMaterial:
+    """A CA and a server certificate for ``localhost``/``127.0.0.1``, made at run time."""
+
+    ca_pem: str
+    certfile: str
+    keyfile: str
+    directory: str
+
+    @classmethod
+    def create(cls, directory: str | None = None) -> TlsMaterial:
+        import trustme
+
+        where = directory or tempfile.mkdtemp(prefix="taktora-tls-")
+        ca = trustme.CA()
+        server = ca.issue_cert("localhost", "127.0.0.1")
+        certfile = os.path.join(where, "server.pem")
+        keyfile = os.path.join(where, "server.key")
+        server.cert_chain_pems[0].write_to_path(certfile)
+        for extra in server.cert_chain_pems[1:]:
+            with open(certfile, "ab") as handle:
+                handle.write(extra.bytes())
+        server.private_key_pem.write_to_path(keyfile)
+        return cls(ca.cert_pem.bytes().decode("ascii"), certfile, keyfile, where)
+
+    @staticmethod
+    def other_ca_pem() -> str:
+        """A CA that signed nothing of ours: a broker must not be trusted with it."""
+        import trustme
+
+        pem: str = trustme.CA().cert_pem.bytes().decode("ascii")
+        return pem
+
+
+@dataclass
+class EmbeddedBroker:
+    """amqtt on its own asyncio loop in a daemon thread.
+
+    ``users`` turns on authentication (anonymous refused); ``tls`` adds a TLS
+    listener (``tls_port``) beside the plain one (``port``).
+    """
+
+    users: Mapping[str, str] | None = None
+    tls: bool = False
+    port: int = 0
+    tls_port: int = 0
+    tls_material: TlsMaterial | None = None
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _broker: Any = field(default=None, repr=False)
+    _workdir: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> EmbeddedBroker:
+        if self._workdir is None:
+            self._workdir = tempfile.mkdtemp(prefix="taktora-amqtt-")
+        if not self.port:
+            self.port = free_port()
+        if self.tls and self.tls_material is None:
+            self.tls_material = TlsMaterial.create(self._workdir)
+        if self.tls and not self.tls_port:
+            self.tls_port = free_port()
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="amqtt-broker", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), loop).result(15)
+        return self
+
+    async def _start(self) -> None:
+        broker_class = amqtt_quirks.patched_broker_class()
+        self._broker = broker_class(self._config())
+        await self._broker.start()
+
+    def _config(self) -> dict[str, Any]:
+        listeners: dict[str, Any] = {
+            "default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}", "max_connections": 0}
+        }
+        if self.tls and self.tls_material is not None:
+            listeners["tls"] = {
+                "type": "tcp",
+                "bind": f"127.0.0.1:{self.tls_port}",
+                "ssl": True,
+                "certfile": self.tls_material.certfile,
+                "keyfile": self.tls_material.keyfile,
+            }
+        plugins: dict[str, Any] = {
+            "amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                "allow_anonymous": self.users is None
+            }
+        }
+        if self.users is not None:
+            plugins["amqtt.plugins.authentication.FileAuthPlugin"] = {
+                "password_file": self._password_file(self.users)
+            }
+        return {"listeners": listeners, "plugins": plugins, "timeout_disconnect_delay": 0}
+
+    def _password_file(self, users: Mapping[str, str]) -> str:
+        from pwdlib.hashers.argon2 import Argon2Hasher
+
+        # Cheap argon2 parameters: CONNECT stays fast; these are test credentials.
+        hasher = Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1)
+        assert self._workdir is not None
+        path = os.path.join(self._workdir, "passwd")
+        with open(path, "w", encoding="utf-8") as handle:
+            for name, password in users.items():
+                handle.write(f"{name}:{hasher.hash(password)}\n")
+        return path
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), loop).result(15)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(15)
+        loop.close()
+        self._loop = self._thread = self._broker = None
+
+    def restart(self, pause: float = 0.0) -> None:
+        """Stop, wait ``pause`` seconds, start again on the same ports."""
+        self.stop()
+        time.sleep(pause)
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MosquittoUnavailable(RuntimeError):
+    """The mosquitto binary is not installed."""
+
+
+def mosquitto_binary() -> str | None:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@dataclass
+class MosquittoBroker:
+    """A mosquitto 2.x process on a loopback port, with optional users and TLS."""
+
+    users: Mapping[str, str] | None = None
+    tls: bool = False
+    persistent: bool = False
+    port: int = 0
+    tls_port: int = 0
+    tls_material: TlsMaterial | None = None
+    extra_config: str = ""
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _workdir: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> MosquittoBroker:
+        binary = mosquitto_binary()
+        if binary is None:
+            raise MosquittoUnavailable(
+                "mosquitto is not installed (apt-get install mosquitto mosquitto-clients)"
+            )
+        if self._workdir is None:
+            self._workdir = tempfile.mkdtemp(prefix="taktora-mosquitto-")
+        self.port = self.port or free_port()
+        if self.tls:
+            self.tls_material = self.tls_material or TlsMaterial.create(self._workdir)
+            self.tls_port = self.tls_port or free_port()
+        config = Path(self._workdir, "mosquitto.conf")
+        config.write_text(self._config(), encoding="utf-8")
+        self._process = subprocess.Popen(
+            [binary, "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self._workdir,
+        )
+        try:
+            wait_for_port(self.port)
+            if self.tls:
+                wait_for_port(self.tls_port)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
+
+    def _config(self) -> str:
+        assert self._workdir is not None
+        lines = [
+            "per_listener_settings false",
+            f"listener {self.port} 127.0.0.1",
+            "max_queued_messages 0",
+            "max_inflight_messages 0",
+            "log_dest none",
+        ]
+        if self.persistent:
+            lines += ["persistence true", f"persistence_location {self._workdir}/"]
+        if self.users is not None:
+            passwd = Path(self._workdir, "passwd")
+            passwd.write_text(
+                "".join(f"{name}:{password}\n" for name, password in self.users.items()),
+                encoding="utf-8",
+            )
+            subprocess.run(  # hashes the plain-text file in place
+                [shutil.which("mosquitto_passwd") or "mosquitto_passwd", "-U", str(passwd)],
+                check=True,
+                capture_output=True,
+            )
+            lines += ["allow_anonymous false", f"password_file {passwd}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.tls and self.tls_material is not None:
+            lines += [
+                f"listener {self.tls_port} 127.0.0.1",
+                f"certfile {self.tls_material.certfile}",
+                f"keyfile {self.tls_material.keyfile}",
+            ]
+        if self.extra_config:
+            lines.append(self.extra_config)
+        return "\n".join(lines) + "\n"
+
+    def stop(self, kill: bool = False) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+    def restart(self, pause: float = 0.0, kill: bool = True) -> None:
+        self.stop(kill=kill)
+        time.sleep(pause)
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> MosquittoBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def embedded_broker(**kwargs: Any) -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker(**kwargs).start()
+    try:
+        yield broker
+    finally:
+        broker.close()

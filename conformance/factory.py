@@ -1,0 +1,53 @@
+"""Loading the connector under test from ``package.module:callable``.
+
+A factory is ``factory(options: MqttConnectorOptions, codec: PayloadCodec) ->
+Connector``. The default builds the reference ``MqttConnector``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions
+from taktora_connector.domain import ConfigurationError
+from taktora_connector.ports import Connector, PayloadCodec
+
+ConnectorFactory = Callable[[MqttConnectorOptions, PayloadCodec[Any]], Connector[Any, Any]]
+
+DEFAULT_FACTORY = "taktora_connector.conformance.factory:reference_factory"
+
+
+def reference_factory(
+    options: MqttConnectorOptions, codec: PayloadCodec[Any]
+) -> Connector[Any, Any]:
+    """The reference connector: what the kit tests when no factory is named."""
+    return MqttConnector(options, codec)
+
+
+def load_factory(reference: str) -> ConnectorFactory:
+    """Import ``package.module:callable`` and check that it can be called."""
+    module_name, sep, attribute = reference.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigurationError(
+            f"connector factory {reference!r} must look like package.module:callable"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigurationError(
+            f"connector factory module {module_name!r} cannot be imported: {err}"
+        ) from None
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigurationError(
+                f"module {module_name!r} has no attribute {attribute!r}"
+            ) from None
+    if not callable(target):
+        raise ConfigurationError(f"connector factory {reference!r} is not callable")
+    factory: ConnectorFactory = target
+    return factory

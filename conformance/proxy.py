@@ -1,0 +1,313 @@
+"""A fault-injecting TCP proxy that also reads MQTT fixed headers off the wire.
+
+Rules of this module:
+- it sits between one or more clients and a broker on loopback and forwards
+  bytes unchanged; ``pause()`` stops forwarding in both directions (a stalled
+  path: the sockets stay open and fill up), ``resume()`` lets bytes flow again,
+  ``cut()`` closes every open connection (a network failure);
+- it decodes each MQTT packet's fixed header (type, flags, remaining length)
+  and, for CONNECT, PUBLISH and SUBSCRIBE, the fields scenarios check; it knows
+  nothing about the connector under test, so it works with any client and any
+  broker;
+- everything it sees is kept as ``WirePacket`` records with a monotonic time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import selectors
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .brokers import free_port
+
+
+class PacketType(enum.IntEnum):
+    CONNECT = 1
+    CONNACK = 2
+    PUBLISH = 3
+    PUBACK = 4
+    PUBREC = 5
+    PUBREL = 6
+    PUBCOMP = 7
+    SUBSCRIBE = 8
+    SUBACK = 9
+    UNSUBSCRIBE = 10
+    UNSUBACK = 11
+    PINGREQ = 12
+    PINGRESP = 13
+    DISCONNECT = 14
+
+
+@dataclass(frozen=True)
+class WirePacket:
+    """One MQTT packet seen on the wire."""
+
+    direction: str  # "out": client -> broker, "in": broker -> client
+    type: PacketType
+    flags: int
+    body: bytes = field(repr=False)
+    at: float = 0.0
+    connection: int = 0
+
+    @property
+    def qos(self) -> int:
+        return (self.flags >> 1) & 0x3
+
+    @property
+    def retain(self) -> bool:
+        return bool(self.flags & 0x1)
+
+    @property
+    def dup(self) -> bool:
+        return bool(self.flags & 0x8)
+
+    def topic(self) -> str:
+        """The topic of a PUBLISH."""
+        (length,) = struct.unpack_from("!H", self.body, 0)
+        return self.body[2 : 2 + length].decode("utf-8")
+
+    def payload(self) -> bytes:
+        """The application payload of a PUBLISH."""
+        (length,) = struct.unpack_from("!H", self.body, 0)
+        offset = 2 + length + (2 if self.qos else 0)
+        return self.body[offset:]
+
+    def packet_id(self) -> int | None:
+        if self.type is PacketType.PUBLISH:
+            if not self.qos:
+                return None
+            (length,) = struct.unpack_from("!H", self.body, 0)
+            return int(struct.unpack_from("!H", self.body, 2 + length)[0])
+        if len(self.body) >= 2:
+            return int(struct.unpack_from("!H", self.body, 0)[0])
+        return None
+
+    def protocol(self) -> tuple[str, int]:
+        """A CONNECT's protocol name and level (MQTT 3.1.1: ``("MQTT", 4)``)."""
+        (length,) = struct.unpack_from("!H", self.body, 0)
+        name = self.body[2 : 2 + length].decode("utf-8")
+        return name, self.body[2 + length]
+
+    def connect_flags(self) -> int:
+        (length,) = struct.unpack_from("!H", self.body, 0)
+        return self.body[3 + length]
+
+    def has_credentials(self) -> bool:
+        flags = self.connect_flags()
+        return bool(flags & 0x80) and bool(flags & 0x40)
+
+    def filters(self) -> list[tuple[str, int | None]]:
+        """A SUBSCRIBE's (filter, QoS) pairs, or an UNSUBSCRIBE's (filter, None)."""
+        found: list[tuple[str, int | None]] = []
+        offset = 2
+        body = self.body
+        while offset < len(body):
+            (length,) = struct.unpack_from("!H", body, offset)
+            name = body[offset + 2 : offset + 2 + length].decode("utf-8")
+            offset += 2 + length
+            if self.type is PacketType.SUBSCRIBE:
+                found.append((name, body[offset]))
+                offset += 1
+            else:
+                found.append((name, None))
+        return found
+
+
+class _Decoder:
+    """Incremental MQTT framing for one direction of one connection."""
+
+    def __init__(self, direction: str, connection: int, sink: list[WirePacket]) -> None:
+        self._buffer = bytearray()
+        self._direction = direction
+        self._connection = connection
+        self._sink = sink
+
+    def feed(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer.extend(data)
+        while True:
+            if len(buffer) < 2:
+                return
+            multiplier, length, index = 1, 0, 1
+            while True:
+                if index >= len(buffer):
+                    return
+                byte = buffer[index]
+                length += (byte & 0x7F) * multiplier
+                multiplier *= 128
+                index += 1
+                if not byte & 0x80 or index > 4:
+                    break
+            end = index + length
+            if len(buffer) < end:
+                return
+            kind = buffer[0] >> 4
+            if 1 <= kind <= 14:
+                self._sink.append(
+                    WirePacket(
+                        self._direction,
+                        PacketType(kind),
+                        buffer[0] & 0x0F,
+                        bytes(buffer[index:end]),
+                        time.monotonic(),
+                        self._connection,
+                    )
+                )
+            del buffer[:end]
+
+
+class FaultProxy:
+    """Forwards 127.0.0.1:``port`` to ``target_host``:``target_port``."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self.packets: list[WirePacket] = []
+        self._lock = threading.Lock()
+        self._paused = threading.Event()
+        self._refusing = False
+        self._stop = False
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._pairs: dict[socket.socket, tuple[socket.socket, _Decoder]] = {}
+        self._connections = 0
+        self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    # -- faults ------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Stop forwarding: the path stalls, no connection is closed."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def cut(self) -> None:
+        """Close every open connection, as a failing network would."""
+        with self._lock:
+            sockets = list(self._pairs)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def refuse(self, refusing: bool = True) -> None:
+        """Accept and at once close new connections (a broker that is gone)."""
+        self._refusing = refusing
+
+    # -- observation -------------------------------------------------------------------
+
+    def seen(self, kind: PacketType, direction: str | None = None) -> list[WirePacket]:
+        with self._lock:
+            return [
+                p
+                for p in self.packets
+                if p.type is kind and (direction is None or p.direction == direction)
+            ]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.packets.clear()
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop:
+            events = self._selector.select(0.05)
+            for key, _ in events:
+                if key.data is None:
+                    self._accept()
+                elif not self._paused.is_set():
+                    self._forward(key.fileobj)  # type: ignore[arg-type]
+            if self._paused.is_set():
+                time.sleep(0.005)
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self._listener.accept()
+        except OSError:
+            return
+        if self._refusing:
+            client.close()
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        self._connections += 1
+        number = self._connections
+        for sock in (client, upstream):
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self._pairs[client] = (upstream, _Decoder("out", number, self.packets))
+            self._pairs[upstream] = (client, _Decoder("in", number, self.packets))
+        self._selector.register(client, selectors.EVENT_READ, "pair")
+        self._selector.register(upstream, selectors.EVENT_READ, "pair")
+
+    def _forward(self, sock: socket.socket) -> None:
+        pair = self._pairs.get(sock)
+        if pair is None:
+            return
+        other, decoder = pair
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(sock)
+            return
+        with self._lock:
+            decoder.feed(data)
+        try:
+            other.setblocking(True)
+            other.sendall(data)
+            other.setblocking(False)
+        except OSError:
+            self._drop(sock)
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self._lock:
+            pair = self._pairs.pop(sock, None)
+            other = pair[0] if pair else None
+            if other is not None:
+                self._pairs.pop(other, None)
+        for each in (sock, other):
+            if each is None:
+                continue
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(each)
+            with contextlib.suppress(OSError):
+                each.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(5)
+        with self._lock:
+            sockets = list(self._pairs)
+            self._pairs.clear()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._selector.close()
+        self._listener.close()
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,121 @@
+"""Shared fixtures: real brokers on loopback and connectors that clean up after themselves."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions
+from taktora_connector.conformance.brokers import (
+    EmbeddedBroker,
+    MosquittoBroker,
+    mosquitto_binary,
+)
+from taktora_connector.domain import HealthKind
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_ids = itertools.count()
+
+
+def unique_id(prefix: str = "t") -> str:
+    return f"{prefix}-{os.getpid()}-{next(_ids)}"
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(0.005)
+
+
+def require_mosquitto() -> None:
+    if mosquitto_binary() is None:
+        if IN_CI:
+            pytest.fail("mosquitto is required under CI=true but is not installed")
+        pytest.skip("mosquitto not installed: apt-get install mosquitto mosquitto-clients")
+
+
+@pytest.fixture
+def amqtt_broker() -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker().start()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def mosquitto_broker() -> Iterator[MosquittoBroker]:
+    require_mosquitto()
+    broker = MosquittoBroker().start()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture(params=["amqtt", "mosquitto"])
+def broker(request: pytest.FixtureRequest) -> Iterator[EmbeddedBroker | MosquittoBroker]:
+    """Each broker-level test runs against both brokers."""
+    if request.param == "mosquitto":
+        require_mosquitto()
+        made: EmbeddedBroker | MosquittoBroker = MosquittoBroker().start()
+    else:
+        made = EmbeddedBroker().start()
+    yield made
+    made.close()
+
+
+ConnectFn = Callable[..., MqttConnector[Any]]
+
+
+@pytest.fixture
+def connect() -> Iterator[ConnectFn]:
+    """Make connectors with unique client ids; all are closed at teardown."""
+    made: list[MqttConnector[Any]] = []
+
+    def make(port: int, *, start: bool = True, wait_up: bool = True, codec: Any = None,
+             **options: Any) -> MqttConnector[Any]:
+        options.setdefault("client_id", unique_id())
+        options.setdefault("host", "127.0.0.1")
+        connector: MqttConnector[Any] = MqttConnector(
+            MqttConnectorOptions(port=port, **options), codec
+        )
+        made.append(connector)
+        if start:
+            connector.start().unwrap()
+            if wait_up:
+                wait_until(lambda: connector.health().kind is HealthKind.UP, 10, "Up")
+        return connector
+
+    yield make
+    for connector in made:
+        connector.close(timeout=2.0)
+
+
+@pytest.fixture
+def no_thread_leaks() -> Iterator[None]:
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    wait_until(
+        lambda: not [
+            t for t in threading.enumerate()
+            if t.ident not in before and t.name.startswith("taktora-mqtt")
+        ],
+        5,
+        "connector threads to end",
+    )
+
+
+@pytest.fixture
+def thread_errors() -> Iterator[list[threading.ExceptHookArgs]]:
+    """Collects exceptions that escape any thread; tests assert it stays empty."""
+    seen: list[threading.ExceptHookArgs] = []
+    previous = threading.excepthook
+    threading.excepthook = seen.append
+    yield seen
+    threading.excepthook = previous
