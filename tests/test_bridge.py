@@ -1,0 +1,100 @@
+"""Bridge accounting without a broker: bounds, drops, wake-ups and readiness."""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+
+from taktora_connector.adapters.mqtt.bridge import InboundQueue, Offer, OutboundBridge
+from taktora_connector.adapters.mqtt.delivery import Delivery
+from taktora_connector.domain import SENT, ConnectorDown, ConnectorTimeout, Dropped
+
+
+def test_outbound_bridge_refuses_when_full_and_after_close() -> None:
+    wakes: list[int] = []
+    bridge: OutboundBridge[int] = OutboundBridge(2, lambda: wakes.append(1))
+    assert [bridge.offer(1), bridge.offer(2), bridge.offer(3)] == [
+        Offer.ACCEPTED, Offer.ACCEPTED, Offer.FULL,
+    ]
+    assert len(wakes) == 2
+    assert bridge.peek() == 1
+    assert bridge.pop() == 1
+    assert bridge.offer(4) is Offer.ACCEPTED
+    assert bridge.close() == [2, 4]
+    assert bridge.offer(5) is Offer.CLOSED
+    assert len(bridge) == 0
+
+
+def test_inbound_queue_drops_the_newest_and_counts_cumulatively() -> None:
+    drained: list[int] = []
+    queue: InboundQueue[str] = InboundQueue(2, lambda: drained.append(1))
+    outcomes = [queue.offer(x) for x in "abcde"]
+    assert outcomes == [SENT, SENT, Dropped(1), Dropped(2), Dropped(3)]
+    assert queue.dropped == 3
+    assert queue.take(0) == "a"
+    assert drained == []
+    assert queue.take(0) == "b"  # now empty after an overflow: drained once
+    assert drained == [1]
+    assert queue.take(0) is None
+    assert queue.offer("f") is SENT
+    assert queue.take(0) == "f"
+    assert drained == [1]  # no overflow since: no second notice
+
+
+def test_inbound_queue_fileno_is_readable_exactly_while_items_wait() -> None:
+    queue: InboundQueue[int] = InboundQueue(4, lambda: None)
+    queue.offer(1)
+    fd = queue.fileno()  # made after an item arrived: already readable
+    assert select.select([fd], [], [], 0)[0] == [fd]
+    queue.offer(2)
+    assert queue.take(0) == 1
+    assert select.select([fd], [], [], 0)[0] == [fd]
+    assert queue.take(0) == 2
+    assert select.select([fd], [], [], 0)[0] == []
+    queue.offer(3)
+    assert select.select([fd], [], [], 0)[0] == [fd]
+    queue.close()
+    try:
+        os.fstat(fd)
+    except OSError:
+        pass
+    else:  # pragma: no cover - the descriptor must be released
+        raise AssertionError("fileno still open after close")
+
+
+def test_blocking_take_wakes_on_offer_and_on_close() -> None:
+    queue: InboundQueue[int] = InboundQueue(4, lambda: None)
+    got: list[int | None] = []
+    waiter = threading.Thread(target=lambda: got.append(queue.take(5)))
+    waiter.start()
+    queue.offer(7)
+    waiter.join(5)
+    assert got == [7]
+    waiter = threading.Thread(target=lambda: got.append(queue.take(5)))
+    waiter.start()
+    queue.close()
+    waiter.join(5)
+    assert got == [7, None]
+    assert queue.take(None) is None  # closed: never blocks
+
+
+def test_take_times_out() -> None:
+    queue: InboundQueue[int] = InboundQueue(1, lambda: None)
+    assert queue.take(0.01) is None
+
+
+def test_delivery_completes_once_and_wakes_waiters() -> None:
+    delivery = Delivery()
+    assert not delivery.done
+    result = delivery.wait(0.01)
+    assert isinstance(result.failure(), ConnectorTimeout)
+    results: list[object] = []
+    waiter = threading.Thread(target=lambda: results.append(delivery.wait(5)))
+    waiter.start()
+    delivery.succeed()
+    delivery.fail(ConnectorDown("late"))  # ignored: already complete
+    waiter.join(5)
+    assert delivery.done
+    assert results == [delivery.result]
+    assert delivery.wait().unwrap() is None
