@@ -42,7 +42,9 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
                 return
         except OSError:
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s") from None
+                raise TimeoutError(
+                    f"nothing listens on 127.0.0.1:{port} after {timeout} s"
+                ) from None
             time.sleep(0.01)
 
 
@@ -103,6 +105,7 @@ class EmbeddedBroker:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> EmbeddedBroker:
+        amqtt_quirks.quiet_logs()
         if self._workdir is None:
             self._workdir = tempfile.mkdtemp(prefix="taktora-amqtt-")
         if not self.port:

@@ -91,11 +91,13 @@ class WirePacket:
         """A CONNECT's protocol name and level (MQTT 3.1.1: ``("MQTT", 4)``)."""
         (length,) = struct.unpack_from("!H", self.body, 0)
         name = self.body[2 : 2 + length].decode("utf-8")
-        return name, self.body[2 + length]
+        level: int = self.body[2 + length]
+        return name, level
 
     def connect_flags(self) -> int:
         (length,) = struct.unpack_from("!H", self.body, 0)
-        return self.body[3 + length]
+        flags: int = self.body[3 + length]
+        return flags
 
     def has_credentials(self) -> bool:
         flags = self.connect_flags()

@@ -78,8 +78,9 @@ def connect() -> Iterator[ConnectFn]:
     """Make connectors with unique client ids; all are closed at teardown."""
     made: list[MqttConnector[Any]] = []
 
-    def make(port: int, *, start: bool = True, wait_up: bool = True, codec: Any = None,
-             **options: Any) -> MqttConnector[Any]:
+    def make(
+        port: int, *, start: bool = True, wait_up: bool = True, codec: Any = None, **options: Any
+    ) -> MqttConnector[Any]:
         options.setdefault("client_id", unique_id())
         options.setdefault("host", "127.0.0.1")
         connector: MqttConnector[Any] = MqttConnector(
@@ -102,10 +103,13 @@ def no_thread_leaks() -> Iterator[None]:
     before = {t.ident for t in threading.enumerate()}
     yield
     wait_until(
-        lambda: not [
-            t for t in threading.enumerate()
-            if t.ident not in before and t.name.startswith("taktora-mqtt")
-        ],
+        lambda: (
+            not [
+                t
+                for t in threading.enumerate()
+                if t.ident not in before and t.name.startswith("taktora-mqtt")
+            ]
+        ),
         5,
         "connector threads to end",
     )

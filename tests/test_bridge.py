@@ -15,7 +15,9 @@ def test_outbound_bridge_refuses_when_full_and_after_close() -> None:
     wakes: list[int] = []
     bridge: OutboundBridge[int] = OutboundBridge(2, lambda: wakes.append(1))
     assert [bridge.offer(1), bridge.offer(2), bridge.offer(3)] == [
-        Offer.ACCEPTED, Offer.ACCEPTED, Offer.FULL,
+        Offer.ACCEPTED,
+        Offer.ACCEPTED,
+        Offer.FULL,
     ]
     assert len(wakes) == 2
     assert bridge.peek() == 1
@@ -95,6 +97,6 @@ def test_delivery_completes_once_and_wakes_waiters() -> None:
     delivery.succeed()
     delivery.fail(ConnectorDown("late"))  # ignored: already complete
     waiter.join(5)
-    assert delivery.done
+    assert delivery.result is not None
     assert results == [delivery.result]
     assert delivery.wait().unwrap() is None

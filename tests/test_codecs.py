@@ -77,5 +77,7 @@ def test_msgpack_failures() -> None:
 
 def test_format_names() -> None:
     assert [JsonCodec().format_name, BytesCodec().format_name, MsgpackCodec().format_name] == [
-        "json", "bytes", "msgpack",
+        "json",
+        "bytes",
+        "msgpack",
     ]

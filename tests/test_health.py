@@ -182,8 +182,9 @@ def test_degraded_while_disconnected_returns_to_connecting_not_up() -> None:
 def test_down_is_terminal_until_reconnecting() -> None:
     controller, broadcaster = make_controller()
     controller.set_phase(Phase.DOWN, "authentication rejected: Not authorized")
-    assert broadcaster.state == Down("authentication rejected: Not authorized",
-                                     broadcaster.state.since)  # type: ignore[union-attr]
+    state = broadcaster.state
+    assert isinstance(state, Down)
+    assert state.reason == "authentication rejected: Not authorized"
     controller.trip_outbound()
     assert broadcaster.state.kind is D
     controller.set_phase(Phase.CONNECTING)

@@ -5,6 +5,7 @@ Each test here runs once per broker (the ``broker`` fixture).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any
 
@@ -53,8 +54,7 @@ def test_round_trip_preserves_exact_bytes(broker: Any, connect: ConnectFn, qos: 
     wait_subscribed(reader, writer, b"probe")
     payloads = [b"", bytes(range(256)) + b"\x00\x00", b"\x00" * 65_536, "ü".encode()]
     outcomes = [writer.send(p).unwrap() for p in payloads]
-    assert [o.sequence_number for o in outcomes] == [o.sequence_number for o in outcomes]
-    assert all(b.sequence_number > a.sequence_number for a, b in zip(outcomes, outcomes[1:]))
+    assert all(b.sequence_number > a.sequence_number for a, b in itertools.pairwise(outcomes))
     assert [o.bytes_written for o in outcomes] == [len(p) for p in payloads]
     for outcome in outcomes:
         assert outcome.delivery.wait(10).unwrap() is None
@@ -71,11 +71,13 @@ def test_retained_message_reaches_a_later_subscriber_first(broker: Any, connect:
     topic = f"ret/{unique_id()}"
     pub = connect(broker.port)
     writer = pub.create_writer(
-        ChannelDescriptor("out", MqttRouting(topic=topic, qos=1, retained=True))
+        ChannelDescriptor("out", MqttRouting(topic=topic, qos=MqttQos.AT_LEAST_ONCE, retained=True))
     ).unwrap()
     writer.send({"v": 1}).unwrap().delivery.wait(10).unwrap()
     sub = connect(broker.port)
-    reader = sub.create_reader(ChannelDescriptor("in", MqttRouting(topic=topic, qos=1))).unwrap()
+    reader = sub.create_reader(
+        ChannelDescriptor("in", MqttRouting(topic=topic, qos=MqttQos.AT_LEAST_ONCE))
+    ).unwrap()
     (first,) = receive(reader, 1)
     assert first.value == {"v": 1}
     assert first.routing.retained is True
@@ -85,13 +87,19 @@ def test_wildcards_demultiplex_to_every_matching_reader(broker: Any, connect: Co
     root = f"plant{unique_id()}"
     sub = connect(broker.port)
     plus = sub.create_reader(
-        ChannelDescriptor("plus", MqttRouting(filter=f"{root}/+/temperature", qos=1))
+        ChannelDescriptor(
+            "plus", MqttRouting(filter=f"{root}/+/temperature", qos=MqttQos.AT_LEAST_ONCE)
+        )
     ).unwrap()
-    hash_ = sub.create_reader(ChannelDescriptor("hash", MqttRouting(filter=f"{root}/#", qos=1))).unwrap()
+    hash_ = sub.create_reader(
+        ChannelDescriptor("hash", MqttRouting(filter=f"{root}/#", qos=MqttQos.AT_LEAST_ONCE))
+    ).unwrap()
     pub = connect(broker.port)
     topics = [f"{root}/A/temperature", f"{root}/B/temperature", f"{root}/A/B/temperature"]
     writers = [
-        pub.create_writer(ChannelDescriptor(f"w{i}", MqttRouting(topic=t, qos=1))).unwrap()
+        pub.create_writer(
+            ChannelDescriptor(f"w{i}", MqttRouting(topic=t, qos=MqttQos.AT_LEAST_ONCE))
+        ).unwrap()
         for i, t in enumerate(topics)
     ]
     wait_subscribed(hash_, writers[2], "probe")
@@ -113,7 +121,7 @@ def test_unsubscribe_when_the_last_reader_closes(broker: Any, connect: ConnectFn
 
     with FaultProxy(broker.port) as proxy:
         sub = connect(proxy.port)
-        routing = MqttRouting(filter="u/+", qos=1)
+        routing = MqttRouting(filter="u/+", qos=MqttQos.AT_LEAST_ONCE)
         first = sub.create_reader(ChannelDescriptor("a", routing)).unwrap()
         second = sub.create_reader(ChannelDescriptor("b", routing)).unwrap()
         wait_until(lambda: proxy.seen(PacketType.SUBACK, "in"), 5, "SUBACK")
@@ -133,20 +141,31 @@ def test_readers_created_after_start_and_qos_upgrade(broker: Any, connect: Conne
 
     with FaultProxy(broker.port) as proxy:
         sub = connect(proxy.port)
-        sub.create_reader(ChannelDescriptor("q0", MqttRouting(filter="q/#", qos=0))).unwrap()
+        sub.create_reader(
+            ChannelDescriptor("q0", MqttRouting(filter="q/#", qos=MqttQos.AT_MOST_ONCE))
+        ).unwrap()
         wait_until(lambda: len(proxy.seen(PacketType.SUBACK, "in")) == 1, 5, "first SUBACK")
-        sub.create_reader(ChannelDescriptor("q1", MqttRouting(filter="q/#", qos=1))).unwrap()
+        sub.create_reader(
+            ChannelDescriptor("q1", MqttRouting(filter="q/#", qos=MqttQos.AT_LEAST_ONCE))
+        ).unwrap()
         wait_until(lambda: len(proxy.seen(PacketType.SUBACK, "in")) == 2, 5, "second SUBACK")
         assert [p.filters() for p in proxy.seen(PacketType.SUBSCRIBE, "out")] == [
-            [("q/#", 0)], [("q/#", 1)],
+            [("q/#", 0)],
+            [("q/#", 1)],
         ]
 
 
-def test_callbacks_never_run_on_the_application_thread(broker: Any, connect: ConnectFn) -> None:
+def test_callbacks_never_run_on_the_application_thread(
+    broker: Any, connect: ConnectFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
     main = threading.get_ident()
     pub = connect(broker.port)
-    reader = pub.create_reader(ChannelDescriptor("in", MqttRouting(topic="cb/t", qos=1))).unwrap()
-    writer = pub.create_writer(ChannelDescriptor("out", MqttRouting(topic="cb/t", qos=1))).unwrap()
+    reader = pub.create_reader(
+        ChannelDescriptor("in", MqttRouting(topic="cb/t", qos=MqttQos.AT_LEAST_ONCE))
+    ).unwrap()
+    writer = pub.create_writer(
+        ChannelDescriptor("out", MqttRouting(topic="cb/t", qos=MqttQos.AT_LEAST_ONCE))
+    ).unwrap()
     seen: list[int] = []
     original = reader.deliver
 
@@ -154,14 +173,16 @@ def test_callbacks_never_run_on_the_application_thread(broker: Any, connect: Con
         seen.append(threading.get_ident())
         return original(*args)
 
-    reader.deliver = spy  # type: ignore[method-assign]
+    monkeypatch.setattr(reader, "deliver", spy)
     wait_subscribed(reader, writer, "x")
     assert seen and main not in seen
     assert pub.sidecar is not None and set(seen) == {pub.sidecar.ident}
     assert pub.sidecar.name == f"taktora-mqtt[{pub.options.client_id}]"
 
 
-def test_use_after_close_is_connector_down(broker: Any, connect: ConnectFn, no_thread_leaks: None) -> None:
+def test_use_after_close_is_connector_down(
+    broker: Any, connect: ConnectFn, no_thread_leaks: None
+) -> None:
     conn = connect(broker.port)
     writer = conn.create_writer(ChannelDescriptor("out", MqttRouting(topic="c/t"))).unwrap()
     reader = conn.create_reader(ChannelDescriptor("in", MqttRouting(topic="c/t"))).unwrap()
@@ -173,8 +194,10 @@ def test_use_after_close_is_connector_down(broker: Any, connect: ConnectFn, no_t
     assert isinstance(reader.try_recv().failure(), ConnectorDown)
     assert isinstance(reader.recv(0.1).failure(), ConnectorDown)
     assert isinstance(conn.start().failure(), ConnectorDown)
-    assert isinstance(conn.create_writer(ChannelDescriptor("o2", MqttRouting(topic="c/t"))).failure(),
-                      ConnectorDown)
+    assert isinstance(
+        conn.create_writer(ChannelDescriptor("o2", MqttRouting(topic="c/t"))).failure(),
+        ConnectorDown,
+    )
     assert conn.health().kind is HealthKind.DOWN
     assert list(reader) == []
 
@@ -182,9 +205,13 @@ def test_use_after_close_is_connector_down(broker: Any, connect: ConnectFn, no_t
 def test_close_flushes_what_was_accepted(broker: Any, connect: ConnectFn) -> None:
     topic = f"fl/{unique_id()}"
     sub = connect(broker.port, inbound_capacity=1000)
-    reader = sub.create_reader(ChannelDescriptor("in", MqttRouting(topic=topic, qos=1))).unwrap()
+    reader = sub.create_reader(
+        ChannelDescriptor("in", MqttRouting(topic=topic, qos=MqttQos.AT_LEAST_ONCE))
+    ).unwrap()
     pub: MqttConnector[Any] = connect(broker.port, outbound_capacity=1000)
-    writer = pub.create_writer(ChannelDescriptor("out", MqttRouting(topic=topic, qos=1))).unwrap()
+    writer = pub.create_writer(
+        ChannelDescriptor("out", MqttRouting(topic=topic, qos=MqttQos.AT_LEAST_ONCE))
+    ).unwrap()
     wait_subscribed(reader, writer, -1)
     outcomes = [writer.send(i).unwrap() for i in range(300)]
     assert pub.close(timeout=10).unwrap() is None

@@ -22,7 +22,10 @@ from taktora_connector.domain import ChannelDescriptor, ConfigurationError
 def test_defaults_match_the_public_surface() -> None:
     options = MqttConnectorOptions()
     assert (options.host, options.port, options.client_id, options.keep_alive) == (
-        "localhost", 1883, "taktora-mqtt", 60.0,
+        "localhost",
+        1883,
+        "taktora-mqtt",
+        60.0,
     )
     assert options.clean_session is True
     assert (options.outbound_capacity, options.inbound_capacity) == (64, 64)
@@ -125,9 +128,12 @@ def test_from_url_refuses_unknown_overrides() -> None:
 @given(
     st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True),
     st.integers(1, 65535),
-    st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=1,
-            max_size=10),
-    st.text(st.characters(exclude_categories=("Cs",)), max_size=10),
+    st.text(
+        st.characters(exclude_characters="\x00", exclude_categories=["Cs"]),
+        min_size=1,
+        max_size=10,
+    ),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=10),
 )
 def test_from_url_round_trips_credentials(host: str, port: int, user: str, password: str) -> None:
     from urllib.parse import quote
@@ -139,7 +145,7 @@ def test_from_url_round_trips_credentials(host: str, port: int, user: str, passw
 
 
 def test_qos2_is_refused_clearly() -> None:
-    with pytest.raises(ConfigurationError, match="QoS 2 .* not supported yet"):
+    with pytest.raises(ConfigurationError, match=r"QoS 2 .* not supported yet"):
         MqttRouting(topic="a", qos=2)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="AT_MOST_ONCE"):
         MqttRouting(topic="a", qos=True)  # type: ignore[arg-type]

@@ -140,7 +140,10 @@ def filters(draw: st.DrawFn) -> str:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(filters(), min_size=1, max_size=12, unique=True), st.lists(topics, min_size=1, max_size=8))
+@given(
+    st.lists(filters(), min_size=1, max_size=12, unique=True),
+    st.lists(topics, min_size=1, max_size=8),
+)
 def test_trie_agrees_with_the_oracle(filter_list: list[str], topic_list: list[str]) -> None:
     matcher: TopicMatcher[str] = TopicMatcher()
     for index, topic_filter in enumerate(filter_list):
@@ -153,7 +156,9 @@ def test_trie_agrees_with_the_oracle(filter_list: list[str], topic_list: list[st
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(filters(), min_size=1, max_size=10), st.data())
-def test_removing_registrations_prunes_and_keeps_the_rest(filter_list: list[str], data: st.DataObject) -> None:
+def test_removing_registrations_prunes_and_keeps_the_rest(
+    filter_list: list[str], data: st.DataObject
+) -> None:
     matcher: TopicMatcher[int] = TopicMatcher()
     for index, topic_filter in enumerate(filter_list):
         matcher.add(topic_filter, index)

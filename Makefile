@@ -1,0 +1,53 @@
+# One-stop commands. `make conformance` is the main job, `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TYPECHECK := build/typecheck
+
+.PHONY: install test lint typecheck contracts unit conformance example clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall only when the project's metadata changed.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# mypy does not follow setuptools' editable finder: give it a tree of links
+# that lays the folders out under the import root.
+$(TYPECHECK)/taktora_connector:
+	mkdir -p $@
+	for d in domain ports adapters conformance features; do ln -sfn ../../../$$d $@/$$d; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) $(TYPECHECK)/taktora_connector
+	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p taktora_connector
+	MYPYPATH=$(TYPECHECK) $(BIN)/mypy tests examples
+
+contracts: $(STAMP) $(TYPECHECK)/taktora_connector
+	PYTHONPATH=$(TYPECHECK) $(BIN)/lint-imports
+
+unit: $(STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report --skip-covered | tail -n 25
+	@echo "coverage total: $$($(BIN)/coverage report --format=total)%"
+
+test: lint typecheck contracts unit
+
+example: $(STAMP)
+	$(BIN)/python examples/with_embedded_broker.py examples/quickstart.py
+
+conformance: example
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info reports .coverage .coverage.*
