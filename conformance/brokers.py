@@ -252,6 +252,9 @@ class MosquittoBroker:
     def _config(self) -> str:
         assert self._workdir is not None
         lines = [
+            # As root, mosquitto would switch to its own user, which cannot read
+            # our private temporary directory; stay the user that started it.
+            *(["user root"] if os.geteuid() == 0 else []),
             "per_listener_settings false",
             f"listener {self.port} 127.0.0.1",
             "max_queued_messages 0",

@@ -343,6 +343,13 @@ class Gateway:
             self._attempt_failed(f"TLS certificate verification failed: {detail}")
         except ssl.SSLError as err:
             self._attempt_failed(f"TLS handshake failed: {err.reason or err}")
+        except TimeoutError as err:
+            if options.tls is not None and "handshake" in str(err):
+                self._attempt_failed(
+                    "TLS handshake failed: timed out (does the port speak TLS?)"
+                )
+            else:
+                self._attempt_failed(f"cannot connect to {options.broker_url()}: timed out")
         except socket.gaierror as err:
             self._attempt_failed(f"cannot resolve host {options.host!r}: {err.strerror or err}")
         except (OSError, ValueError) as err:
@@ -430,7 +437,7 @@ class Gateway:
                 self._controller.set_phase(Phase.CONNECTING)
                 self._next_attempt = time.monotonic() + self._backoff.delay(1)
             else:
-                self._attempt_failed(reason)
+                self._attempt_failed(f"connection closed before CONNACK: {reason}")
         except Exception:  # pragma: no cover - defensive
             log.exception("on_disconnect failed")
 

@@ -78,10 +78,17 @@ class TlsOptions:
 
     def context(self) -> ssl.SSLContext:
         """A client context that verifies the broker's certificate and host name."""
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        context: ssl.SSLContext
+        if self.server_hostname is None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        else:
+            context = _NamedServerContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.server_name = self.server_hostname
+        # PROTOCOL_TLS_CLIENT verifies the chain and the host name by default.
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
             if self.ca_pem is None and self.ca_file is None:
+                context.load_default_certs(ssl.Purpose.SERVER_AUTH)
                 return context
             if self.ca_file is not None:
                 context.load_verify_locations(cafile=os.fspath(self.ca_file))
@@ -91,6 +98,16 @@ class TlsOptions:
         except (ssl.SSLError, ValueError, OSError) as err:
             raise ConfigurationError(f"TLS CA could not be loaded: {err}") from None
         return context
+
+
+class _NamedServerContext(ssl.SSLContext):
+    """Checks the broker's certificate for a fixed name, whatever host was dialled."""
+
+    server_name: str = ""
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        kwargs["server_hostname"] = self.server_name
+        return super().wrap_socket(sock, *args, **kwargs)
 
 
 def _require_int(name: str, value: object, low: int, high: int) -> None:
