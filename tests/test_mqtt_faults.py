@@ -23,6 +23,7 @@ from taktora_connector.conformance.proxy import FaultProxy, PacketType
 from taktora_connector.domain import (
     BackPressure,
     ChannelDescriptor,
+    CodecError,
     Degraded,
     Down,
     HealthEvent,
@@ -171,8 +172,8 @@ def test_plain_client_to_a_tls_port_and_tls_to_a_plain_port_fail_cleanly(
             connect_timeout=1.0,
             tls=TlsOptions(ca_pem=broker.tls_material.ca_pem),
         )
-        for conn in (plain_to_tls, tls_to_plain):
-            wait_until(lambda c=conn: c.health().kind is HealthKind.DOWN, 10, "Down")
+        both = (plain_to_tls, tls_to_plain)
+        wait_until(lambda: all(c.health().kind is HealthKind.DOWN for c in both), 10, "Down")
         assert "TLS" in str(tls_to_plain.last_error)
     assert thread_errors == []
 
@@ -257,9 +258,12 @@ def test_undecodable_inbound_payload_is_a_codec_failure_and_the_reader_carries_o
     writer.send(b"{not json").unwrap()
     writer.send(b"[2]").unwrap()
     failure = reader.recv(10).failure()
+    assert isinstance(failure, CodecError)
     assert failure.format == "json"
     assert failure.payload == b"{not json"
-    assert reader.recv(10).unwrap().value == [2]
+    envelope = reader.recv(10).unwrap()
+    assert envelope is not None
+    assert envelope.value == [2]
     assert reader.decode_failures == 1
 
 

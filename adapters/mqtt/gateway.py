@@ -345,9 +345,7 @@ class Gateway:
             self._attempt_failed(f"TLS handshake failed: {err.reason or err}")
         except TimeoutError as err:
             if options.tls is not None and "handshake" in str(err):
-                self._attempt_failed(
-                    "TLS handshake failed: timed out (does the port speak TLS?)"
-                )
+                self._attempt_failed("TLS handshake failed: timed out (does the port speak TLS?)")
             else:
                 self._attempt_failed(f"cannot connect to {options.broker_url()}: timed out")
         except socket.gaierror as err:
