@@ -116,7 +116,9 @@ class EmbeddedBroker:
             self.tls_port = free_port()
         loop = asyncio.new_event_loop()
         self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="amqtt-broker", daemon=True)
+        self._thread = threading.Thread(
+            target=loop.run_forever, name="conformance-harness-amqtt", daemon=True
+        )
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), loop).result(15)
         return self
@@ -171,6 +173,12 @@ class EmbeddedBroker:
         thread.join(15)
         loop.close()
         self._loop = self._thread = self._broker = None
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        """Publish from the broker itself (how ``$SYS`` messages come about)."""
+        assert self._loop is not None
+        coroutine = self._broker.internal_message_broadcast(topic, payload, qos)
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     def restart(self, pause: float = 0.0) -> None:
         """Stop, wait ``pause`` seconds, start again on the same ports."""

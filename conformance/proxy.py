@@ -99,6 +99,13 @@ class WirePacket:
         flags: int = self.body[3 + length]
         return flags
 
+    def client_id(self) -> str:
+        """A CONNECT's client identifier."""
+        (length,) = struct.unpack_from("!H", self.body, 0)
+        offset = 2 + length + 1 + 1 + 2  # name, level, flags, keep-alive
+        (id_length,) = struct.unpack_from("!H", self.body, offset)
+        return self.body[offset + 2 : offset + 2 + id_length].decode("utf-8")
+
     def has_credentials(self) -> bool:
         flags = self.connect_flags()
         return bool(flags & 0x80) and bool(flags & 0x40)
@@ -125,7 +132,7 @@ class _Decoder:
 
     def __init__(self, direction: str, connection: int, sink: list[WirePacket]) -> None:
         self._buffer = bytearray()
-        self._direction = direction
+        self.direction = direction
         self._connection = connection
         self._sink = sink
 
@@ -152,7 +159,7 @@ class _Decoder:
             if 1 <= kind <= 14:
                 self._sink.append(
                     WirePacket(
-                        self._direction,
+                        self.direction,
                         PacketType(kind),
                         buffer[0] & 0x0F,
                         bytes(buffer[index:end]),
@@ -171,7 +178,7 @@ class FaultProxy:
         self.port = free_port()
         self.packets: list[WirePacket] = []
         self._lock = threading.Lock()
-        self._paused = threading.Event()
+        self._paused: frozenset[str] = frozenset()
         self._refusing = False
         self._stop = False
         self._listener = socket.create_server(("127.0.0.1", self.port))
@@ -180,7 +187,9 @@ class FaultProxy:
         self._selector.register(self._listener, selectors.EVENT_READ, None)
         self._pairs: dict[socket.socket, tuple[socket.socket, _Decoder]] = {}
         self._connections = 0
-        self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="conformance-harness-proxy", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -189,12 +198,13 @@ class FaultProxy:
 
     # -- faults ------------------------------------------------------------------------
 
-    def pause(self) -> None:
-        """Stop forwarding: the path stalls, no connection is closed."""
-        self._paused.set()
+    def pause(self, direction: str | None = None) -> None:
+        """Stop forwarding (``"out"``: client to broker, ``"in"``: broker to client,
+        ``None``: both): the path stalls, no connection is closed."""
+        self._paused = frozenset({"in", "out"} if direction is None else {direction})
 
     def resume(self) -> None:
-        self._paused.clear()
+        self._paused = frozenset()
 
     def cut(self) -> None:
         """Close every open connection, as a failing network would."""
@@ -227,13 +237,17 @@ class FaultProxy:
     def _run(self) -> None:
         while not self._stop:
             events = self._selector.select(0.05)
+            paused = self._paused
             for key, _ in events:
                 if key.data is None:
                     self._accept()
-                elif not self._paused.is_set():
-                    self._forward(key.fileobj)  # type: ignore[arg-type]
-            if self._paused.is_set():
-                time.sleep(0.005)
+                    continue
+                sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                pair = self._pairs.get(sock)
+                if pair is not None and pair[1].direction not in paused:
+                    self._forward(sock)
+            if paused:
+                time.sleep(0.002)  # held bytes keep sockets readable: do not spin
 
     def _accept(self) -> None:
         try:

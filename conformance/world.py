@@ -1,0 +1,308 @@
+"""One scenario's world: its broker, the connectors under test and what they did.
+
+Rules of this module:
+- connectors come only from the factory under test and are used only through
+  the ports (``Connector``, ``ChannelWriter``, ``ChannelReader``,
+  ``HealthSubscription``) with ``MqttRouting`` and ``MqttConnectorOptions``;
+- each connector reaches the broker through its own ``FaultProxy``, so a
+  scenario can stall or observe one connector's path without touching others;
+- every topic a scenario names is put under a namespace unique to the
+  scenario, so scenarios never see each other's messages, even on a shared
+  external broker (topics starting with ``$`` are left as they are);
+- ``close()`` releases everything, whatever state the scenario ended in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from returns.pipeline import is_successful
+
+from taktora_connector.adapters.codecs import JsonCodec
+from taktora_connector.adapters.mqtt import (
+    Credentials,
+    MqttConnectorOptions,
+    MqttQos,
+    MqttRouting,
+    TlsOptions,
+)
+from taktora_connector.domain import (
+    BackPressure,
+    ChannelDescriptor,
+    ConnectorError,
+    HealthEvent,
+    HealthKind,
+    RecvEnvelope,
+    SendOutcome,
+)
+from taktora_connector.ports import (
+    ChannelReader,
+    ChannelWriter,
+    Connector,
+    HealthSubscription,
+    PayloadCodec,
+)
+
+from .brokers import EmbeddedBroker, TlsMaterial
+from .factory import ConnectorFactory
+from .proxy import FaultProxy, PacketType, WirePacket
+
+#: How long a step waits for something that should happen promptly.
+PATIENCE = 10.0
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.005)
+
+
+@dataclass
+class Party:
+    """One connector under test with its proxy, channels and health subscriptions."""
+
+    name: str
+    connector: Connector[Any, MqttRouting]
+    proxy: FaultProxy | None
+    client_id: str
+    codec: PayloadCodec[Any]
+    health_log: list[HealthEvent] = field(default_factory=list)
+    watcher: HealthSubscription | None = None
+
+    def wire(self, kind: PacketType, direction: str = "out") -> list[WirePacket]:
+        if self.proxy is None:
+            return []
+        return self.proxy.seen(kind, direction)
+
+
+@dataclass
+class World:
+    factory: ConnectorFactory
+    broker_url: str | None
+    ns: str = field(default_factory=lambda: f"k{uuid.uuid4().hex[:10]}")
+    broker: EmbeddedBroker | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    tls_port: int = 0
+    tls_material: TlsMaterial | None = None
+    users: dict[str, str] | None = None
+    parties: dict[str, Party] = field(default_factory=dict)
+    writers: dict[str, ChannelWriter[Any, MqttRouting]] = field(default_factory=dict)
+    readers: dict[str, ChannelReader[Any, MqttRouting]] = field(default_factory=dict)
+    reader_owner: dict[str, str] = field(default_factory=dict)
+    writer_owner: dict[str, str] = field(default_factory=dict)
+    subscriptions: dict[str, HealthSubscription] = field(default_factory=dict)
+    outcomes: dict[str, list[SendOutcome]] = field(default_factory=dict)
+    received: dict[str, list[RecvEnvelope[Any, MqttRouting]]] = field(default_factory=dict)
+    refusal: ConnectorError | None = None
+    accepted_before_refusal: int = 0
+    threads_before: set[int] = field(default_factory=set)
+    scratch: dict[str, Any] = field(default_factory=dict)
+
+    # -- topics ------------------------------------------------------------------------
+
+    def topic(self, name: str) -> str:
+        return name if name.startswith("$") else f"{self.ns}/{name}"
+
+    def local(self, topic: str) -> str:
+        prefix = f"{self.ns}/"
+        return topic[len(prefix) :] if topic.startswith(prefix) else topic
+
+    # -- brokers -----------------------------------------------------------------------
+
+    def start_broker(self, *, users: dict[str, str] | None = None, tls: bool = False) -> None:
+        if self.broker_url is not None:
+            if users is not None or tls:
+                pytest.skip(
+                    "needs a broker configured by the kit (credentials or TLS); "
+                    "not run against --broker-url"
+                )
+            parts = urlsplit(self.broker_url)
+            self.host = parts.hostname or "127.0.0.1"
+            self.port = parts.port or 1883
+            return
+        self.broker = EmbeddedBroker(users=users, tls=tls).start()
+        self.port = self.broker.port
+        self.tls_port = self.broker.tls_port
+        self.tls_material = self.broker.tls_material
+        self.users = dict(users) if users else None
+
+    # -- connectors --------------------------------------------------------------------
+
+    def add_connector(
+        self,
+        name: str,
+        *,
+        codec: PayloadCodec[Any] | None = None,
+        via_proxy: bool = True,
+        tls: TlsOptions | None = None,
+        **options: Any,
+    ) -> Party:
+        client_id = f"{self.ns}-{name}"
+        proxy = None
+        port = self.port
+        if tls is not None:
+            port = self.tls_port
+        elif via_proxy:
+            proxy = FaultProxy(self.port, self.host)
+            port = proxy.port
+        options.setdefault("reconnect_initial_backoff", 0.05)
+        options.setdefault("reconnect_max_backoff", 0.5)
+        options.setdefault("connect_timeout", 5.0)
+        made = MqttConnectorOptions(
+            host="127.0.0.1" if proxy is not None or self.broker is not None else self.host,
+            port=port,
+            client_id=client_id,
+            tls=tls,
+            **options,
+        )
+        chosen: PayloadCodec[Any] = codec if codec is not None else JsonCodec()
+        connector = self.factory(made, chosen)
+        party = Party(name, connector, proxy, client_id, chosen)
+        party.watcher = connector.subscribe_health()
+        self.parties[name] = party
+        return party
+
+    def party(self, name: str) -> Party:
+        try:
+            return self.parties[name]
+        except KeyError:
+            raise AssertionError(f"no connector named {name!r} in this scenario") from None
+
+    def start(self, name: str, *, wait_up: bool = True) -> None:
+        party = self.party(name)
+        result = party.connector.start()
+        assert is_successful(result), f"start() of {name!r} failed: {result}"
+        if wait_up:
+            self.wait_health(name, HealthKind.UP)
+
+    def health_events(self, name: str) -> list[HealthEvent]:
+        party = self.party(name)
+        if party.watcher is not None:
+            while (event := party.watcher.try_next()) is not None:
+                party.health_log.append(event)
+        return party.health_log
+
+    def wait_health(self, name: str, kind: HealthKind, timeout: float = PATIENCE) -> None:
+        connector = self.party(name).connector
+        wait_for(
+            lambda: connector.health().kind is kind,
+            timeout,
+            f"{name!r} to be {kind.value} (it is {connector.health()})",
+        )
+
+    # -- channels ----------------------------------------------------------------------
+
+    def add_writer(self, party: str, name: str, routing: MqttRouting) -> None:
+        result = self.party(party).connector.create_writer(ChannelDescriptor(name, routing))
+        assert is_successful(result), f"create_writer {name!r} failed: {result}"
+        self.writers[name] = result.unwrap()
+        self.writer_owner[name] = party
+        self.outcomes[name] = []
+
+    def add_reader(self, party: str, name: str, routing: MqttRouting) -> None:
+        result = self.party(party).connector.create_reader(ChannelDescriptor(name, routing))
+        assert is_successful(result), f"create_reader {name!r} failed: {result}"
+        self.readers[name] = result.unwrap()
+        self.reader_owner[name] = party
+        self.received[name] = []
+
+    def writer(self, name: str) -> ChannelWriter[Any, MqttRouting]:
+        try:
+            return self.writers[name]
+        except KeyError:
+            raise AssertionError(f"no writer named {name!r} in this scenario") from None
+
+    def reader(self, name: str) -> ChannelReader[Any, MqttRouting]:
+        try:
+            return self.readers[name]
+        except KeyError:
+            raise AssertionError(f"no reader named {name!r} in this scenario") from None
+
+    def send(self, writer: str, value: Any, *, retry: bool = True) -> SendOutcome:
+        """Send one value; on BackPressure wait and retry (when ``retry``)."""
+        handle = self.writer(writer)
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            result = handle.send(value)
+            if is_successful(result):
+                outcome = result.unwrap()
+                self.outcomes[writer].append(outcome)
+                return outcome
+            error = result.failure()
+            if not (retry and isinstance(error, BackPressure)) or time.monotonic() > deadline:
+                raise AssertionError(f"send through {writer!r} failed: {error!r}")
+            time.sleep(0.002)
+
+    def receive(self, reader: str, timeout: float = PATIENCE) -> RecvEnvelope[Any, MqttRouting]:
+        result = self.reader(reader).recv(timeout)
+        assert is_successful(result), f"recv on {reader!r} failed: {result}"
+        envelope = result.unwrap()
+        assert envelope is not None, f"{reader!r} received nothing within {timeout:g} s"
+        self.received[reader].append(envelope)
+        return envelope
+
+    def drain(self, reader: str, quiet: float = 0.3) -> list[RecvEnvelope[Any, MqttRouting]]:
+        """Everything that arrives until ``quiet`` seconds pass without a message."""
+        got = []
+        while True:
+            result = self.reader(reader).recv(quiet)
+            assert is_successful(result), f"recv on {reader!r} failed: {result}"
+            envelope = result.unwrap()
+            if envelope is None:
+                return got
+            got.append(envelope)
+
+    def probe(self, reader: str, writer: str) -> None:
+        """Send probes through ``writer`` until ``reader`` sees one, then drain.
+
+        Proves the reader's subscription is active at the broker.
+        """
+        codec = self.party(self.writer_owner[writer]).codec
+        probe_value: Any = b"probe" if codec.format_name == "bytes" else "probe"
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline:
+            self.send(writer, probe_value)
+            result = self.reader(reader).recv(0.1)
+            if is_successful(result) and result.unwrap() is not None:
+                self.drain(reader)
+                return
+        raise AssertionError(f"{reader!r} never received a probe sent through {writer!r}")
+
+    # -- teardown ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        for party in self.parties.values():
+            with contextlib.suppress(Exception):
+                party.connector.close(timeout=2.0)
+        for party in self.parties.values():
+            if party.proxy is not None:
+                with contextlib.suppress(Exception):
+                    party.proxy.close()
+        if self.broker is not None:
+            with contextlib.suppress(Exception):
+                self.broker.close()
+        self.broker = None
+
+
+def harness_thread(thread: threading.Thread) -> bool:
+    """Threads of the kit's own harness (brokers, proxies), not of a connector."""
+    return thread.name.startswith("conformance-harness")
+
+
+def qos(level: int) -> MqttQos:
+    return MqttQos(level)
+
+
+def credentials(user: str, password: str) -> Credentials:
+    return Credentials(user, password)

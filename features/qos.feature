@@ -1,0 +1,35 @@
+Feature: QoS 0 and QoS 1 (REQ_0252)
+
+  @REQ_0252 @TEST_0130
+  Scenario Outline: A QoS 0 round trip preserves the payload bytes exactly
+    Given a broker
+    And a started connector "pub" using the bytes codec
+    And a started connector "sub" using the bytes codec
+    And a reader "in" on "sub" for topic "qos0/t" at QoS 0
+    And a writer "out" on "pub" to topic "qos0/t" at QoS 0
+    When "in" is subscribed, probed through "out"
+    And "out" sends the <payload> payload
+    Then "in" receives exactly the <payload> payload at QoS 0
+    And the wire carried PUBLISH packets at QoS 0 from "pub"
+
+    Examples:
+      | payload                |
+      | empty                  |
+      | binary-with-zero-bytes |
+      | 64KiB                  |
+
+  @REQ_0252 @TEST_0131
+  Scenario: A QoS 1 delivery completes only once the broker's PUBACK arrived
+    Given a broker
+    And a started connector "pub"
+    And a started connector "sub"
+    And a reader "in" on "sub" for topic "qos1/t" at QoS 1
+    And a writer "out" on "pub" to topic "qos1/t" at QoS 1
+    When "in" is subscribed, probed through "out"
+    And the path from the broker to "pub" stalls
+    And "out" sends the value "acked"
+    Then the wire carries a QoS 1 PUBLISH from "pub"
+    And the last delivery of "out" is still pending after 0.5 seconds
+    When the path from the broker to "pub" is released
+    Then the last delivery of "out" completes successfully
+    And "in" receives the value "acked" at QoS 1

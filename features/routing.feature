@@ -1,0 +1,32 @@
+Feature: MqttRouting carries topic, QoS and retained flag (REQ_0251)
+
+  @REQ_0251 @TEST_2510
+  Scenario: A received envelope carries the message's own topic, QoS and retained flag
+    Given a broker
+    And a started connector "pub"
+    And a started connector "sub"
+    And a reader "in" on "sub" for filter "site/+/level" at QoS 1
+    And a retained writer "w" on "pub" to topic "site/tank-7/level" at QoS 1
+    When "in" is subscribed, probed through "w"
+    And "w" sends the value 42
+    Then "in" receives the value 42 with topic "site/tank-7/level", QoS 1 and retained false
+
+  @REQ_0251 @TEST_2511
+  Scenario Outline: Invalid routings are refused with the rule they break
+    Then the routing <routing> is refused with a message containing "<words>"
+
+    Examples:
+      | routing                    | words                   |
+      | topic "a/b" at QoS 2       | QoS 2                   |
+      | topic "a/+/b" at QoS 0     | wildcard                |
+      | filter "a/#/b" at QoS 0    | '#' must be the last    |
+      | filter "a/b+" at QoS 0     | '+' must fill a whole   |
+      | topic "" at QoS 0          | must not be empty       |
+      | topic "a\x00b" at QoS 0    | NUL                     |
+
+  @REQ_0251 @TEST_2511
+  Scenario: A writer may not publish to a $ topic, a reader may read one
+    Given a broker
+    And a connector "c"
+    Then creating a writer to topic "$SYS/broker/uptime" on "c" returns a ConfigurationError mentioning "$"
+    And creating a reader for topic "$SYS/broker/uptime" on "c" returns Success
