@@ -47,7 +47,8 @@ test: lint typecheck contracts unit
 example: $(STAMP)
 	$(BIN)/python examples/with_embedded_broker.py examples/quickstart.py
 
-conformance: example
+conformance: $(STAMP)
+	$(BIN)/taktora-conformance --report-dir reports/conformance
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info reports .coverage .coverage.*

@@ -66,17 +66,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--strict-markers",
         "-o",
         "python_files=suite.py",
-        "-o",
-        "timeout=120" if _has_timeout() else "console_output_style=progress",
+
         f"--connector-factory={args.connector_factory}",
         f"--report-dir={args.report_dir}",
         f"--cucumberjson={args.report_dir}/cucumber.json",
         "-q" if args.quiet else "-v",
+        # Only the plugins the kit needs, whatever else is installed.
+        "--disable-plugin-autoload",
         "-p",
-        "no:randomly",
+        "pytest_bdd.plugin",
         "-p",
-        "no:returns",  # imported already by the factory check; the kit needs none of it
+        "taktora_connector.conformance.plugin",
     ]
+    if _has_timeout():
+        pytest_args += ["-p", "pytest_timeout"]
+    if _has_timeout():
+        pytest_args += ["-o", "timeout=120"]
     if args.broker_url:
         pytest_args.append(f"--broker-url={args.broker_url}")
     if args.keyword:

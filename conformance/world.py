@@ -263,6 +263,25 @@ class World:
                 return got
             got.append(envelope)
 
+    def drain_all(self, quiet: float = 0.3) -> dict[str, list[RecvEnvelope[Any, MqttRouting]]]:
+        """What arrives on every reader until ``quiet`` seconds pass with nothing new."""
+        got: dict[str, list[RecvEnvelope[Any, MqttRouting]]] = {name: [] for name in self.readers}
+        last = time.monotonic()
+        while time.monotonic() - last < quiet:
+            idle = True
+            for name, reader in self.readers.items():
+                result = reader.try_recv()
+                assert is_successful(result), f"recv on {name!r} failed: {result}"
+                envelope = result.unwrap()
+                if envelope is not None:
+                    got[name].append(envelope)
+                    idle = False
+            if idle:
+                time.sleep(0.005)
+            else:
+                last = time.monotonic()
+        return got
+
     def probe(self, reader: str, writer: str) -> None:
         """Send probes through ``writer`` until ``reader`` sees one, then drain.
 
@@ -275,13 +294,16 @@ class World:
             self.send(writer, probe_value)
             result = self.reader(reader).recv(0.1)
             if is_successful(result) and result.unwrap() is not None:
-                self.drain(reader)
+                self.drain(reader, quiet=0.05)
                 return
         raise AssertionError(f"{reader!r} never received a probe sent through {writer!r}")
 
     # -- teardown ----------------------------------------------------------------------
 
     def close(self) -> None:
+        for party in self.parties.values():
+            if party.proxy is not None:  # a stalled path would only delay closing
+                party.proxy.resume()
         for party in self.parties.values():
             with contextlib.suppress(Exception):
                 party.connector.close(timeout=2.0)

@@ -24,7 +24,7 @@ Feature: Bounded bridges (REQ_0259)
     And a writer "probe" on "pub" to topic "cap/t" at QoS 1
     When "in" is subscribed, probed through "probe"
     And "probe" sends 40 values and they are delivered
-    Then within 5 seconds "in" holds exactly 5 messages and dropped 35
+    Then after 1 seconds "in" yields exactly 5 messages
     When the path between "pub" and the broker stalls
     And "probe" sends values until one is refused
     Then at least 3 and at most 4 values were accepted before BackPressure

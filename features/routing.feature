@@ -5,7 +5,7 @@ Feature: MqttRouting carries topic, QoS and retained flag (REQ_0251)
     Given a broker
     And a started connector "pub"
     And a started connector "sub"
-    And a reader "in" on "sub" for filter "site/+/level" at QoS 1
+    And a reader "in" on "sub" for topic "site/tank-7/level" at QoS 1
     And a retained writer "w" on "pub" to topic "site/tank-7/level" at QoS 1
     When "in" is subscribed, probed through "w"
     And "w" sends the value 42

@@ -1,0 +1,309 @@
+"""Deliberately faulty connectors: each breaks one requirement, so the kit must fail it.
+
+Each factory has the kit's factory signature ``(options, codec) -> Connector``.
+They wrap or adjust the reference connector; ``BROKEN`` says which requirement
+each one breaks. Tests may use adapter internals here; the kit may not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+from returns.pipeline import is_successful
+from returns.result import Result, Success
+
+from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
+from taktora_connector.domain import ChannelDescriptor, ConnectorError, Degraded, RecvEnvelope, SendOutcome
+from taktora_connector.ports import PayloadCodec
+
+
+class Wrapper:
+    """Delegates the Connector port to a reference connector."""
+
+    def __init__(self, inner: MqttConnector[Any]) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def health(self) -> Any:
+        return self.inner.health()
+
+    def subscribe_health(self) -> Any:
+        return self.inner.subscribe_health()
+
+    def start(self) -> Result[None, ConnectorError]:
+        return self.inner.start()
+
+    def create_writer(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_writer(descriptor)
+
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor)
+
+    def close(self, timeout: float = 5.0) -> Result[None, ConnectorError]:
+        return self.inner.close(timeout)
+
+    def __enter__(self) -> Wrapper:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ChannelWrapper:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def __iter__(self) -> Any:
+        return iter(self.inner)
+
+
+# REQ_0250 -------------------------------------------------------------------------------
+
+
+class Nameless(Wrapper):
+    @property
+    def name(self) -> str:
+        return ""
+
+
+def nameless(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Nameless:
+    return Nameless(MqttConnector(options, codec))
+
+
+# REQ_0251 -------------------------------------------------------------------------------
+
+
+class QosForgettingReader(ChannelWrapper):
+    """Reports every received message as QoS 0, whatever it arrived with."""
+
+    def recv(self, timeout: float | None = None) -> Any:
+        return self.inner.recv(timeout).map(self._fix)
+
+    def try_recv(self) -> Any:
+        return self.inner.try_recv().map(self._fix)
+
+    @staticmethod
+    def _fix(envelope: RecvEnvelope[Any, MqttRouting] | None) -> Any:
+        if envelope is None:
+            return None
+        routing = MqttRouting.delivered(envelope.routing.topic or "", 0, envelope.routing.retained)
+        return dataclasses.replace(envelope, routing=routing)
+
+
+class ForgetsReceivedQos(Wrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(QosForgettingReader)
+
+
+def forgets_received_qos(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return ForgetsReceivedQos(MqttConnector(options, codec))
+
+
+# REQ_0252 -------------------------------------------------------------------------------
+
+
+class _Done:
+    done = True
+
+    def wait(self, timeout: float | None = None) -> Result[None, ConnectorError]:
+        return Success(None)
+
+
+class EarlyDeliveryWriter(ChannelWrapper):
+    """Reports every send delivered at once, before any PUBACK."""
+
+    def send(self, value: Any, *, correlation_id: bytes | None = None) -> Any:
+        result = self.inner.send(value, correlation_id=correlation_id)
+        return result.map(lambda o: SendOutcome(o.sequence_number, o.timestamp_ns, o.bytes_written, _Done()))
+
+
+class EarlyDelivery(Wrapper):
+    def create_writer(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_writer(descriptor).map(EarlyDeliveryWriter)
+
+
+def early_delivery(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return EarlyDelivery(MqttConnector(options, codec))
+
+
+# REQ_0253 -------------------------------------------------------------------------------
+
+
+class IgnoresRetained(Wrapper):
+    def create_writer(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        routing = dataclasses.replace(descriptor.routing, retained=False)
+        return self.inner.create_writer(dataclasses.replace(descriptor, routing=routing))
+
+
+def ignores_retained(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return IgnoresRetained(MqttConnector(options, codec))
+
+
+# REQ_0254 -------------------------------------------------------------------------------
+
+
+class ExactOnlyReader(ChannelWrapper):
+    """Delivers only messages whose topic equals the reader's filter, as a naive demux would."""
+
+    def _keep(self, result: Any) -> Any:
+        envelope = result.unwrap() if is_successful(result) else None
+        wanted = self.inner.descriptor.routing.subscription_filter()
+        if envelope is not None and envelope.routing.topic != wanted:
+            return Success(None)
+        return result
+
+    def recv(self, timeout: float | None = None) -> Any:
+        return self._keep(self.inner.recv(timeout))
+
+    def try_recv(self) -> Any:
+        return self._keep(self.inner.try_recv())
+
+
+class ExactMatchOnly(Wrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(ExactOnlyReader)
+
+
+def exact_match_only(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return ExactMatchOnly(MqttConnector(options, codec))
+
+
+# REQ_0255 -------------------------------------------------------------------------------
+
+
+def drops_credentials(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
+    return MqttConnector(options.replace(credentials=None), codec)
+
+
+# REQ_0256 -------------------------------------------------------------------------------
+
+
+def ignores_tls(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
+    return MqttConnector(options.replace(tls=None), codec)
+
+
+# REQ_0257 -------------------------------------------------------------------------------
+
+
+def speaks_mqtt31(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
+    """MQTT 3.1 instead of 3.1.1 (amqtt refuses it; mosquitto accepts it)."""
+    import paho.mqtt.client as paho
+
+    connector: MqttConnector[Any] = MqttConnector(options, codec)
+    gateway: Any = connector._gateway  # tests may reach inside; the kit may not
+    make = gateway._make_client
+
+    def make_v31() -> Any:
+        client = make()
+        client._protocol = paho.MQTTv31
+        return client
+
+    gateway._make_client = make_v31
+    return connector
+
+
+# REQ_0258 -------------------------------------------------------------------------------
+
+
+class LeaksThread(Wrapper):
+    def start(self) -> Result[None, ConnectorError]:
+        threading.Thread(target=time.sleep, args=(30,), name="leaky-worker", daemon=True).start()
+        return self.inner.start()
+
+
+def leaks_thread(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return LeaksThread(MqttConnector(options, codec))
+
+
+# REQ_0259 -------------------------------------------------------------------------------
+
+
+def outbound_off_by_one(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
+    return MqttConnector(options.replace(outbound_capacity=options.outbound_capacity + 1), codec)
+
+
+# REQ_0260 -------------------------------------------------------------------------------
+
+
+class QuietSubscription:
+    """Hides backpressure Degraded events (the transition is never broadcast)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def _visible(self, event: Any) -> bool:
+        return not (isinstance(event.to, Degraded) and "backpressure" in event.to.reason)
+
+    def try_next(self) -> Any:
+        while (event := self.inner.try_next()) is not None:
+            if self._visible(event):
+                return event
+        return None
+
+    def next(self, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            event = self.inner.next(left)
+            if event is None or self._visible(event):
+                return event
+
+    def __iter__(self) -> Any:
+        return (e for e in self.inner if self._visible(e))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class SilentBackpressure(Wrapper):
+    def subscribe_health(self) -> Any:
+        return QuietSubscription(self.inner.subscribe_health())
+
+
+def silent_backpressure(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return SilentBackpressure(MqttConnector(options, codec))
+
+
+# REQ_0261 -------------------------------------------------------------------------------
+
+
+class DropBlindReader(ChannelWrapper):
+    @property
+    def dropped(self) -> int:
+        return 0
+
+
+class NeverReportsDrops(Wrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(DropBlindReader)
+
+
+def never_reports_drops(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return NeverReportsDrops(MqttConnector(options, codec))
+
+
+#: factory name -> the one requirement it breaks
+BROKEN: dict[str, str] = {
+    "nameless": "REQ_0250",
+    "forgets_received_qos": "REQ_0251",
+    "early_delivery": "REQ_0252",
+    "ignores_retained": "REQ_0253",
+    "exact_match_only": "REQ_0254",
+    "drops_credentials": "REQ_0255",
+    "ignores_tls": "REQ_0256",
+    "speaks_mqtt31": "REQ_0257",
+    "leaks_thread": "REQ_0258",
+    "outbound_off_by_one": "REQ_0259",
+    "silent_backpressure": "REQ_0260",
+    "never_reports_drops": "REQ_0261",
+}

@@ -1,0 +1,213 @@
+"""The conformance kit: it passes the reference, fails each faulty connector on exactly
+the requirement it breaks, runs against mosquitto, and writes reports tools accept."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_bdd.feature import get_features
+
+from taktora_connector.conformance.brokers import MosquittoBroker
+from taktora_connector.conformance.paths import FEATURES_DIR
+from taktora_connector.conformance.registry import REQUIREMENTS, TESTS, check_tags
+
+from .conftest import require_mosquitto
+from .faulty import BROKEN
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_kit(report_dir: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "taktora_connector.conformance.cli", "-q", "--report-dir", str(report_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=report_dir.parent,
+        check=False,
+    )
+    report_file = report_dir / "report.json"
+    report = json.loads(report_file.read_text()) if report_file.exists() else {}
+    return done.returncode, report, done.stdout + done.stderr
+
+
+def results(report: dict[str, Any]) -> dict[str, str]:
+    return {row["id"]: row["result"] for row in report["requirements"]}
+
+
+# -- the registry and the feature files ---------------------------------------------------
+
+
+def all_scenarios() -> list[tuple[str, set[str]]]:
+    found = []
+    for feature in get_features([str(FEATURES_DIR)]):
+        for name, scenario in feature.scenarios.items():
+            found.append((f"{Path(feature.filename).name}: {name}", set(scenario.tags)))
+    return found
+
+
+def test_every_scenario_is_tagged_with_known_ids() -> None:
+    problems = [p for name, tags in all_scenarios() for p in check_tags(name, tags)]
+    assert problems == []
+
+
+def test_every_requirement_has_a_scenario_and_every_test_id_is_used() -> None:
+    tags = set().union(*(tags for _, tags in all_scenarios()))
+    assert set(REQUIREMENTS) <= tags
+    assert set(TESTS) <= tags
+    assert {f"REQ_{n:04d}" for n in range(250, 262)} == set(REQUIREMENTS)
+
+
+def test_check_tags_catches_mistakes() -> None:
+    assert check_tags("s", {"REQ_0999", "TEST_0130"}) == [
+        "s: unknown requirement tag @REQ_0999",
+        "s: @TEST_0130 verifies REQ_0252, which is not tagged",
+    ]
+    assert check_tags("s", {"REQ_0252"}) == ["s: no @TEST_ tag"]
+
+
+# -- the reference passes ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, Any], str, Path]]:
+    report_dir = tmp_path_factory.mktemp("kit") / "reports"
+    code, report, output = run_kit(report_dir)
+    yield code, report, output, report_dir
+
+
+def test_reference_passes_every_requirement(reference_run: Any) -> None:
+    code, report, output, _ = reference_run
+    assert code == 0, output[-3000:]
+    assert set(results(report).values()) == {"PASS"}, results(report)
+    assert report["verdict"] == "PASS"
+    assert "REQ_0261" in output  # the table is printed
+    assert report["meta"]["connector"].endswith("reference_factory")
+
+
+def test_reports_are_written_in_every_format(reference_run: Any) -> None:
+    _, report, _, report_dir = reference_run
+    for name in ("matrix.md", "report.html", "report.json", "junit.xml", "needs.json", "cucumber.json"):
+        assert (report_dir / name).stat().st_size > 0, name
+    markdown = (report_dir / "matrix.md").read_text()
+    assert "| REQ_0254 | Wildcard subscriptions supported | PASS |" in markdown
+    page = (report_dir / "report.html").read_text()
+    assert page.startswith("<!doctype html>")
+    assert "<link" not in page and "<script" not in page  # self-contained
+    suite = ET.parse(report_dir / "junit.xml").getroot()
+    cases = suite.findall("testcase")
+    assert len(cases) == len(report["scenarios"]) > 30
+    for case in cases:
+        verifies = {p.get("value") for p in case.iter("property") if p.get("name") == "verifies"}
+        assert verifies and verifies <= set(REQUIREMENTS)
+    cucumber = json.loads((report_dir / "cucumber.json").read_text())
+    assert {element["name"] for feature in cucumber for element in feature["elements"]}
+
+
+def test_needs_json_is_accepted_by_sphinx_needs(reference_run: Any, tmp_path: Path) -> None:
+    pytest.importorskip("sphinx_needs")
+    from sphinx.cmd.build import build_main
+    from sphinx_needs.needsfile import check_needs_file
+
+    _, _, _, report_dir = reference_run
+    needs_file = report_dir / "needs.json"
+    assert check_needs_file(str(needs_file)).schema == []
+    data = json.loads(needs_file.read_text())
+    (version,) = data["versions"].values()
+    assert version["needs"]["TEST_0131"]["links"] == ["REQ_0252"]
+    assert version["needs"]["REQ_0252"]["status"] == "pass"
+    source = tmp_path / "docs"
+    source.mkdir()
+    (source / "conf.py").write_text(
+        "extensions = ['sphinx_needs']\n"
+        "needs_types = [\n"
+        "  {'directive': 'req', 'title': 'Requirement', 'prefix': 'REQ_', 'color': '#BFD8D2', 'style': 'node'},\n"
+        "  {'directive': 'test', 'title': 'Test case', 'prefix': 'TEST_', 'color': '#DCB239', 'style': 'node'},\n"
+        "]\n"
+        "needs_id_regex = '^[A-Z0-9_]{5,}'\n"
+    )
+    (source / "needs.json").write_bytes(needs_file.read_bytes())
+    (source / "index.rst").write_text("Traceability\n============\n\n.. needimport:: needs.json\n")
+    out = tmp_path / "html"
+    warnings = tmp_path / "warnings.txt"
+    code = build_main(["-q", "-b", "html", "-W", "-w", str(warnings), str(source), str(out)])
+    assert code == 0, warnings.read_text()
+    built = (out / "index.html").read_text()
+    assert "REQ_0250" in built and "TEST_0160" in built
+
+
+# -- the kit can fail --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def faulty_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any], str]]:
+    base = tmp_path_factory.mktemp("faulty")
+    mosquitto: MosquittoBroker | None = None
+    jobs: dict[str, list[str]] = {}
+    for name in BROKEN:
+        args = ["--connector-factory", f"tests.faulty:{name}"]
+        if name == "speaks_mqtt31":  # amqtt refuses MQTT 3.1 outright: use mosquitto
+            require_mosquitto()
+            mosquitto = mosquitto or MosquittoBroker().start()
+            args += ["--broker-url", mosquitto.url]
+        jobs[name] = args
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = {
+                name: pool.submit(run_kit, base / name / "reports", *args)
+                for name, args in jobs.items()
+            }
+            return {name: future.result() for name, future in futures.items()}
+    finally:
+        if mosquitto is not None:
+            mosquitto.close()
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_faulty_connector_fails_exactly_its_requirement(
+    faulty_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
+) -> None:
+    code, report, output = faulty_runs[name]
+    assert code == 1, f"exit {code}\n{output[-3000:]}"
+    failed = {req for req, result in results(report).items() if result == "FAIL"}
+    assert failed == {BROKEN[name]}, output[-4000:]
+    assert report["verdict"] == "FAIL"
+
+
+# -- other brokers and the command line ----------------------------------------------------
+
+
+def test_kit_passes_against_mosquitto(tmp_path: Path) -> None:
+    require_mosquitto()
+    with MosquittoBroker(extra_config="sys_interval 1") as broker:
+        code, report, output = run_kit(tmp_path / "reports", "--broker-url", broker.url)
+    assert code == 0, output[-3000:]
+    outcome = results(report)
+    assert outcome.pop("REQ_0255") == outcome.pop("REQ_0256") == "NOT RUN"
+    assert set(outcome.values()) == {"PASS"}, outcome
+    skipped = [s for s in report["scenarios"] if s["outcome"] == "skipped"]
+    assert skipped
+    assert all("not run against --broker-url" in s["detail"] for s in skipped)
+
+
+def test_selection_and_bad_factories(tmp_path: Path) -> None:
+    code, report, _ = run_kit(tmp_path / "one", "-m", "REQ_0257")
+    assert code == 0
+    assert results(report)["REQ_0257"] == "PASS"
+    assert results(report)["REQ_0250"] == "NOT RUN"
+    code, _, output = run_kit(tmp_path / "bad", "--connector-factory", "no_such_module:factory")
+    assert code == 2
+    assert "cannot be imported" in output
+    code, _, output = run_kit(tmp_path / "none", "-k", "no-scenario-has-this-name")
+    assert code == 5
