@@ -73,8 +73,8 @@ class KitSession:
         self.started = time.monotonic()
         self.matrix: Matrix | None = None
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for item in items:
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:  # after -k and -m deselection
             tags = [mark.name for mark in item.iter_markers()]
             if not requirement_of(tags):
                 continue

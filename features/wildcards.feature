@@ -1,25 +1,29 @@
 Feature: Wildcard subscriptions and demultiplexing (REQ_0254)
 
-  Background:
+  @REQ_0254 @TEST_0133
+  Scenario: A single-level wildcard matches one level
     Given a broker
     And a started connector "pub"
     And a started connector "sub"
-
-  @REQ_0254 @TEST_0133
-  Scenario: A single-level wildcard matches one level
-    Given a reader "plus" on "sub" for filter "plant/+/temperature" at QoS 1
+    And a reader "plus" on "sub" for filter "plant/+/temperature" at QoS 1
     When "pub" publishes to "plant/A/temperature", "plant/B/temperature" and "plant/A/B/temperature"
     Then "plus" receives exactly the messages of "plant/A/temperature" and "plant/B/temperature"
 
   @REQ_0254 @TEST_0134
   Scenario: A multi-level wildcard matches every level below, and the parent
-    Given a reader "hash" on "sub" for filter "plant/#" at QoS 1
+    Given a broker
+    And a started connector "pub"
+    And a started connector "sub"
+    And a reader "hash" on "sub" for filter "plant/#" at QoS 1
     When "pub" publishes to "plant", "plant/A/temperature" and "plant/A/B/temperature"
     Then "hash" receives exactly the messages of "plant", "plant/A/temperature" and "plant/A/B/temperature"
 
   @REQ_0254 @TEST_0102
   Scenario: Every reader receives exactly the topics its filter matches
-    Given readers on "sub" for these filters
+    Given a broker
+    And a started connector "pub"
+    And a started connector "sub"
+    And readers on "sub" for these filters
       | filter             |
       | sport/tennis/+     |
       | sport/#            |
@@ -48,7 +52,10 @@ Feature: Wildcard subscriptions and demultiplexing (REQ_0254)
 
   @REQ_0254 @TEST_2540
   Scenario: Overlapping readers each get their own copy
-    Given a reader "one" on "sub" for filter "ovl/#" at QoS 1
+    Given a broker
+    And a started connector "pub"
+    And a started connector "sub"
+    And a reader "one" on "sub" for filter "ovl/#" at QoS 1
     And a reader "two" on "sub" for filter "ovl/+/x" at QoS 1
     And a reader "three" on "sub" for topic "ovl/a/x" at QoS 1
     When "pub" publishes to "ovl/a/x"
@@ -58,7 +65,9 @@ Feature: Wildcard subscriptions and demultiplexing (REQ_0254)
 
   @REQ_0254 @TEST_2541
   Scenario: Messages on $ topics reach $ filters but never # or +/ filters
-    Given a reader "all" on "sub" for the unprefixed filter "#" at QoS 0
+    Given a broker
+    And a started connector "sub" using the bytes codec
+    And a reader "all" on "sub" for the unprefixed filter "#" at QoS 0
     And a reader "plus" on "sub" for the unprefixed filter "+/broker/#" at QoS 0
     And a reader "sys" on "sub" for the unprefixed filter "$SYS/#" at QoS 0
     When the broker publishes a message on a $SYS topic
