@@ -66,7 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--strict-markers",
         "-o",
         "python_files=suite.py",
-
         f"--connector-factory={args.connector_factory}",
         f"--report-dir={args.report_dir}",
         f"--cucumberjson={args.report_dir}/cucumber.json",

@@ -23,9 +23,19 @@ import pytest
 from .factory import DEFAULT_FACTORY, ConnectorFactory, load_factory
 from .paths import DEFAULT_REPORT_DIR
 from .registry import REQUIREMENTS, TESTS, requirement_of, tests_of
-from .reports import FAILED, PASSED, SKIPPED, Matrix, ScenarioResult, build_matrix, table_lines, write_all
+from .reports import (
+    FAILED,
+    PASSED,
+    SKIPPED,
+    Matrix,
+    ScenarioResult,
+    build_matrix,
+    table_lines,
+    write_all,
+)
 
 pytest_plugins = ("taktora_connector.conformance.steps",)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("taktora-conformance", "taktora connector conformance kit")

@@ -107,11 +107,18 @@ def write_markdown(matrix: Matrix, path: Path) -> None:
         "|---|---|---|---|",
     ]
     for row in matrix.rows:
-        cells = "<br>".join(
-            f"{_md(s.name)} ({', '.join(s.tests)}): {s.outcome}" for s in row.scenarios
-        ) or "none"
+        cells = (
+            "<br>".join(f"{_md(s.name)} ({', '.join(s.tests)}): {s.outcome}" for s in row.scenarios)
+            or "none"
+        )
         out.append(f"| {row.id} | {_md(row.title)} | {row.result} | {cells} |")
-    out += ["", "## Scenarios", "", "| Scenario | Verifies | Test | Result | Time (s) |", "|---|---|---|---|---|"]
+    out += [
+        "",
+        "## Scenarios",
+        "",
+        "| Scenario | Verifies | Test | Result | Time (s) |",
+        "|---|---|---|---|---|",
+    ]
     for s in matrix.scenarios:
         out.append(
             f"| {_md(s.name)} | {', '.join(s.requirements)} | {', '.join(s.tests)} | "
@@ -146,20 +153,23 @@ def write_html(matrix: Matrix, path: Path) -> None:
     verdict = "PASS" if matrix.passed else "FAIL"
     rows = []
     for row in matrix.rows:
-        scenarios = "<br>".join(
-            f'<span class="{s.outcome}">{e(s.name)} ({e(", ".join(s.tests))})</span>'
-            for s in row.scenarios
-        ) or "none"
+        scenarios = (
+            "<br>".join(
+                f'<span class="{s.outcome}">{e(s.name)} ({e(", ".join(s.tests))})</span>'
+                for s in row.scenarios
+            )
+            or "none"
+        )
         css = row.result.replace(" ", "-")
         rows.append(
-            f'<tr><td>{e(row.id)}</td><td>{e(row.title)}<br><small>{e(row.statement)}</small></td>'
+            f"<tr><td>{e(row.id)}</td><td>{e(row.title)}<br><small>{e(row.statement)}</small></td>"
             f'<td class="{css}">{e(row.result)}</td><td>{scenarios}</td></tr>'
         )
     details = []
     for s in matrix.scenarios:
         evidence = f"<pre>{e(s.detail.strip())}</pre>" if s.detail else ""
         details.append(
-            f'<tr><td>{e(s.name)}<br><small>{e(s.feature)}</small></td>'
+            f"<tr><td>{e(s.name)}<br><small>{e(s.feature)}</small></td>"
             f"<td>{e(', '.join(s.requirements))}</td><td>{e(', '.join(s.tests))}</td>"
             f'<td class="{s.outcome}">{e(s.outcome)}</td><td>{s.duration:.2f}</td>'
             f"<td>{evidence}</td></tr>"
@@ -169,14 +179,14 @@ def write_html(matrix: Matrix, path: Path) -> None:
 <html lang="en"><head><meta charset="utf-8"><title>Conformance report</title>
 <style>{_STYLE}</style></head><body>
 <h1>Conformance report: <span class="{verdict}">{verdict}</span></h1>
-<p>Connector under test <code>{e(meta['connector'])}</code>; broker {e(meta['broker'])};
-{e(meta['date'])}; {meta['duration']:.1f} s.<br>{versions}</p>
+<p>Connector under test <code>{e(meta["connector"])}</code>; broker {e(meta["broker"])};
+{e(meta["date"])}; {meta["duration"]:.1f} s.<br>{versions}</p>
 <h2>Requirements ({e(FEATURE)})</h2>
 <table><tr><th>Requirement</th><th>Title and statement</th><th>Result</th><th>Scenarios</th></tr>
-{''.join(rows)}</table>
+{"".join(rows)}</table>
 <h2>Scenarios</h2>
 <table><tr><th>Scenario</th><th>Verifies</th><th>Test</th><th>Result</th><th>Time (s)</th><th>Evidence</th></tr>
-{''.join(details)}</table>
+{"".join(details)}</table>
 </body></html>
 """
     path.write_text(page, encoding="utf-8")

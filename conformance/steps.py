@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import socket
 import sys
 import threading
 import time
@@ -198,7 +197,9 @@ def _has_name(conformance_world: World, name: str) -> None:
 
 @given(parsers.parse('a health subscription "{sub}" on "{name}"'))
 def _health_subscription(conformance_world: World, sub: str, name: str) -> None:
-    conformance_world.subscriptions[sub] = conformance_world.party(name).connector.subscribe_health()
+    conformance_world.subscriptions[sub] = conformance_world.party(
+        name
+    ).connector.subscribe_health()
 
 
 @when(parsers.parse('"{sub}" is emptied'))
@@ -217,7 +218,11 @@ def _events_settled(world: World, sub: str) -> list[Any]:
     return found
 
 
-@then(parsers.re(r'"(?P<sub>[^"]+)" saw exactly one event, to (?P<kind>\w+)(?: mentioning "(?P<words>[^"]+)")?$'))
+@then(
+    parsers.re(
+        r'"(?P<sub>[^"]+)" saw exactly one event, to (?P<kind>\w+)(?: mentioning "(?P<words>[^"]+)")?$'
+    )
+)
 def _exactly_one_event(conformance_world: World, sub: str, kind: str, words: str | None) -> None:
     found = _events_settled(conformance_world, sub)
     assert [e.to.kind for e in found] == [KINDS[kind.lower()]], f"events seen: {found}"
@@ -236,28 +241,56 @@ def _routing(world: World, kind: str, name: str, level: int, retained: bool = Fa
     return MqttRouting(topic=world.topic(name), qos=qos(level), retained=retained)
 
 
-@given(parsers.re(r'a (?P<retained>retained )?writer "(?P<writer>[^"]+)" on "(?P<name>[^"]+)" to topic "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'))
-def _writer(conformance_world: World, retained: str | None, writer: str, name: str, topic: str, level: str) -> None:
+@given(
+    parsers.re(
+        r'a (?P<retained>retained )?writer "(?P<writer>[^"]+)" on "(?P<name>[^"]+)" to topic "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'
+    )
+)
+def _writer(
+    conformance_world: World, retained: str | None, writer: str, name: str, topic: str, level: str
+) -> None:
     routing = _routing(conformance_world, "topic", topic, int(level), retained=bool(retained))
     conformance_world.add_writer(name, writer, routing)
 
 
-@given(parsers.re(r'(?P<count>\d+) writers on "(?P<name>[^"]+)" to topic "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'))
+@given(
+    parsers.re(
+        r'(?P<count>\d+) writers on "(?P<name>[^"]+)" to topic "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'
+    )
+)
 def _writers(conformance_world: World, count: str, name: str, topic: str, level: str) -> None:
     names = [f"w{i}" for i in range(int(count))]
     for writer in names:
-        conformance_world.add_writer(name, writer, _routing(conformance_world, "topic", topic, int(level)))
+        conformance_world.add_writer(
+            name, writer, _routing(conformance_world, "topic", topic, int(level))
+        )
     conformance_world.scratch["writers"] = names
 
 
-@given(parsers.re(r'a reader "(?P<reader>[^"]+)" on "(?P<name>[^"]+)" for (?P<kind>topic|filter) "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'))
-@when(parsers.re(r'a reader "(?P<reader>[^"]+)" on "(?P<name>[^"]+)" for (?P<kind>topic|filter) "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'))
-def _reader(conformance_world: World, reader: str, name: str, kind: str, topic: str, level: str) -> None:
+@given(
+    parsers.re(
+        r'a reader "(?P<reader>[^"]+)" on "(?P<name>[^"]+)" for (?P<kind>topic|filter) "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'
+    )
+)
+@when(
+    parsers.re(
+        r'a reader "(?P<reader>[^"]+)" on "(?P<name>[^"]+)" for (?P<kind>topic|filter) "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'
+    )
+)
+def _reader(
+    conformance_world: World, reader: str, name: str, kind: str, topic: str, level: str
+) -> None:
     conformance_world.add_reader(name, reader, _routing(conformance_world, kind, topic, int(level)))
 
 
-@given(parsers.re(r'a reader "(?P<reader>[^"]+)" on "(?P<name>[^"]+)" for the unprefixed filter "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'))
-def _unprefixed_reader(conformance_world: World, reader: str, name: str, topic: str, level: str) -> None:
+@given(
+    parsers.re(
+        r'a reader "(?P<reader>[^"]+)" on "(?P<name>[^"]+)" for the unprefixed filter "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'
+    )
+)
+def _unprefixed_reader(
+    conformance_world: World, reader: str, name: str, topic: str, level: str
+) -> None:
     conformance_world.add_reader(name, reader, MqttRouting(filter=topic, qos=qos(int(level))))
 
 
@@ -272,7 +305,11 @@ def _create_both(conformance_world: World, name: str) -> None:
     conformance_world.scratch["channels"] = (writer.unwrap(), reader.unwrap())
 
 
-@then(parsers.parse('creating a writer with a routing that has only a filter on "{name}" returns a ConfigurationError'))
+@then(
+    parsers.parse(
+        'creating a writer with a routing that has only a filter on "{name}" returns a ConfigurationError'
+    )
+)
 def _writer_needs_topic(conformance_world: World, name: str) -> None:
     connector = conformance_world.party(name).connector
     routing = MqttRouting(filter=conformance_world.topic("only/+"))
@@ -288,7 +325,11 @@ def _channels_refuse(conformance_world: World, name: str) -> None:
     assert isinstance(reader.recv(0.1).failure(), ConnectorDown)
 
 
-@then(parsers.re(r'creating a writer to topic "(?P<topic>[^"]+)" on "(?P<name>[^"]+)" returns a ConfigurationError mentioning "(?P<words>[^"]+)"$'))
+@then(
+    parsers.re(
+        r'creating a writer to topic "(?P<topic>[^"]+)" on "(?P<name>[^"]+)" returns a ConfigurationError mentioning "(?P<words>[^"]+)"$'
+    )
+)
 def _writer_refused(conformance_world: World, topic: str, name: str, words: str) -> None:
     connector = conformance_world.party(name).connector
     result = connector.create_writer(ChannelDescriptor("refused", MqttRouting(topic=topic)))
@@ -297,14 +338,22 @@ def _writer_refused(conformance_world: World, topic: str, name: str, words: str)
     assert words in str(error)
 
 
-@then(parsers.re(r'creating a reader for topic "(?P<topic>[^"]+)" on "(?P<name>[^"]+)" returns Success$'))
+@then(
+    parsers.re(
+        r'creating a reader for topic "(?P<topic>[^"]+)" on "(?P<name>[^"]+)" returns Success$'
+    )
+)
 def _reader_allowed(conformance_world: World, topic: str, name: str) -> None:
     connector = conformance_world.party(name).connector
     result = connector.create_reader(ChannelDescriptor("dollar-reader", MqttRouting(topic=topic)))
     assert is_successful(result), f"got {result}"
 
 
-@then(parsers.re(r'the routing (?P<kind>topic|filter) "(?P<value>.*)" at QoS (?P<level>\d) is refused with a message containing "(?P<words>[^"]+)"$'))
+@then(
+    parsers.re(
+        r'the routing (?P<kind>topic|filter) "(?P<value>.*)" at QoS (?P<level>\d) is refused with a message containing "(?P<words>[^"]+)"$'
+    )
+)
 def _routing_refused(kind: str, value: str, level: str, words: str) -> None:
     value = value.encode().decode("unicode_escape")
     with pytest.raises(ConfigurationError) as caught:
@@ -324,8 +373,16 @@ def _probed(conformance_world: World, reader: str, writer: str) -> None:
     conformance_world.probe(reader, writer)
 
 
-@when(parsers.re(r'"(?P<writer>[^"]+)" sends the value (?P<value>.+?)(?P<delivered> and it is delivered)?$'))
-@then(parsers.re(r'"(?P<writer>[^"]+)" sends the value (?P<value>.+?)(?P<delivered> and it is delivered)$'))
+@when(
+    parsers.re(
+        r'"(?P<writer>[^"]+)" sends the value (?P<value>.+?)(?P<delivered> and it is delivered)?$'
+    )
+)
+@then(
+    parsers.re(
+        r'"(?P<writer>[^"]+)" sends the value (?P<value>.+?)(?P<delivered> and it is delivered)$'
+    )
+)
 def _send_value(conformance_world: World, writer: str, value: str, delivered: str | None) -> None:
     outcome = conformance_world.send(writer, _value(value))
     if delivered:
@@ -362,13 +419,19 @@ def _send_until_refused(conformance_world: World, writer: str) -> None:
 
 @then(parsers.parse("the refusal was BackPressure within {limit:d} sends"))
 def _refusal_was_backpressure(conformance_world: World, limit: int) -> None:
-    assert isinstance(conformance_world.refusal, BackPressure), f"refused with {conformance_world.refusal!r}"
+    assert isinstance(conformance_world.refusal, BackPressure), (
+        f"refused with {conformance_world.refusal!r}"
+    )
     assert conformance_world.accepted_before_refusal <= limit
 
 
-@then(parsers.parse("at least {low:d} and at most {high:d} values were accepted before BackPressure"))
+@then(
+    parsers.parse("at least {low:d} and at most {high:d} values were accepted before BackPressure")
+)
 def _accepted_between(conformance_world: World, low: int, high: int) -> None:
-    assert isinstance(conformance_world.refusal, BackPressure), f"refused with {conformance_world.refusal!r}"
+    assert isinstance(conformance_world.refusal, BackPressure), (
+        f"refused with {conformance_world.refusal!r}"
+    )
     assert low <= conformance_world.accepted_before_refusal <= high, (
         f"{conformance_world.accepted_before_refusal} accepted"
     )
@@ -377,7 +440,9 @@ def _accepted_between(conformance_world: World, low: int, high: int) -> None:
 @then(parsers.parse('"{writer}" sending again is refused with BackPressure'))
 def _refused_again(conformance_world: World, writer: str) -> None:
     result = conformance_world.writer(writer).send("again")
-    assert isinstance(result.failure() if not is_successful(result) else None, BackPressure), str(result)
+    assert isinstance(result.failure() if not is_successful(result) else None, BackPressure), str(
+        result
+    )
 
 
 @then(parsers.parse('the last delivery of "{writer}" is still pending after {seconds:g} seconds'))
@@ -395,7 +460,11 @@ def _completes(conformance_world: World, writer: str) -> None:
 # -- receiving -----------------------------------------------------------------------
 
 
-@then(parsers.re(r'"(?P<reader>[^"]+)" receives the value (?P<value>.+?)(?P<rest> with topic .*| at QoS \d| flagged as retained)?$'))
+@then(
+    parsers.re(
+        r'"(?P<reader>[^"]+)" receives the value (?P<value>.+?)(?P<rest> with topic .*| at QoS \d| flagged as retained)?$'
+    )
+)
 def _receives_value(conformance_world: World, reader: str, value: str, rest: str | None) -> None:
     envelope = conformance_world.receive(reader)
     assert envelope.value == _value(value), f"received {envelope.value!r}"
@@ -464,7 +533,7 @@ def _receives_exactly(conformance_world: World, reader: str, topics: str) -> Non
     if reader not in pending:  # one collection for all readers of the scenario
         pending.update(conformance_world.drain_all(quiet=0.3))
     got = pending.pop(reader)
-    assert sorted(conformance_world.local(e.routing.topic) for e in got) == expected
+    assert sorted(conformance_world.local(str(e.routing.topic)) for e in got) == expected
     assert sorted(e.value for e in got) == expected
 
 
@@ -495,7 +564,7 @@ def _table_received(conformance_world: World, datatable: list[list[str]]) -> Non
     problems = []
     for filt, topics in datatable[1:]:
         expected = sorted(t.strip() for t in topics.split(",") if t.strip())
-        got = sorted(world.local(e.routing.topic) for e in arrived[readers[filt]])
+        got = sorted(world.local(str(e.routing.topic)) for e in arrived[readers[filt]])
         if got != expected:
             problems.append(f"{filt}: expected {expected}, got {got}")
     assert not problems, "\n".join(problems)
@@ -517,13 +586,13 @@ def _receives_prefixed(conformance_world: World, reader: str, prefix: str) -> No
     if envelope is None and conformance_world.broker is None:
         pytest.skip(f"the external broker published no {prefix} message within {timeout:g} s")
     assert envelope is not None, f"{reader!r} received nothing within {timeout:g} s"
-    assert envelope.routing.topic.startswith(prefix), envelope.routing
+    assert str(envelope.routing.topic).startswith(prefix), envelope.routing
 
 
 @then(parsers.parse('"{reader}" received no message whose topic starts with "{prefix}"'))
 def _received_none_prefixed(conformance_world: World, reader: str, prefix: str) -> None:
     got = conformance_world.drain(reader, quiet=0.3)
-    leaked = [e.routing.topic for e in got if e.routing.topic.startswith(prefix)]
+    leaked = [e.routing.topic for e in got if str(e.routing.topic).startswith(prefix)]
     assert not leaked, f"{reader!r} received {leaked}"
 
 
@@ -535,7 +604,11 @@ def _drained(conformance_world: World, reader: str) -> None:
 @then(parsers.re(r'within (?P<seconds>\d+) seconds "(?P<reader>[^"]+)" dropped (?P<count>\d+)$'))
 def _dropped_within(conformance_world: World, seconds: str, reader: str, count: str) -> None:
     handle = conformance_world.reader(reader)
-    wait_for(lambda: handle.dropped >= int(count), float(seconds), f"{count} drops (have {handle.dropped})")
+    wait_for(
+        lambda: handle.dropped >= int(count),
+        float(seconds),
+        f"{count} drops (have {handle.dropped})",
+    )
     time.sleep(0.2)
     assert handle.dropped == int(count), f"{handle.dropped} dropped"
 
@@ -547,7 +620,11 @@ def _holds(conformance_world: World, seconds: float, reader: str, held: int) -> 
     assert len(got) == held, f"{len(got)} messages waited in a bridge of capacity {held}"
 
 
-@then(parsers.re(r'"(?P<reader>[^"]+)" received (?P<got>\d+) values and dropped (?P<dropped>\d+), accounting for all (?P<total>\d+)$'))
+@then(
+    parsers.re(
+        r'"(?P<reader>[^"]+)" received (?P<got>\d+) values and dropped (?P<dropped>\d+), accounting for all (?P<total>\d+)$'
+    )
+)
 def _accounted(conformance_world: World, reader: str, got: str, dropped: str, total: str) -> None:
     received = conformance_world.received[reader]
     handle = conformance_world.reader(reader)
@@ -576,7 +653,11 @@ def _stall_both(conformance_world: World, name: str) -> None:
     _stall(conformance_world, name, None)
 
 
-@when(parsers.re(r'the path (?:from the broker to|between) "(?P<name>[^"]+)"(?: and the broker)? is released$'))
+@when(
+    parsers.re(
+        r'the path (?:from the broker to|between) "(?P<name>[^"]+)"(?: and the broker)? is released$'
+    )
+)
 def _release(conformance_world: World, name: str) -> None:
     proxy = conformance_world.party(name).proxy
     assert proxy is not None
@@ -586,7 +667,9 @@ def _release(conformance_world: World, name: str) -> None:
 @then(parsers.parse('the wire carries a QoS 1 PUBLISH from "{name}"'))
 def _wire_qos1(conformance_world: World, name: str) -> None:
     party = conformance_world.party(name)
-    wait_for(lambda: any(p.qos == 1 for p in party.wire(PacketType.PUBLISH)), PATIENCE, "a QoS 1 PUBLISH")
+    wait_for(
+        lambda: any(p.qos == 1 for p in party.wire(PacketType.PUBLISH)), PATIENCE, "a QoS 1 PUBLISH"
+    )
 
 
 @then(parsers.parse('the wire carried PUBLISH packets at QoS {level:d} from "{name}"'))
@@ -608,13 +691,21 @@ def _wire_credentials(conformance_world: World, name: str) -> None:
     assert all(p.has_credentials() for p in packets)
 
 
-@then(parsers.parse('after {seconds:g} seconds the wire carried exactly {count:d} CONNECT from "{name}"'))
+@then(
+    parsers.parse(
+        'after {seconds:g} seconds the wire carried exactly {count:d} CONNECT from "{name}"'
+    )
+)
 def _wire_connect_count(conformance_world: World, seconds: float, count: int, name: str) -> None:
     time.sleep(seconds)
     assert len(conformance_world.party(name).wire(PacketType.CONNECT)) == count
 
 
-@then(parsers.parse('the wire carried a CONNECT from "{name}" with protocol name "{protocol}" and level {level:d}'))
+@then(
+    parsers.parse(
+        'the wire carried a CONNECT from "{name}" with protocol name "{protocol}" and level {level:d}'
+    )
+)
 def _wire_protocol(conformance_world: World, name: str, protocol: str, level: int) -> None:
     packets = conformance_world.party(name).wire(PacketType.CONNECT)
     assert packets, "no CONNECT seen"
@@ -633,7 +724,11 @@ def _is_socket_call(function: Any) -> bool:
     return getattr(function, "__module__", None) in _SOCKET_MODULES
 
 
-@then(parsers.parse('sending {count:d} values through "{writer}" and receiving them on "{reader}" makes no socket call on this thread'))
+@then(
+    parsers.parse(
+        'sending {count:d} values through "{writer}" and receiving them on "{reader}" makes no socket call on this thread'
+    )
+)
 def _no_io_on_caller(conformance_world: World, count: int, writer: str, reader: str) -> None:
     handle_w, handle_r = conformance_world.writer(writer), conformance_world.reader(reader)
     calls: list[str] = []
@@ -743,7 +838,11 @@ def _no_new_threads(conformance_world: World, seconds: float) -> None:
 # -- concurrency ---------------------------------------------------------------------
 
 
-@when(parsers.parse("{threads:d} threads each send {count:d} numbered values through those writers, retrying on BackPressure"))
+@when(
+    parsers.parse(
+        "{threads:d} threads each send {count:d} numbered values through those writers, retrying on BackPressure"
+    )
+)
 def _concurrent_send(conformance_world: World, threads: int, count: int) -> None:
     world = conformance_world
     writers = [world.writer(name) for name in world.scratch["writers"]]
@@ -767,7 +866,9 @@ def _concurrent_send(conformance_world: World, threads: int, count: int) -> None
                     return
                 time.sleep(0.0005)
 
-    workers = [threading.Thread(target=run, args=(i,), name=f"kit-sender-{i}") for i in range(threads)]
+    workers = [
+        threading.Thread(target=run, args=(i,), name=f"kit-sender-{i}") for i in range(threads)
+    ]
     started = time.monotonic()
     for worker in workers:
         worker.start()
@@ -793,10 +894,7 @@ def _exactly_once_on_wire(conformance_world: World) -> None:
         assert is_successful(world.writer(name).flush(PATIENCE * 3))
     party = world.party(world.writer_owner[world.scratch["writers"][0]])
     expected = sorted(json.dumps(value) for _, _, value in accepted)
-    wire = sorted(
-        p.payload().decode()
-        for p in party.wire(PacketType.PUBLISH)
-    )
+    wire = sorted(p.payload().decode() for p in party.wire(PacketType.PUBLISH))
     assert len(wire) == len(expected), f"{len(wire)} PUBLISH packets for {len(expected)} accepted"
     assert wire == expected
 
@@ -809,4 +907,3 @@ def _sequences(conformance_world: World) -> None:
     for sequences in per_writer.values():
         ordered = sorted(sequences)
         assert ordered == list(range(len(ordered))), "sequence numbers skip or repeat"
-

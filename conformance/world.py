@@ -254,7 +254,7 @@ class World:
 
     def drain(self, reader: str, quiet: float = 0.3) -> list[RecvEnvelope[Any, MqttRouting]]:
         """Everything that arrives until ``quiet`` seconds pass without a message."""
-        got = []
+        got: list[RecvEnvelope[Any, MqttRouting]] = []
         while True:
             result = self.reader(reader).recv(quiet)
             assert is_successful(result), f"recv on {reader!r} failed: {result}"

@@ -16,7 +16,13 @@ from returns.pipeline import is_successful
 from returns.result import Result, Success
 
 from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
-from taktora_connector.domain import ChannelDescriptor, ConnectorError, Degraded, RecvEnvelope, SendOutcome
+from taktora_connector.domain import (
+    ChannelDescriptor,
+    ConnectorError,
+    Degraded,
+    RecvEnvelope,
+    SendOutcome,
+)
 from taktora_connector.ports import PayloadCodec
 
 
@@ -124,7 +130,9 @@ class EarlyDeliveryWriter(ChannelWrapper):
 
     def send(self, value: Any, *, correlation_id: bytes | None = None) -> Any:
         result = self.inner.send(value, correlation_id=correlation_id)
-        return result.map(lambda o: SendOutcome(o.sequence_number, o.timestamp_ns, o.bytes_written, _Done()))
+        return result.map(
+            lambda o: SendOutcome(o.sequence_number, o.timestamp_ns, o.bytes_written, _Done())
+        )
 
 
 class EarlyDelivery(Wrapper):

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,15 @@ def run_kit(report_dir: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        [sys.executable, "-m", "taktora_connector.conformance.cli", "-q", "--report-dir", str(report_dir), *args],
+        [
+            sys.executable,
+            "-m",
+            "taktora_connector.conformance.cli",
+            "-q",
+            "--report-dir",
+            str(report_dir),
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -82,10 +89,12 @@ def test_check_tags_catches_mistakes() -> None:
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, Any], str, Path]]:
+def reference_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[int, dict[str, Any], str, Path]:
     report_dir = tmp_path_factory.mktemp("kit") / "reports"
     code, report, output = run_kit(report_dir)
-    yield code, report, output, report_dir
+    return code, report, output, report_dir
 
 
 def test_reference_passes_every_requirement(reference_run: Any) -> None:
@@ -99,7 +108,14 @@ def test_reference_passes_every_requirement(reference_run: Any) -> None:
 
 def test_reports_are_written_in_every_format(reference_run: Any) -> None:
     _, report, _, report_dir = reference_run
-    for name in ("matrix.md", "report.html", "report.json", "junit.xml", "needs.json", "cucumber.json"):
+    for name in (
+        "matrix.md",
+        "report.html",
+        "report.json",
+        "junit.xml",
+        "needs.json",
+        "cucumber.json",
+    ):
         assert (report_dir / name).stat().st_size > 0, name
     markdown = (report_dir / "matrix.md").read_text()
     assert "| REQ_0254 | Wildcard subscriptions supported | PASS |" in markdown
@@ -152,7 +168,9 @@ def test_needs_json_is_accepted_by_sphinx_needs(reference_run: Any, tmp_path: Pa
 
 
 @pytest.fixture(scope="module")
-def faulty_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any], str]]:
+def faulty_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[int, dict[str, Any], str]]:
     base = tmp_path_factory.mktemp("faulty")
     mosquitto: MosquittoBroker | None = None
     jobs: dict[str, list[str]] = {}
