@@ -220,6 +220,65 @@ def test_kit_passes_against_mosquitto(tmp_path: Path) -> None:
     assert all("not run against --broker-url" in s["detail"] for s in skipped), skipped
 
 
+def test_readme_factory_example_and_a_third_party_pytest_run(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "examples"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "taktora_connector.conformance.cli",
+            "-q",
+            "-m",
+            "REQ_0257",
+            "--connector-factory",
+            "my_connector:make_connector",
+            "--report-dir",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["meta"]["connector"] == "my_connector:make_connector"
+    assert results(report)["REQ_0257"] == "PASS"
+    # The same scenarios inside a third party's own pytest run, through the plugin.
+    (tmp_path / "test_mine.py").write_text(
+        "from taktora_connector.conformance.suite import *  # noqa: F403\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "REQ_0257",
+            "--connector-factory",
+            "my_connector:make_connector",
+            "--report-dir",
+            str(tmp_path / "mine"),
+            str(tmp_path / "test_mine.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "1 passed" in done.stdout
+    assert "REQ_0257     MQTT 3.1.1 baseline" in done.stdout
+    assert (tmp_path / "mine" / "needs.json").exists()
+
+
 def test_selection_and_bad_factories(tmp_path: Path) -> None:
     code, report, _ = run_kit(tmp_path / "one", "-m", "REQ_0257")
     assert code == 0
