@@ -405,16 +405,23 @@ def _send_many(conformance_world: World, writer: str, count: str) -> None:
 
 @when(parsers.parse('"{writer}" sends values until one is refused'))
 def _send_until_refused(conformance_world: World, writer: str) -> None:
+    """Fill the stalled path: send until refused, let the connector move what it can,
+    then send until refused again, so the bridge is full for good."""
     handle = conformance_world.writer(writer)
     payload: Any = "x" * 4096
-    for sent in range(10_000):
-        result = handle.send(payload)
-        if not is_successful(result):
-            conformance_world.refusal = result.failure()
-            conformance_world.accepted_before_refusal = sent
-            return
-        time.sleep(0.0005)  # give a connector's sidecar the chance to move messages on
-    raise AssertionError("10,000 sends were all accepted: the outbound path is not bounded")
+    accepted = 0
+    for _ in range(2):
+        for _ in range(10_000):
+            result = handle.send(payload)
+            if not is_successful(result):
+                conformance_world.refusal = result.failure()
+                break
+            accepted += 1
+            time.sleep(0.0005)  # give a connector's sidecar the chance to move messages on
+        else:
+            raise AssertionError("10,000 sends were all accepted: the outbound path is not bounded")
+        time.sleep(0.3)
+    conformance_world.accepted_before_refusal = accepted
 
 
 @then(parsers.parse("the refusal was BackPressure within {limit:d} sends"))
