@@ -58,6 +58,10 @@ SUBSCRIBE_BATCH: Final = 100
 READ_BURST: Final = 256
 #: The longest the loop sleeps, so keep-alive and deadlines are checked often.
 IDLE_TICK: Final = 0.5
+#: A connection that ends sooner than this after CONNACK counts as a flap: the
+#: reconnect delay keeps growing instead of starting over (a broker that accepts
+#: and at once drops us, e.g. over a duplicate client id, is not hammered).
+STABLE_AFTER: Final = 2.0
 
 _AUTH_REFUSALS: Final = frozenset({"Bad user name or password", "Not authorized"})
 _PERMANENT_REFUSALS: Final = frozenset(
@@ -107,6 +111,8 @@ class Gateway:
         self._socket_open = False
         self._connected = False
         self._failures = 0
+        self._flaps = 0
+        self._connected_at = 0.0
         self._next_attempt = 0.0
         self._connack_deadline: float | None = None
         self._refusal: tuple[bool, str] | None = None  # (permanent, reason)
@@ -396,6 +402,7 @@ class Gateway:
                     self._refusal = (False, f"broker refused the connection: {name}")
                 return
             self._connected = True
+            self._connected_at = time.monotonic()
             self._connack_deadline = None
             self._failures = 0
             self.last_error = None
@@ -433,7 +440,9 @@ class Gateway:
                 if self._stop_requested:
                     return
                 self._controller.set_phase(Phase.CONNECTING)
-                self._next_attempt = time.monotonic() + self._backoff.delay(1)
+                now = time.monotonic()
+                self._flaps = self._flaps + 1 if now - self._connected_at < STABLE_AFTER else 0
+                self._next_attempt = now + self._backoff.delay(self._flaps + 1)
             else:
                 self._attempt_failed(f"connection closed before CONNACK: {reason}")
         except Exception:  # pragma: no cover - defensive

@@ -1,0 +1,116 @@
+"""A hostile or broken peer: the connector keeps running, reports Connecting or Down,
+and no exception escapes any thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from taktora_connector.adapters.codecs import BytesCodec
+from taktora_connector.adapters.mqtt import MqttRouting
+from taktora_connector.domain import ChannelDescriptor, Down, HealthKind
+
+from .conftest import ConnectFn, wait_until
+from .hostile import CONNACK_OK, FakeBroker, publish
+
+SCRIPTS = {
+    "malformed packet": ([b"\xf0\xff\xff\xff\xff\xff"], True),
+    "unknown CONNACK code": ([b"\x20\x02\x00\x42"], False),
+    "truncated packet, then close": ([b"\x20\x02\x00"], True),
+    "never answers": ([], False),
+    "closes at once": ([], True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCRIPTS))
+def test_broken_peer_never_crashes_the_connector(
+    case: str, connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    script, close = SCRIPTS[case]
+    with FakeBroker(script, close=close) as fake:
+        conn = connect(
+            fake.port,
+            wait_up=False,
+            connect_timeout=0.5,
+            reconnect_attempt_ceiling=2,
+            reconnect_initial_backoff=0.01,
+            reconnect_max_backoff=0.05,
+        )
+        wait_until(lambda: conn.health().kind is HealthKind.DOWN, 15, f"Down for {case}")
+        health = conn.health()
+        assert isinstance(health, Down)
+        assert "gave up after 3 failed connection attempts" in health.reason
+        assert conn.sidecar is not None
+        assert conn.sidecar.is_alive()  # still serving, ready for start() or close()
+        assert fake.connects >= 1
+        started = time.monotonic()
+        assert conn.close(timeout=1).unwrap() is None
+        assert time.monotonic() - started < 3
+    assert thread_errors == []
+
+
+def test_a_peer_that_accepts_then_breaks_is_retried_with_growing_delays(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    """CONNACK, then a PUBLISH longer than what follows, then close: again and again."""
+    with FakeBroker([CONNACK_OK, b"\x30\x7f\x00\x03abc"], close=True) as fake:
+        conn = connect(
+            fake.port, start=False, reconnect_initial_backoff=0.05, reconnect_max_backoff=0.4
+        )
+        health = conn.subscribe_health()
+        conn.start().unwrap()
+        time.sleep(2.0)
+        kinds = [event.to.kind for event in iter(health.try_next, None)]
+        assert kinds[:3] == [HealthKind.UP, HealthKind.DEGRADED, HealthKind.CONNECTING]
+        # Delays of 0.05, 0.1, 0.2, 0.4, 0.4, ... s: about 7 connections in 2 s, not 40.
+        assert 3 <= fake.connects <= 12, fake.connects
+        assert conn.sidecar is not None
+        assert conn.sidecar.is_alive()
+    assert thread_errors == []
+
+
+def test_invalid_utf8_topic_is_dropped_and_the_connection_carries_on(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    script = [
+        CONNACK_OK,
+        b"\x90\x03\x00\x01\x00",  # SUBACK for the reader's subscription
+        publish(b"bad/\xff\xfe", b"lost"),
+        publish(b"good/t", b"kept"),
+    ]
+    with FakeBroker(script, close=False) as fake:
+        conn = connect(fake.port, codec=BytesCodec(), wait_up=False)
+        reader = conn.create_reader(ChannelDescriptor("in", MqttRouting(filter="#"))).unwrap()
+        conn.start()
+        envelope = reader.recv(10).unwrap()
+        assert envelope is not None
+        assert envelope.payload == b"kept"
+        assert conn.health().kind is HealthKind.UP
+        assert conn.sidecar is not None
+        assert conn.sidecar.is_alive()
+    assert thread_errors == []
+
+
+def test_flood_of_random_packets_is_survived(connect: ConnectFn, thread_errors: list[Any]) -> None:
+    """Bounded fuzz: random bytes after a valid CONNACK, many connections in a row."""
+    import random
+
+    rng = random.Random(20261127)
+    chunks = [CONNACK_OK] + [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64))) for _ in range(50)]
+    with FakeBroker(chunks, close=True) as fake:
+        conn = connect(
+            fake.port,
+            wait_up=False,
+            reconnect_attempt_ceiling=None,
+            reconnect_initial_backoff=0.01,
+            reconnect_max_backoff=0.02,
+        )
+        wait_until(lambda: fake.connects >= 20, 20, "20 reconnects")
+        assert conn.sidecar is not None
+        assert conn.sidecar.is_alive()
+        assert conn.health().kind in (HealthKind.CONNECTING, HealthKind.DEGRADED, HealthKind.UP)
+    assert threading.active_count() < 100
+    assert thread_errors == []
