@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import logging
+import secrets
 import sys
 import threading
 import time
@@ -56,10 +58,29 @@ def conformance_world(
     """A fresh world per scenario, torn down whatever happened."""
     url = request.config.getoption("--broker-url")
     world = World(connector_factory, str(url) if url else None)
+    handler = _LineCollector(world.log_lines)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)  # every line a connector logs is checked for secrets
     try:
         yield world
     finally:
         world.close()
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+class _LineCollector(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - a bad log record must not fail the scenario
+            self.lines.append(repr(record.msg))
 
 
 # -- brokers -------------------------------------------------------------------------
@@ -70,8 +91,11 @@ def _broker(conformance_world: World) -> None:
     conformance_world.start_broker()
 
 
-@given(parsers.parse('a broker that requires the user "{user}" with password "{password}"'))
-def _auth_broker(conformance_world: World, user: str, password: str) -> None:
+@given("a broker that requires a username and password")
+def _auth_broker(conformance_world: World) -> None:
+    # Made at run time, so no report or log of the kit can carry them by accident.
+    user, password = f"user-{conformance_world.ns}", secrets.token_urlsafe(16)
+    conformance_world.scratch["credentials"] = (user, password)
     conformance_world.start_broker(users={user: password})
 
 
@@ -111,9 +135,12 @@ def _options(text: str) -> dict[str, Any]:
 @given(parsers.re(r'a connector "(?P<name>[^"]+)"(?P<rest>.*)$'))
 def _connector(conformance_world: World, name: str, rest: str) -> None:
     rest = rest.strip()
-    if rest.startswith("with user"):
-        words = rest.split('"')
-        conformance_world.add_connector(name, credentials=Credentials(words[1], words[3]))
+    if rest.startswith("with the right username"):
+        user, password = conformance_world.scratch["credentials"]
+        if rest.endswith("a wrong password"):
+            password = "not-" + password
+            conformance_world.scratch["wrong password"] = password
+        conformance_world.add_connector(name, credentials=Credentials(user, password))
     elif rest == "using the bytes codec":
         conformance_world.add_connector(name, codec=BytesCodec())
     else:
@@ -190,6 +217,17 @@ def _has_name(conformance_world: World, name: str) -> None:
     connector_name = conformance_world.party(name).connector.name
     assert isinstance(connector_name, str)
     assert connector_name.strip()
+
+
+@then(parsers.parse('the password appears in no health reason, error or log line of "{name}"'))
+def _password_hidden(conformance_world: World, name: str) -> None:
+    password = conformance_world.scratch["wrong password"]
+    party = conformance_world.party(name)
+    seen = [repr(party.connector), str(party.connector.health())]
+    seen += [repr(event) for event in conformance_world.health_events(name)]
+    seen += conformance_world.log_lines
+    leaked = [text.replace(password, "<PASSWORD>") for text in seen if password in text]
+    assert not leaked, f"the password leaked into: {leaked[:3]}"
 
 
 # -- health subscriptions ------------------------------------------------------------

@@ -108,6 +108,7 @@ class World:
     accepted_before_refusal: int = 0
     threads_before: set[int] = field(default_factory=set)
     scratch: dict[str, Any] = field(default_factory=dict)
+    log_lines: list[str] = field(default_factory=list)
 
     # -- topics ------------------------------------------------------------------------
 
