@@ -99,7 +99,9 @@ def test_flood_of_random_packets_is_survived(connect: ConnectFn, thread_errors: 
     import random
 
     rng = random.Random(20261127)
-    chunks = [CONNACK_OK] + [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64))) for _ in range(50)]
+    chunks = [CONNACK_OK] + [
+        bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64))) for _ in range(50)
+    ]
     with FakeBroker(chunks, close=True) as fake:
         conn = connect(
             fake.port,
