@@ -1,0 +1,152 @@
+"""Soak: mixed QoS 0/1 traffic with periodic broker bounces against mosquitto.
+
+    python scripts/soak.py [--minutes 10] [--bounce-every 30]
+
+Not part of CI. Prints, per minute, the RSS and counters, and at the end how
+many QoS 1 messages were lost (must be 0), duplicated, and how many QoS 0
+messages did not arrive (allowed: at most once), plus reader drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import threading
+import time
+from typing import Any
+
+from returns.pipeline import is_successful
+
+from taktora_connector.adapters.mqtt import (
+    MqttConnector,
+    MqttConnectorOptions,
+    MqttQos,
+    MqttRouting,
+)
+from taktora_connector.conformance.brokers import MosquittoBroker
+from taktora_connector.domain import ChannelDescriptor
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--bounce-every", type=float, default=30.0)
+    parser.add_argument("--rate", type=float, default=500.0, help="messages per second per QoS")
+    args = parser.parse_args()
+    fast = {
+        "reconnect_initial_backoff": 0.05,
+        "reconnect_max_backoff": 0.5,
+        "reconnect_attempt_ceiling": None,
+    }
+    broker = MosquittoBroker(persistent=True).start()
+    base = MqttConnectorOptions(host="127.0.0.1", port=broker.port, **fast)
+    sub: MqttConnector[Any] = MqttConnector(
+        base.replace(client_id="soak-sub", clean_session=False, inbound_capacity=100_000)
+    )
+    pub: MqttConnector[Any] = MqttConnector(
+        base.replace(client_id="soak-pub", outbound_capacity=2_000)
+    )
+    sub.start()
+    pub.start()
+    readers = {
+        q: sub.create_reader(
+            ChannelDescriptor(f"r{q}", MqttRouting(topic=f"soak/{q}", qos=MqttQos(q)))
+        ).unwrap()
+        for q in (0, 1)
+    }
+    writers = {
+        q: pub.create_writer(
+            ChannelDescriptor(f"w{q}", MqttRouting(topic=f"soak/{q}", qos=MqttQos(q)))
+        ).unwrap()
+        for q in (0, 1)
+    }
+    time.sleep(1.0)
+    accepted: dict[int, set[int]] = {0: set(), 1: set()}
+    received: dict[int, list[int]] = {0: [], 1: []}
+    refused = {0: 0, 1: 0}
+    stop = threading.Event()
+
+    def produce() -> None:
+        n = 0
+        interval = 1.0 / args.rate
+        next_at = time.monotonic()
+        while not stop.is_set():
+            for q in (0, 1):
+                if is_successful(writers[q].send(n)):
+                    accepted[q].add(n)
+                else:
+                    refused[q] += 1
+            n += 1
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def consume(q: int) -> None:
+        while True:
+            result = readers[q].recv(0.5)
+            if not is_successful(result):
+                return
+            envelope = result.unwrap()
+            if envelope is None:
+                if stop.is_set():
+                    return
+                continue
+            received[q].append(envelope.value)
+
+    threads = [threading.Thread(target=produce)] + [
+        threading.Thread(target=consume, args=(q,)) for q in (0, 1)
+    ]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    end = started + args.minutes * 60
+    next_bounce = started + args.bounce_every
+    next_report = started + 60
+    bounces = 0
+    print(
+        f"soak: {args.minutes} min, bounce every {args.bounce_every} s, {args.rate} msg/s per QoS, start RSS {rss_mb():.1f} MB"
+    )
+    while time.monotonic() < end:
+        time.sleep(0.2)
+        now = time.monotonic()
+        if now >= next_bounce:
+            broker.restart(pause=0.2, kill=False)
+            bounces += 1
+            next_bounce += args.bounce_every
+        if now >= next_report:
+            print(
+                f"  t={now - started:5.0f} s  RSS {rss_mb():6.1f} MB  bounces {bounces}  "
+                f"accepted q0={len(accepted[0])} q1={len(accepted[1])}  "
+                f"received q0={len(received[0])} q1={len(received[1])}",
+                flush=True,
+            )
+            next_report += 60
+    stop.set()
+    threads[0].join()
+    writers[1].flush(60)
+    time.sleep(5)
+    for thread in threads[1:]:
+        thread.join(30)
+    lost1 = accepted[1] - set(received[1])
+    dup1 = len(received[1]) - len(set(received[1]))
+    missing0 = accepted[0] - set(received[0])
+    print(
+        f"soak result: bounces {bounces}; QoS 1 accepted {len(accepted[1])}, lost {len(lost1)}, "
+        f"duplicated {dup1}; QoS 0 accepted {len(accepted[0])}, not arrived {len(missing0)} "
+        f"(at most once); refused q0={refused[0]} q1={refused[1]}; reader drops "
+        f"q0={readers[0].dropped} q1={readers[1].dropped}; final RSS {rss_mb():.1f} MB"
+    )
+    pub.close()
+    sub.close()
+    broker.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Bounded fuzzing of inbound topic and payload handling, and properties of the topic rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from taktora_connector.adapters.codecs import BytesCodec
+from taktora_connector.adapters.mqtt import MqttRouting
+from taktora_connector.adapters.mqtt.topics import validate_filter, validate_topic_name
+from taktora_connector.domain import ChannelDescriptor, ConfigurationError
+
+from .conftest import ConnectFn
+from .hostile import CONNACK_OK, FakeBroker, publish
+
+SUBACK = b"\x90\x03\x00\x01\x00"
+
+raw_topics = st.one_of(
+    st.text(
+        st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), min_size=1, max_size=30
+    ).map(lambda t: t.encode("utf-8")),
+    st.binary(min_size=1, max_size=30),  # often not UTF-8 at all
+)
+
+
+def arrives(topic: bytes) -> bool:
+    """What the connector must deliver to a '#' reader: valid UTF-8 topics not starting with '$'."""
+    try:
+        text = topic.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not text.startswith("$")
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(raw_topics, st.binary(max_size=300), st.sampled_from([0, 1])),
+        min_size=1,
+        max_size=15,
+    )
+)
+def test_any_inbound_publish_is_delivered_exactly_or_dropped(
+    connect: ConnectFn, messages: list[tuple[bytes, bytes, int]]
+) -> None:
+    script = [CONNACK_OK, SUBACK]
+    for index, (topic, payload, qos) in enumerate(messages):
+        script.append(publish(topic, payload, qos, packet_id=index + 2))
+    script.append(publish(b"end/marker", b"END"))
+    with FakeBroker(script, close=False) as fake:
+        conn = connect(fake.port, codec=BytesCodec(), start=False)
+        reader = conn.create_reader(ChannelDescriptor("all", MqttRouting(filter="#"))).unwrap()
+        conn.start().unwrap()
+        got: list[Any] = []
+        while True:
+            envelope = reader.recv(10).unwrap()
+            assert envelope is not None, "the end marker never arrived"
+            if envelope.payload == b"END":
+                break
+            got.append((envelope.routing.topic, envelope.payload, int(envelope.routing.qos)))
+        expected = [
+            (t.decode(), p, q) for t, p, q in messages if arrives(t) and "\x00" not in t.decode()
+        ]
+        # NUL in a topic is invalid MQTT; the connector may drop such a message or pass it.
+        assert [g for g in got if "\x00" not in str(g[0])] == expected
+        assert conn.sidecar is not None
+        assert conn.sidecar.is_alive()
+        conn.close(timeout=0.5)
+
+
+names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=50)
+
+
+@given(names)
+def test_topic_names_are_valid_exactly_when_the_rules_say(name: str) -> None:
+    valid = "\x00" not in name and "+" not in name and "#" not in name
+    try:
+        validate_topic_name(name)
+    except ConfigurationError:
+        assert not valid
+    else:
+        assert valid
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.just("+"),
+            st.just("#"),
+            st.text(
+                st.characters(exclude_categories=["Cs"], exclude_characters="\x00/"), max_size=5
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_filters_are_valid_exactly_when_the_rules_say(levels: list[str]) -> None:
+    text = "/".join(levels)
+    valid = bool(text) and all(
+        ("#" not in level or (level == "#" and index == len(levels) - 1))
+        and ("+" not in level or level == "+")
+        for index, level in enumerate(levels)
+    )
+    try:
+        validate_filter(text)
+    except ConfigurationError:
+        assert not valid
+    else:
+        assert valid
