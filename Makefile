@@ -30,7 +30,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP) $(TYPECHECK)/taktora_connector
 	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p taktora_connector
-	MYPYPATH=$(TYPECHECK) $(BIN)/mypy tests examples
+	MYPYPATH=$(TYPECHECK) $(BIN)/mypy tests examples scripts
 
 contracts: $(STAMP) $(TYPECHECK)/taktora_connector
 	PYTHONPATH=$(TYPECHECK) $(BIN)/lint-imports

@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--bounce-every", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=500.0, help="messages per second per QoS")
     args = parser.parse_args()
-    fast = {
+    fast: dict[str, Any] = {
         "reconnect_initial_backoff": 0.05,
         "reconnect_max_backoff": 0.5,
         "reconnect_attempt_ceiling": None,
