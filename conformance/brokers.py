@@ -228,6 +228,12 @@ class MosquittoBroker:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The broker process (to pause it with SIGSTOP, say)."""
+        assert self._process is not None, "the broker is not running"
+        return self._process.pid
+
     def start(self) -> MosquittoBroker:
         binary = mosquitto_binary()
         if binary is None:

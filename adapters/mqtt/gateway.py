@@ -43,6 +43,7 @@ from taktora_connector.domain import (
 
 from .backoff import Backoff
 from .bridge import OutboundBridge
+from .buffered_socket import BufferedSocket
 from .delivery import Delivery
 from .health_control import HealthController, Phase
 from .options import MqttConnectorOptions
@@ -107,6 +108,7 @@ class Gateway:
         self._selector = selectors.DefaultSelector()
         self._registered: tuple[Any, int] | None = None
         self._peek: tuple[Any, select.poll] | None = None
+        self._wire: BufferedSocket | None = None
         # Connection state, touched by the sidecar only.
         self._socket_open = False
         self._connected = False
@@ -261,7 +263,7 @@ class Gateway:
         client = self._client
         assert client is not None
         sock = client.socket() if self._socket_open else None
-        self._register(sock, client.want_write() if sock is not None else False)
+        self._register(sock, self._wants_write() if sock is not None else False)
         timeout = self._sleep_budget(now)
         self._sleeping = True
         if self._has_immediate_work(sock):
@@ -277,6 +279,13 @@ class Gateway:
                 self._read()
         if sock is not None and self._socket_open and _pending_tls(sock):
             self._read()
+
+    def _wants_write(self) -> bool:
+        client = self._client
+        wire = self._wire
+        return bool(
+            (client is not None and client.want_write()) or (wire is not None and wire.unflushed)
+        )
 
     def _sleep_budget(self, now: float) -> float:
         deadlines = [now + IDLE_TICK]
@@ -359,6 +368,7 @@ class Gateway:
         except (OSError, ValueError) as err:
             self._attempt_failed(f"cannot connect to {options.broker_url()}: {_describe(err)}")
         else:
+            self._wire = _install_buffer(client)
             self._socket_open = True
             self._connack_deadline = now + options.connect_timeout
             self._next_misc = now + IDLE_TICK
@@ -505,6 +515,9 @@ class Gateway:
 
     def _readable_now(self, sock: Any) -> bool:
         """Whether more bytes wait on ``sock`` (poll, which has no descriptor limit)."""
+        wire = self._wire
+        if wire is not None and wire.buffered:
+            return True
         peek = self._peek
         if peek is None or peek[0] is not sock:
             poller = select.poll()
@@ -520,7 +533,23 @@ class Gateway:
         assert client is not None
         if self._socket_open and client.want_write():
             self._client_call(lambda c: c.loop_write())
+        wire = self._wire
+        if self._socket_open and wire is not None and wire.unflushed:
+            try:
+                wire.flush()
+            except OSError as err:
+                self._force_close(f"I/O error: {_describe(err)}")
         self._settle_qos0(lost=False)
+
+    def _qos0_open(self) -> bool:
+        """QoS 0 goes to paho only while nothing of ours waits to be written."""
+        client = self._client
+        wire = self._wire
+        return (
+            client is not None
+            and not client.want_write()
+            and not (wire is not None and wire.unflushed)
+        )
 
     def _can_pump(self) -> bool:
         item = self._held or self.outbound.peek()
@@ -528,15 +557,14 @@ class Gateway:
             return False
         if item[2]:
             return len(self._qos1) < self._options.max_inflight
-        client = self._client
-        return client is not None and not client.want_write()
+        return self._qos0_open()
 
     def _pump(self) -> None:
         """Hand queued messages to paho while it has room."""
         client = self._client
         assert client is not None
         max_inflight = self._options.max_inflight
-        qos0_open = not client.want_write()
+        qos0_open = self._qos0_open()
         bridge = self.outbound
         for _ in range(PUMP_BATCH):
             item = self._held or bridge.peek()
@@ -576,9 +604,11 @@ class Gateway:
 
     def _settle_qos0(self, *, lost: bool) -> None:
         queue = self._qos0
+        wire = self._wire
+        on_the_wire = wire is None or not (wire.unflushed or wire.lost_on_close)
         while queue:
             info, delivery = queue[0]
-            if _published(info):
+            if _published(info) and on_the_wire:
                 delivery.succeed()
             elif lost or info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 delivery.fail(ConnectorDown("connection lost before the message was written"))
@@ -688,6 +718,22 @@ class Gateway:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
+
+
+def _install_buffer(client: paho.Client) -> BufferedSocket:
+    """Put a ``BufferedSocket`` between paho and its new socket.
+
+    paho has no public hook for this: it replaces the private ``_sock``, which
+    paho 2.1 and 2.2 (the pinned range) create in ``connect`` and use only
+    through ``recv``, ``send``, ``close``, ``fileno``, ``setblocking`` and
+    ``pending``. ``tests/test_paho_internals.py`` fails loudly if that changes.
+    """
+    raw = client.socket()
+    if raw is None or isinstance(raw, BufferedSocket):
+        raise RuntimeError("paho has no fresh socket to buffer")
+    wire = BufferedSocket(raw)
+    client._sock = wire  # type: ignore[assignment]  # see the docstring
+    return wire
 
 
 def _ignore_socket(client: paho.Client, userdata: Any, sock: Any) -> None:

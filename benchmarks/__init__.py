@@ -1,0 +1,1 @@
+"""Benchmarks: the connector against raw paho-mqtt and aiomqtt (``make bench``)."""
