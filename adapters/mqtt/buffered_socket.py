@@ -17,6 +17,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Final
 
 READ_CHUNK: Final = 65_536
@@ -106,6 +107,4 @@ class BufferedSocket:
 
 
 def _would_block(err: OSError) -> bool:
-    import ssl
-
     return isinstance(err, ssl.SSLWantWriteError | ssl.SSLWantReadError)

@@ -732,7 +732,7 @@ def _install_buffer(client: paho.Client) -> BufferedSocket:
     if raw is None or isinstance(raw, BufferedSocket):
         raise RuntimeError("paho has no fresh socket to buffer")
     wire = BufferedSocket(raw)
-    client._sock = wire  # type: ignore[assignment]  # see the docstring
+    client._sock = wire  # see the docstring
     return wire
 
 
