@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TYPECHECK := build/typecheck
 
-.PHONY: install test lint typecheck contracts unit conformance example clean
+.PHONY: install test lint typecheck contracts unit conformance example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP) $(TYPECHECK)/taktora_connector
 	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p taktora_connector
-	MYPYPATH=$(TYPECHECK) $(BIN)/mypy tests examples scripts
+	MYPYPATH=$(TYPECHECK) $(BIN)/mypy tests examples scripts benchmarks
 
 contracts: $(STAMP) $(TYPECHECK)/taktora_connector
 	PYTHONPATH=$(TYPECHECK) $(BIN)/lint-imports
@@ -49,6 +49,10 @@ example: $(STAMP)
 
 conformance: $(STAMP)
 	$(BIN)/taktora-conformance --report-dir reports/conformance
+
+# Benchmarks: mosquitto (started by the harness) and in-process amqtt; writes reports/bench/.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run --out reports/bench
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info reports .coverage .coverage.*

@@ -1,0 +1,36 @@
+"""The benchmark harness runs and writes its three files (tiny runs; no timing is checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import require_mosquitto
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_harness_writes_json_markdown_and_chart(tmp_path: Path) -> None:
+    require_mosquitto()
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["quick"] is True
+    assert set(results["mosquitto"]["outbound"]["QoS 1, 64 B"]) == {
+        "connector",
+        "paho default",
+        "paho tuned",
+        "aiomqtt",
+    }
+    assert {t["target"].split(":")[0] for t in results["targets"]} >= {"demux", "latency"}
+    assert "## Targets" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
