@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -331,12 +331,3 @@ class MosquittoBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@contextlib.contextmanager
-def embedded_broker(**kwargs: Any) -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(**kwargs).start()
-    try:
-        yield broker
-    finally:
-        broker.close()

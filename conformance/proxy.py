@@ -179,7 +179,6 @@ class FaultProxy:
         self.packets: list[WirePacket] = []
         self._lock = threading.Lock()
         self._paused: frozenset[str] = frozenset()
-        self._refusing = False
         self._stop = False
         self._listener = socket.create_server(("127.0.0.1", self.port))
         self._listener.setblocking(False)
@@ -214,10 +213,6 @@ class FaultProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    def refuse(self, refusing: bool = True) -> None:
-        """Accept and at once close new connections (a broker that is gone)."""
-        self._refusing = refusing
-
     # -- observation -------------------------------------------------------------------
 
     def seen(self, kind: PacketType, direction: str | None = None) -> list[WirePacket]:
@@ -227,10 +222,6 @@ class FaultProxy:
                 for p in self.packets
                 if p.type is kind and (direction is None or p.direction == direction)
             ]
-
-    def clear(self) -> None:
-        with self._lock:
-            self.packets.clear()
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -253,9 +244,6 @@ class FaultProxy:
         try:
             client, _ = self._listener.accept()
         except OSError:
-            return
-        if self._refusing:
-            client.close()
             return
         try:
             upstream = socket.create_connection(self.target, timeout=5)

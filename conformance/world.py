@@ -28,7 +28,6 @@ from returns.pipeline import is_successful
 
 from taktora_connector.adapters.codecs import JsonCodec
 from taktora_connector.adapters.mqtt import (
-    Credentials,
     MqttConnectorOptions,
     MqttQos,
     MqttRouting,
@@ -325,7 +324,3 @@ def harness_thread(thread: threading.Thread) -> bool:
 
 def qos(level: int) -> MqttQos:
     return MqttQos(level)
-
-
-def credentials(user: str, password: str) -> Credentials:
-    return Credentials(user, password)

@@ -267,39 +267,6 @@ def test_undecodable_inbound_payload_is_a_codec_failure_and_the_reader_carries_o
     assert reader.decode_failures == 1
 
 
-@pytest.mark.parametrize("kind", ["amqtt", "mosquitto"])
-def test_reconnect_after_broker_restart_restores_subscriptions(
-    kind: str, brokers: Any, connect: ConnectFn
-) -> None:
-    broker = brokers(kind)
-    conn, writer, reader = loopback(
-        connect, broker.port, reconnect_initial_backoff=0.05, reconnect_max_backoff=0.2
-    )
-    wait_subscribed(reader, writer, "before")
-    health = conn.subscribe_health()
-    broker.restart(pause=0.3)
-    wait_until(lambda: conn.health().kind is HealthKind.UP and events_seen(health), 15, "Up")
-    kinds = [e.to.kind for e in health_log]
-    assert kinds[:3] == [HealthKind.DEGRADED, HealthKind.CONNECTING, HealthKind.UP]
-    assert health_log[0].to == Degraded("connection lost")
-    wait_subscribed(reader, writer, "after")  # subscription restored by the connector
-
-
-health_log: list[HealthEvent] = []
-
-
-def events_seen(sub: Any) -> bool:
-    health_log.clear()
-    health_log.extend(sub_events_cache.setdefault(id(sub), []))
-    new = events(sub)
-    sub_events_cache[id(sub)].extend(new)
-    health_log[:] = sub_events_cache[id(sub)]
-    return any(e.to.kind is HealthKind.UP for e in health_log)
-
-
-sub_events_cache: dict[int, list[HealthEvent]] = {}
-
-
 def test_refused_port_goes_down_after_the_ceiling(connect: ConnectFn) -> None:
     from taktora_connector.conformance.brokers import free_port
 

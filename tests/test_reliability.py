@@ -76,6 +76,7 @@ def test_0137_broker_restart_restores_subscriptions(fault: str, connect: Connect
         ).unwrap()
         wait_subscribed(reader, writer, "before")
         health = conn.subscribe_health()
+        seen: list[HealthEvent] = []
         if fault == "proxy cut":
             proxy.cut()
         elif fault == "mosquitto kill":
@@ -91,17 +92,9 @@ def test_0137_broker_restart_restores_subscriptions(fault: str, connect: Connect
         broker.close()
 
 
-seen: list[HealthEvent] = []
-
-
 def drain_into(sub: Any, into: list[HealthEvent]) -> list[HealthEvent]:
     into.extend(drain_events(sub))
     return into
-
-
-@pytest.fixture(autouse=True)
-def _fresh_seen() -> None:
-    seen.clear()
 
 
 # -- TEST_0138: every edge of ARCH_0012, each driven by a real fault ---------------------------
@@ -111,6 +104,7 @@ def test_0138_every_legal_edge_is_taken_and_broadcast(
     amqtt_broker: EmbeddedBroker, connect: ConnectFn
 ) -> None:
     taken: set[tuple[HealthKind, HealthKind]] = set()
+    seen: list[HealthEvent] = []
     # Connecting -> Degraded: backpressure while no broker answers; Degraded -> Down: close.
     conn = connect(free_port(), start=False, outbound_capacity=1, reconnect_attempt_ceiling=None)
     sub = conn.subscribe_health()

@@ -86,7 +86,3 @@ class Subscriptions(Generic[S]):
         with self._lock:
             self._dirty.clear()
             return [FilterChange(f, self.wanted_qos(f)) for f in sorted(self._readers)]
-
-    def filters(self) -> dict[str, int]:
-        with self._lock:
-            return {f: max(r.values()) for f, r in self._readers.items()}

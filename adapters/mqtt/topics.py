@@ -91,10 +91,6 @@ def validate_filter(topic_filter: object) -> str:
     return text
 
 
-def is_wildcard_filter(topic_filter: str) -> bool:
-    return "+" in topic_filter or "#" in topic_filter
-
-
 def topic_matches(topic_filter: str, topic: str) -> bool:
     """Whether ``topic`` matches ``topic_filter`` under MQTT 3.1.1 rules.
 
