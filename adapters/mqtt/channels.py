@@ -46,6 +46,9 @@ from .routing import MqttRouting
 
 T = TypeVar("T")
 
+#: How many distinct received routings a reader keeps for reuse.
+_ROUTING_CACHE = 1024
+
 #: (payload, topic, qos, retain, timestamp_ns, sequence_number) as queued for a reader.
 _Inbound = tuple[bytes, str, int, bool, int, int]
 
@@ -161,6 +164,8 @@ class MqttReader(Generic[T]):
         self._next_sequence = 0  # written by the sidecar only
         self._error: ConnectorError | None = None
         self._closed = False
+        # Received routings are immutable values: reuse them per (topic, QoS, retain).
+        self._routings: dict[tuple[str, int, bool], MqttRouting] = {}
         #: Payloads that did not decode, so far.
         self.decode_failures = 0
 
@@ -223,15 +228,14 @@ class MqttReader(Generic[T]):
                 failure = CodecError(failure.format, failure.cause, payload)
             return Failure(failure)
         value: Any = decoded.unwrap()
+        key = (topic, qos, retain)
+        routing = self._routings.get(key)
+        if routing is None:
+            if len(self._routings) >= _ROUTING_CACHE:
+                self._routings.clear()
+            routing = self._routings[key] = MqttRouting.delivered(topic, qos, retain)
         return Success(
-            RecvEnvelope(
-                value,
-                payload,
-                sequence,
-                timestamp_ns,
-                ZERO_CORRELATION_ID,
-                MqttRouting.delivered(topic, qos, retain),
-            )
+            RecvEnvelope(value, payload, sequence, timestamp_ns, ZERO_CORRELATION_ID, routing)
         )
 
     def __iter__(self) -> Iterator[RecvEnvelope[T, MqttRouting]]:

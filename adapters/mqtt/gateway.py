@@ -96,6 +96,7 @@ class Gateway:
         self._options = options
         self._controller = controller
         self._subscriptions = subscriptions
+        self._match = subscriptions.matcher.match
         self.outbound: OutboundBridge[Outbound] = OutboundBridge(bridge_capacity, self.wake)
         self._backoff = Backoff(options.reconnect_initial_backoff, options.reconnect_max_backoff)
         self._wake_r, self._wake_w = os.pipe()
@@ -277,7 +278,7 @@ class Gateway:
                 self._drain_wake()
             elif mask & selectors.EVENT_READ:
                 self._read()
-        if sock is not None and self._socket_open and _pending_tls(sock):
+        if sock is not None and self._socket_open and _has_buffered_input(sock):
             self._read()
 
     def _wants_write(self) -> bool:
@@ -306,7 +307,7 @@ class Gateway:
             return False
         if self._subscriptions.pending:
             return True
-        return self._can_pump() or (sock is not None and _pending_tls(sock))
+        return self._can_pump() or (sock is not None and _has_buffered_input(sock))
 
     def _register(self, sock: Any, want_write: bool) -> None:
         selector = self._selector
@@ -497,17 +498,27 @@ class Gateway:
             return None
 
     def _read(self) -> None:
+        """Read packets while bytes wait: buffered ones first, then what the kernel has."""
         client = self._client
         assert client is not None
-        for _ in range(READ_BURST):
-            if not self._socket_open:
-                break
-            rc = self._client_call(lambda c: c.loop_read())
-            if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
-                break
-            sock = client.socket()
-            if sock is None or not (_pending_tls(sock) or self._readable_now(sock)):
-                break
+        read = client.loop_read
+        success = MQTTErrorCode.MQTT_ERR_SUCCESS
+        try:
+            for _ in range(READ_BURST):
+                wire = self._wire
+                if not self._socket_open or read() is not success:
+                    break
+                if wire is not self._wire or not self._socket_open:
+                    break  # the connection changed under the read
+                if wire is not None and wire.pending():
+                    continue  # a whole packet may already be in the buffer
+                sock = client.socket()
+                if sock is None or not self._readable_now(sock):
+                    break
+        except (OSError, ValueError, ssl.SSLError) as err:
+            log.warning("protocol I/O failed: %s", _describe(err))
+            if self._socket_open and client.socket() is not None:
+                self._force_close(f"I/O error: {_describe(err)}")
         self._settle_qos1()
         if self._connected:
             self._pump()
@@ -659,17 +670,16 @@ class Gateway:
             self.rejected_inbound += 1
             log.warning("dropped an inbound message whose topic is not UTF-8")
             return
-        readers = self._subscriptions.matcher.match(topic)
+        readers = self._match(topic)
         if not readers:
             return
         payload = message.payload
         qos = message.qos
         retain = message.retain
         now = time.time_ns()
-        controller = self._controller
         for reader in readers:
             if reader.deliver(payload, topic, qos, retain, now) is not SENT:
-                controller.inbound_dropped(reader)
+                self._controller.inbound_dropped(reader)
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -749,7 +759,7 @@ def _published(info: paho.MQTTMessageInfo) -> bool:
         return False
 
 
-def _pending_tls(sock: Any) -> bool:
+def _has_buffered_input(sock: Any) -> bool:
     pending = getattr(sock, "pending", None)
     return bool(pending and pending())
 
