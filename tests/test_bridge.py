@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import threading
+import time
 
 from taktora_connector.adapters.mqtt.bridge import InboundQueue, Offer, OutboundBridge
 from taktora_connector.adapters.mqtt.delivery import Delivery
@@ -100,3 +101,29 @@ def test_delivery_completes_once_and_wakes_waiters() -> None:
     assert delivery.result is not None
     assert results == [delivery.result]
     assert delivery.wait().unwrap() is None
+
+
+def test_interrupt_wakes_every_waiter_and_offers_wake_one_each() -> None:
+    queue: InboundQueue[int] = InboundQueue(8, lambda: None)
+    got: list[int | None] = []
+    waiters = [threading.Thread(target=lambda: got.append(queue.take(5))) for _ in range(3)]
+    for waiter in waiters:
+        waiter.start()
+    deadline = time.monotonic() + 5
+    while len(queue._waiters) < 3 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    queue.offer(1)
+    queue.offer(2)
+    queue.interrupt()
+    for waiter in waiters:
+        waiter.join(5)
+    assert not any(w.is_alive() for w in waiters)
+    assert sorted(x for x in got if x is not None) == [1, 2]
+    assert got.count(None) == 1  # the third was woken by the interrupt, with nothing to take
+
+
+def test_a_timed_take_waits_its_whole_timeout_when_another_reader_wins() -> None:
+    queue: InboundQueue[int] = InboundQueue(8, lambda: None)
+    started = time.monotonic()
+    assert queue.take(0.05) is None
+    assert time.monotonic() - started >= 0.045

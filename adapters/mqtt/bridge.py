@@ -14,9 +14,11 @@ Rules of this module:
 
 from __future__ import annotations
 
+import _thread
 import enum
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -80,16 +82,21 @@ class OutboundBridge(Generic[T]):
 
 
 class InboundQueue(Generic[T]):
-    """Sidecar -> one reader, bounded by ``capacity``; drops the newest when full."""
+    """Sidecar -> one reader, bounded by ``capacity``; drops the newest when full.
+
+    Waiting readers park on a lock of their own that ``offer`` releases: the
+    same idea as ``threading.Condition``, without its per-notify bookkeeping,
+    since a reader that keeps up is woken for nearly every message.
+    """
 
     def __init__(self, capacity: int, on_drained: Callable[[], None]) -> None:
         self.capacity = capacity
         self.dropped = 0
         self._items: deque[T] = deque()
-        self._cond = threading.Condition(threading.Lock())
-        self._waiters = 0
+        self._lock = threading.Lock()
+        self._waiters: deque[_thread.LockType] = deque()
         self._closed = False
-        self._kicked = False
+        self._kicks = 0  # bumped by interrupt(): waiters return to look at the reader's error
         self._overflowed = False
         self._on_drained = on_drained
         self._pipe: tuple[int, int] | None = None
@@ -99,7 +106,7 @@ class InboundQueue(Generic[T]):
         return self._closed
 
     def offer(self, item: T) -> InboundOutcome:
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return SENT  # the reader is gone; nobody is left to count this for
             items = self._items
@@ -111,49 +118,70 @@ class InboundQueue(Generic[T]):
             if len(items) == 1 and self._pipe is not None:
                 os.write(self._pipe[1], b"\x01")
             if self._waiters:
-                self._cond.notify()
+                self._waiters.popleft().release()
         return SENT
 
     def take(self, timeout: float | None) -> T | None:
         """The oldest item; wait up to ``timeout`` (0: not at all, None: forever).
 
-        Returns ``None`` on timeout or once closed with nothing left.
+        Returns ``None`` on timeout, when interrupted, or once closed with nothing left.
         """
-        drained = False
-        with self._cond:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        lock = self._lock
+        lock.acquire()
+        try:
             items = self._items
-            if not items and timeout != 0 and not self._closed:
-                self._waiters += 1
+            kicks = self._kicks
+            while not items and timeout != 0 and not self._closed and self._kicks == kicks:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                parked = _thread.allocate_lock()
+                parked.acquire()
+                self._waiters.append(parked)
+                lock.release()
                 try:
-                    self._cond.wait_for(lambda: items or self._closed or self._kicked, timeout)
+                    if left is None:
+                        parked.acquire()
+                    else:
+                        parked.acquire(timeout=left)
                 finally:
-                    self._waiters -= 1
-                    self._kicked = False
+                    lock.acquire()
+                    if parked in self._waiters:  # timed out: nobody released it
+                        self._waiters.remove(parked)
             if not items:
                 return None
             item = items.popleft()
+            drained = False
             if not items:
                 if self._pipe is not None:
                     os.read(self._pipe[0], 1)
                 if self._overflowed:
                     self._overflowed = False
                     drained = True
+        finally:
+            lock.release()
         if drained:
             self._on_drained()
         return item
 
     def interrupt(self) -> None:
         """Wake every waiter without an item (the reader has an error to report)."""
-        with self._cond:
-            self._kicked = True
-            self._cond.notify_all()
+        with self._lock:
+            self._kicks += 1
+            self._wake_all()
+
+    def _wake_all(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiters.popleft().release()
 
     def __len__(self) -> int:
         return len(self._items)
 
     def fileno(self) -> int:
         """A descriptor readable exactly while an item waits (made on first use)."""
-        with self._cond:
+        with self._lock:
             if self._pipe is None:
                 if self._closed:
                     raise ValueError("fileno() of a closed reader")
@@ -166,12 +194,12 @@ class InboundQueue(Generic[T]):
 
     def close(self) -> None:
         """Discard what waits, wake every waiter, release the descriptor."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._items.clear()
-            self._cond.notify_all()
+            self._wake_all()
             pipe, self._pipe = self._pipe, None
         if pipe is not None:
             os.close(pipe[0])
