@@ -51,19 +51,18 @@ def markdown(results: dict[str, Any]) -> str:
     for name, memory in results["memory"].items():
         details = ", ".join(f"{k} {v:,.0f}" for k, v in memory.items() if k != "rss_growth_mb")
         lines.append(f"| {name} | {memory['rss_growth_mb']:.1f} | {details} |")
-    lines += [
-        "",
-        "## amqtt in-process (msg/s; broker shares the GIL)",
-        "",
-        "| case | direction | "
-        + " | ".join(results["amqtt"][next(iter(results["amqtt"]))]["outbound"])
-        + " |",
-    ]
-    for key, both in results["amqtt"].items():
-        for direction, rates in both.items():
+    lines += ["", "## amqtt in-process (msg/s; broker shares the GIL)", ""]
+    for direction in ("outbound", "inbound"):
+        names = list(next(iter(results["amqtt"].values()))[direction])
+        lines += [
+            "| " + direction + " | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        for key, both in results["amqtt"].items():
             lines.append(
-                f"| {key} | {direction} | " + " | ".join(f"{r:,.0f}" for r in rates.values()) + " |"
+                f"| {key} | " + " | ".join(f"{both[direction][n]:,.0f}" for n in names) + " |"
             )
+        lines.append("")
     if "kit_seconds" in results:
         lines += ["", f"Conformance kit run time: {results['kit_seconds']:.1f} s."]
     lines += ["", "## Targets", "", "| target | measured | threshold | met |", "|---|---|---|---|"]
