@@ -20,9 +20,12 @@ install: $(STAMP)
 
 # mypy does not follow setuptools' editable finder: give it a tree of links
 # that lays the folders out under the import root.
-$(TYPECHECK)/taktora_connector:
+# The .pth puts that tree on the venv's path too, so a plain `lint-imports` finds
+# the package (its graph builder cannot walk setuptools' editable finder either).
+$(TYPECHECK)/taktora_connector: | $(BIN)/python
 	mkdir -p $@
 	for d in domain ports adapters conformance features; do ln -sfn ../../../$$d $@/$$d; done
+	echo "$(CURDIR)/$(TYPECHECK)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/taktora-typecheck.pth"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,7 +36,7 @@ typecheck: $(STAMP) $(TYPECHECK)/taktora_connector
 	MYPYPATH=$(TYPECHECK) $(BIN)/mypy tests examples scripts benchmarks
 
 contracts: $(STAMP) $(TYPECHECK)/taktora_connector
-	PYTHONPATH=$(TYPECHECK) $(BIN)/lint-imports
+	$(BIN)/lint-imports
 
 unit: $(STAMP)
 	rm -f .coverage .coverage.*
