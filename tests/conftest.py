@@ -59,15 +59,11 @@ def mosquitto_broker() -> Iterator[MosquittoBroker]:
 
 
 @pytest.fixture(params=["amqtt", "mosquitto"])
-def broker(request: pytest.FixtureRequest) -> Iterator[EmbeddedBroker | MosquittoBroker]:
+def broker(
+    request: pytest.FixtureRequest, brokers: Callable[..., EmbeddedBroker | MosquittoBroker]
+) -> EmbeddedBroker | MosquittoBroker:
     """Each broker-level test runs against both brokers."""
-    if request.param == "mosquitto":
-        require_mosquitto()
-        made: EmbeddedBroker | MosquittoBroker = MosquittoBroker().start()
-    else:
-        made = EmbeddedBroker().start()
-    yield made
-    made.close()
+    return brokers(request.param)
 
 
 ConnectFn = Callable[..., MqttConnector[Any]]
@@ -123,3 +119,24 @@ def thread_errors() -> Iterator[list[threading.ExceptHookArgs]]:
     threading.excepthook = seen.append
     yield seen
     threading.excepthook = previous
+
+
+@pytest.fixture
+def brokers() -> Iterator[Callable[..., EmbeddedBroker | MosquittoBroker]]:
+    """Start brokers of a kind; request it before ``connect`` so that the
+    connectors close first (amqtt stalls shutting down under live TLS clients)."""
+    made: list[EmbeddedBroker | MosquittoBroker] = []
+
+    def make(kind: str, **kwargs: Any) -> EmbeddedBroker | MosquittoBroker:
+        broker: EmbeddedBroker | MosquittoBroker
+        if kind == "mosquitto":
+            require_mosquitto()
+            broker = MosquittoBroker(**kwargs).start()
+        else:
+            broker = EmbeddedBroker(**kwargs).start()
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        broker.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from taktora_connector.adapters.mqtt import (
     MqttRouting,
     TlsOptions,
 )
-from taktora_connector.conformance.brokers import EmbeddedBroker, MosquittoBroker, TlsMaterial
+from taktora_connector.conformance.brokers import EmbeddedBroker, TlsMaterial
 from taktora_connector.conformance.proxy import FaultProxy, PacketType
 from taktora_connector.domain import (
     BackPressure,
@@ -30,32 +29,11 @@ from taktora_connector.domain import (
     HealthKind,
 )
 
-from .conftest import ConnectFn, require_mosquitto, unique_id, wait_until
+from .conftest import ConnectFn, unique_id, wait_until
 from .test_mqtt_broker import receive, wait_subscribed
 
 QOS1 = MqttQos.AT_LEAST_ONCE
 USERS = {"alice": "correct horse"}
-
-
-@pytest.fixture
-def brokers() -> Iterator[Callable[..., EmbeddedBroker | MosquittoBroker]]:
-    """Start brokers of a kind; request it before ``connect`` so that the
-    connectors close first (amqtt stalls shutting down under live TLS clients)."""
-    made: list[EmbeddedBroker | MosquittoBroker] = []
-
-    def make(kind: str, **kwargs: Any) -> EmbeddedBroker | MosquittoBroker:
-        broker: EmbeddedBroker | MosquittoBroker
-        if kind == "mosquitto":
-            require_mosquitto()
-            broker = MosquittoBroker(**kwargs).start()
-        else:
-            broker = EmbeddedBroker(**kwargs).start()
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        broker.close()
 
 
 def events(sub: Any) -> list[HealthEvent]:

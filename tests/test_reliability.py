@@ -57,12 +57,10 @@ def stall_until_backpressure(writer: Any) -> None:
 
 
 @pytest.mark.parametrize("fault", ["amqtt restart", "mosquitto kill", "proxy cut"])
-def test_0137_broker_restart_restores_subscriptions(fault: str, connect: ConnectFn) -> None:
-    if fault == "mosquitto kill":
-        require_mosquitto()
-        broker: Any = MosquittoBroker().start()
-    else:
-        broker = EmbeddedBroker().start()
+def test_0137_broker_restart_restores_subscriptions(
+    fault: str, brokers: Any, connect: ConnectFn
+) -> None:
+    broker = brokers("mosquitto" if fault == "mosquitto kill" else "amqtt")
     proxy = FaultProxy(broker.port)
     try:
         port = proxy.port if fault == "proxy cut" else broker.port
@@ -89,7 +87,6 @@ def test_0137_broker_restart_restores_subscriptions(fault: str, connect: Connect
         wait_subscribed(reader, writer, "after")  # the subscription was restored
     finally:
         proxy.close()
-        broker.close()
 
 
 def drain_into(sub: Any, into: list[HealthEvent]) -> list[HealthEvent]:
