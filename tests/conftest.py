@@ -11,13 +11,18 @@ from typing import Any
 
 import pytest
 
-from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions
+from taktora_connector.adapters.mqtt import (
+    MqttConnector,
+    MqttConnectorOptions,
+    MqttQos,
+    MqttRouting,
+)
 from taktora_connector.conformance.brokers import (
     EmbeddedBroker,
     MosquittoBroker,
     mosquitto_binary,
 )
-from taktora_connector.domain import HealthKind
+from taktora_connector.domain import ChannelDescriptor, HealthKind
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _ids = itertools.count()
@@ -92,6 +97,19 @@ def connect() -> Iterator[ConnectFn]:
     yield make
     for connector in made:
         connector.close(timeout=2.0)
+
+
+def loopback(connect: ConnectFn, port: int, **options: Any) -> tuple[Any, Any, Any]:
+    """A connector with one writer and one reader on the same topic."""
+    conn = connect(port, **options)
+    topic = f"lb/{unique_id()}"
+    reader = conn.create_reader(
+        ChannelDescriptor("in", MqttRouting(topic=topic, qos=MqttQos.AT_LEAST_ONCE))
+    ).unwrap()
+    writer = conn.create_writer(
+        ChannelDescriptor("out", MqttRouting(topic=topic, qos=MqttQos.AT_LEAST_ONCE))
+    ).unwrap()
+    return conn, writer, reader
 
 
 @pytest.fixture

@@ -25,8 +25,9 @@ from .faulty import BROKEN
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_kit(report_dir: Path, *args: str) -> tuple[int, dict[str, Any], str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def run_kit(report_dir: Path, *args: str, path: Path = ROOT) -> tuple[int, dict[str, Any], str]:
+    """Run ``taktora-conformance`` with ``path`` importable (factories live there)."""
+    env = dict(os.environ, PYTHONPATH=str(path))
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [
@@ -221,32 +222,19 @@ def test_kit_passes_against_mosquitto(tmp_path: Path) -> None:
 
 
 def test_readme_factory_example_and_a_third_party_pytest_run(tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "examples"))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "taktora_connector.conformance.cli",
-            "-q",
-            "-m",
-            "REQ_0257",
-            "--connector-factory",
-            "my_connector:make_connector",
-            "--report-dir",
-            str(tmp_path / "r"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
-        check=False,
+    code, report, output = run_kit(
+        tmp_path / "r",
+        "-m",
+        "REQ_0257",
+        "--connector-factory",
+        "my_connector:make_connector",
+        path=ROOT / "examples",
     )
-    assert done.returncode == 0, done.stdout[-2000:]
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert code == 0, output[-2000:]
     assert report["meta"]["connector"] == "my_connector:make_connector"
     assert results(report)["REQ_0257"] == "PASS"
     # The same scenarios inside a third party's own pytest run, through the plugin.
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "examples"))
     (tmp_path / "test_mine.py").write_text(
         "from taktora_connector.conformance.suite import *  # noqa: F403\n"
     )

@@ -29,7 +29,7 @@ from taktora_connector.domain import (
     HealthKind,
 )
 
-from .conftest import ConnectFn, unique_id, wait_until
+from .conftest import ConnectFn, loopback, unique_id, wait_until
 from .test_mqtt_broker import receive, wait_subscribed
 
 QOS1 = MqttQos.AT_LEAST_ONCE
@@ -41,19 +41,6 @@ def events(sub: Any) -> list[HealthEvent]:
     while (event := sub.try_next()) is not None:
         found.append(event)
     return found
-
-
-def loopback(connect: ConnectFn, port: int, **options: Any) -> tuple[Any, Any, Any]:
-    """A connector with one writer and one reader on the same topic."""
-    conn = connect(port, **options)
-    topic = f"lb/{unique_id()}"
-    reader = conn.create_reader(
-        ChannelDescriptor("in", MqttRouting(topic=topic, qos=QOS1))
-    ).unwrap()
-    writer = conn.create_writer(
-        ChannelDescriptor("out", MqttRouting(topic=topic, qos=QOS1))
-    ).unwrap()
-    return conn, writer, reader
 
 
 @pytest.mark.parametrize("kind", ["amqtt", "mosquitto"])

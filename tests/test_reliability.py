@@ -28,7 +28,7 @@ from taktora_connector.domain import (
     HealthKind,
 )
 
-from .conftest import ConnectFn, require_mosquitto, unique_id, wait_until
+from .conftest import ConnectFn, loopback, require_mosquitto, unique_id, wait_until
 from .test_mqtt_broker import wait_subscribed
 
 QOS1 = MqttQos.AT_LEAST_ONCE
@@ -64,14 +64,9 @@ def test_0137_broker_restart_restores_subscriptions(
     proxy = FaultProxy(broker.port)
     try:
         port = proxy.port if fault == "proxy cut" else broker.port
-        conn = connect(port, reconnect_initial_backoff=0.05, reconnect_max_backoff=0.2)
-        topic = f"r/{unique_id()}"
-        reader = conn.create_reader(
-            ChannelDescriptor("in", MqttRouting(topic=topic, qos=QOS1))
-        ).unwrap()
-        writer = conn.create_writer(
-            ChannelDescriptor("out", MqttRouting(topic=topic, qos=QOS1))
-        ).unwrap()
+        conn, writer, reader = loopback(
+            connect, port, reconnect_initial_backoff=0.05, reconnect_max_backoff=0.2
+        )
         wait_subscribed(reader, writer, "before")
         health = conn.subscribe_health()
         seen: list[HealthEvent] = []
