@@ -94,11 +94,9 @@ class World:
     port: int = 0
     tls_port: int = 0
     tls_material: TlsMaterial | None = None
-    users: dict[str, str] | None = None
     parties: dict[str, Party] = field(default_factory=dict)
     writers: dict[str, ChannelWriter[Any, MqttRouting]] = field(default_factory=dict)
     readers: dict[str, ChannelReader[Any, MqttRouting]] = field(default_factory=dict)
-    reader_owner: dict[str, str] = field(default_factory=dict)
     writer_owner: dict[str, str] = field(default_factory=dict)
     subscriptions: dict[str, HealthSubscription] = field(default_factory=dict)
     outcomes: dict[str, list[SendOutcome]] = field(default_factory=dict)
@@ -135,7 +133,6 @@ class World:
         self.port = self.broker.port
         self.tls_port = self.broker.tls_port
         self.tls_material = self.broker.tls_material
-        self.users = dict(users) if users else None
 
     # -- connectors --------------------------------------------------------------------
 
@@ -214,7 +211,6 @@ class World:
         result = self.party(party).connector.create_reader(ChannelDescriptor(name, routing))
         assert is_successful(result), f"create_reader {name!r} failed: {result}"
         self.readers[name] = result.unwrap()
-        self.reader_owner[name] = party
         self.received[name] = []
 
     def writer(self, name: str) -> ChannelWriter[Any, MqttRouting]:

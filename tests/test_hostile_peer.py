@@ -88,6 +88,7 @@ def test_invalid_utf8_topic_is_dropped_and_the_connection_carries_on(
         envelope = reader.recv(10).unwrap()
         assert envelope is not None
         assert envelope.payload == b"kept"
+        assert conn.rejected_inbound == 1  # the bad topic was counted, not silently lost
         assert conn.health().kind is HealthKind.UP
         assert conn.sidecar is not None
         assert conn.sidecar.is_alive()

@@ -101,6 +101,11 @@ class MqttConnector(Generic[T]):
         return self._gateway.last_error
 
     @property
+    def rejected_inbound(self) -> int:
+        """Inbound messages the broker sent with a topic that is not UTF-8 (dropped, logged)."""
+        return self._gateway.rejected_inbound
+
+    @property
     def inbound_drops(self) -> int:
         """Inbound messages dropped across all readers so far."""
         return self._controller.inbound_drops
