@@ -551,6 +551,25 @@ class Gateway:
             except OSError as err:
                 self._force_close(f"I/O error: {_describe(err)}")
         self._settle_qos0(lost=False)
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        """Clear outbound backpressure once the whole outbound path is empty.
+
+        Not merely the bridge: on a stalled broker the bridge empties into the
+        in-flight window, and calling that "drained" would flap Up and Degraded.
+        """
+        if not self._controller.outbound_latched:
+            return
+        wire = self._wire
+        if (
+            self._held is None
+            and not len(self.outbound)
+            and not self._qos1
+            and not self._qos0
+            and not (wire is not None and wire.unflushed)
+        ):
+            self._controller.outbound_drained()
 
     def _qos0_open(self) -> bool:
         """QoS 0 goes to paho only while nothing of ours waits to be written."""
@@ -610,8 +629,7 @@ class Gateway:
                     if rc == MQTTErrorCode.MQTT_ERR_NO_CONN
                     else StackError(paho.error_string(rc))
                 )
-        if self._held is None and not len(bridge):
-            self._controller.outbound_drained()
+        self._check_drained()
 
     def _settle_qos0(self, *, lost: bool) -> None:
         queue = self._qos0

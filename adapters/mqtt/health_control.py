@@ -6,8 +6,9 @@ Rules of this module:
   current state to it (``Up -> Connecting`` goes through
   ``Degraded("connection lost")``, each step broadcast);
 - a latch (outbound backpressure, inbound drops) trips once when its condition
-  starts and stays tripped until the bridge that caused it drained; clearing it
-  re-arms it;
+  starts and stays tripped until the path that caused it drained (outbound: the
+  bridge, the in-flight window and unwritten bytes all empty; inbound: every
+  reader that dropped has emptied its queue); clearing it re-arms it;
 - inbound drops trip their latch when the drops counted since it was armed
   reach ``inbound_drop_threshold``; the reason names the cumulative total;
 - ``HealthController`` is the only writer of a connector's health and takes one
@@ -111,6 +112,10 @@ class HealthController:
             self._latches[OUTBOUND_BACKPRESSURE] = OUTBOUND_BACKPRESSURE
             self._apply()
             return True
+
+    @property
+    def outbound_latched(self) -> bool:
+        return OUTBOUND_BACKPRESSURE in self._latches
 
     def outbound_drained(self) -> None:
         if OUTBOUND_BACKPRESSURE in self._latches:
