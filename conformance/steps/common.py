@@ -1,0 +1,222 @@
+"""Steps that several feature files use: brokers, connectors, lifecycle, health,
+channels, sending and receiving, stalling the path."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pytest_bdd import given, parsers, then, when
+from returns.pipeline import is_successful
+
+from taktora_connector.adapters.codecs import BytesCodec
+from taktora_connector.adapters.mqtt import Credentials
+from taktora_connector.conformance.world import PATIENCE, World
+from taktora_connector.domain import (
+    Degraded,
+    HealthKind,
+)
+
+from .shared import (
+    KINDS,
+    events_settled,
+    options_from,
+    routing_for,
+    stall,
+    value_of,
+)
+
+
+@given("a broker")
+def _broker(conformance_world: World) -> None:
+    conformance_world.start_broker()
+
+
+@given(parsers.re(r'a connector "(?P<name>[^"]+)"(?P<rest>.*)$'))
+def _connector(conformance_world: World, name: str, rest: str) -> None:
+    rest = rest.strip()
+    if rest.startswith("with the right username"):
+        user, password = conformance_world.scratch["credentials"]
+        if rest.endswith("a wrong password"):
+            password = "not-" + password
+            conformance_world.scratch["wrong password"] = password
+        conformance_world.add_connector(name, credentials=Credentials(user, password))
+    elif rest == "using the bytes codec":
+        conformance_world.add_connector(name, codec=BytesCodec())
+    else:
+        conformance_world.add_connector(name, **options_from(rest))
+
+
+@given(parsers.re(r'a started connector "(?P<name>[^"]+)"(?P<rest>.*)$'))
+@when(parsers.re(r'a started connector "(?P<name>[^"]+)" joins$'))
+def _started_connector(conformance_world: World, name: str, rest: str = "") -> None:
+    rest = rest.strip()
+    if rest == "using the bytes codec":
+        conformance_world.add_connector(name, codec=BytesCodec())
+    else:
+        conformance_world.add_connector(name, **options_from(rest))
+    conformance_world.start(name)
+
+
+@when(parsers.parse('"{name}" starts'))
+def _starts(conformance_world: World, name: str) -> None:
+    conformance_world.start(name, wait_up=False)
+
+
+@when(parsers.parse('"{name}" closes'))
+def _closes(conformance_world: World, name: str) -> None:
+    result = conformance_world.party(name).connector.close(timeout=5.0)
+    assert is_successful(result), f"close() of {name!r} failed: {result}"
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" reaches (?P<kind>\w+)$'))
+def _reaches(conformance_world: World, name: str, kind: str) -> None:
+    conformance_world.wait_health(name, KINDS[kind.lower()])
+
+
+@then(parsers.parse('"{name}" reaches Down with a reason mentioning "{words}"'))
+def _reaches_down_because(conformance_world: World, name: str, words: str) -> None:
+    conformance_world.wait_health(name, HealthKind.DOWN, timeout=PATIENCE * 2)
+    health = conformance_world.party(name).connector.health()
+    reason = str(getattr(health, "reason", ""))
+    assert words.lower() in reason.lower(), f"Down reason {reason!r} does not mention {words!r}"
+
+
+@given(parsers.parse('a health subscription "{sub}" on "{name}"'))
+def _health_subscription(conformance_world: World, sub: str, name: str) -> None:
+    conformance_world.subscriptions[sub] = conformance_world.party(
+        name
+    ).connector.subscribe_health()
+
+
+@then(
+    parsers.re(
+        r'"(?P<sub>[^"]+)" saw exactly one event, to (?P<kind>\w+)(?: mentioning "(?P<words>[^"]+)")?$'
+    )
+)
+def _exactly_one_event(conformance_world: World, sub: str, kind: str, words: str | None) -> None:
+    found = events_settled(conformance_world, sub)
+    assert [e.to.kind for e in found] == [KINDS[kind.lower()]], f"events seen: {found}"
+    if words is not None:
+        target = found[0].to
+        assert isinstance(target, Degraded)
+        assert target.reason == words, f"reason {target.reason!r}, expected {words!r}"
+
+
+@given(
+    parsers.re(
+        r'a (?P<retained>retained )?writer "(?P<writer>[^"]+)" on "(?P<name>[^"]+)" to topic "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'
+    )
+)
+def _writer(
+    conformance_world: World, retained: str | None, writer: str, name: str, topic: str, level: str
+) -> None:
+    routing = routing_for(conformance_world, "topic", topic, int(level), retained=bool(retained))
+    conformance_world.add_writer(name, writer, routing)
+
+
+@given(
+    parsers.re(
+        r'a reader "(?P<reader>[^"]+)" on "(?P<name>[^"]+)" for (?P<kind>topic|filter) "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'
+    )
+)
+@when(
+    parsers.re(
+        r'a reader "(?P<reader>[^"]+)" on "(?P<name>[^"]+)" for (?P<kind>topic|filter) "(?P<topic>[^"]+)" at QoS (?P<level>\d)$'
+    )
+)
+def _reader(
+    conformance_world: World, reader: str, name: str, kind: str, topic: str, level: str
+) -> None:
+    conformance_world.add_reader(
+        name, reader, routing_for(conformance_world, kind, topic, int(level))
+    )
+
+
+@when(parsers.re(r'"(?P<reader>[^"]+)" is subscribed, probed through "(?P<writer>[^"]+)"$'))
+def _probed(conformance_world: World, reader: str, writer: str) -> None:
+    conformance_world.probe(reader, writer)
+
+
+@when(
+    parsers.re(
+        r'"(?P<writer>[^"]+)" sends the value (?P<value>.+?)(?P<delivered> and it is delivered)?$'
+    )
+)
+@then(
+    parsers.re(
+        r'"(?P<writer>[^"]+)" sends the value (?P<value>.+?)(?P<delivered> and it is delivered)$'
+    )
+)
+def _send_value(conformance_world: World, writer: str, value: str, delivered: str | None) -> None:
+    outcome = conformance_world.send(writer, value_of(value))
+    if delivered:
+        result = outcome.delivery.wait(PATIENCE)
+        assert is_successful(result), f"delivery failed: {result}"
+
+
+@when(parsers.re(r'"(?P<writer>[^"]+)" sends (?P<count>\d+) values and they are delivered$'))
+def _send_many(conformance_world: World, writer: str, count: str) -> None:
+    outcomes = [conformance_world.send(writer, i) for i in range(int(count))]
+    for outcome in outcomes:
+        result = outcome.delivery.wait(PATIENCE)
+        assert is_successful(result), f"delivery failed: {result}"
+
+
+@when(parsers.parse('"{writer}" sends values until one is refused'))
+def _send_until_refused(conformance_world: World, writer: str) -> None:
+    """Fill the stalled path: send until refused, let the connector move what it can,
+    then send until refused again, so the bridge is full for good."""
+    handle = conformance_world.writer(writer)
+    payload: Any = "x" * 4096
+    accepted = 0
+    for _ in range(2):
+        for _ in range(10_000):
+            result = handle.send(payload)
+            if not is_successful(result):
+                conformance_world.refusal = result.failure()
+                break
+            accepted += 1
+            time.sleep(0.0005)  # give a connector's sidecar the chance to move messages on
+        else:
+            raise AssertionError("10,000 sends were all accepted: the outbound path is not bounded")
+        time.sleep(0.3)
+    conformance_world.accepted_before_refusal = accepted
+
+
+@then(
+    parsers.re(
+        r'"(?P<reader>[^"]+)" receives the value (?P<value>.+?)(?P<rest> with topic .*| at QoS \d| flagged as retained)?$'
+    )
+)
+def _receives_value(conformance_world: World, reader: str, value: str, rest: str | None) -> None:
+    envelope = conformance_world.receive(reader)
+    assert envelope.value == value_of(value), f"received {envelope.value!r}"
+    rest = (rest or "").strip()
+    if rest.startswith("with topic"):
+        topic = rest.split('"')[1]
+        level = int(rest.split("QoS ")[1].split()[0])
+        retained = rest.endswith("true")
+        assert envelope.routing.topic == conformance_world.topic(topic), envelope.routing
+        assert int(envelope.routing.qos) == level, envelope.routing
+        assert envelope.routing.retained is retained, envelope.routing
+    elif rest.startswith("at QoS"):
+        assert int(envelope.routing.qos) == int(rest.split()[-1]), envelope.routing
+    elif rest == "flagged as retained":
+        assert envelope.routing.retained is True, envelope.routing
+
+
+@when(parsers.parse('the path between "{name}" and the broker stalls'))
+def _stall_both(conformance_world: World, name: str) -> None:
+    stall(conformance_world, name, None)
+
+
+@when(
+    parsers.re(
+        r'the path (?:from the broker to|between) "(?P<name>[^"]+)"(?: and the broker)? is released$'
+    )
+)
+def _release(conformance_world: World, name: str) -> None:
+    proxy = conformance_world.party(name).proxy
+    assert proxy is not None
+    proxy.resume()

@@ -1,0 +1,62 @@
+"""Steps of features/connector_port.feature."""
+
+from __future__ import annotations
+
+from pytest_bdd import parsers, then
+from returns.pipeline import is_successful
+
+from taktora_connector.adapters.mqtt import MqttRouting
+from taktora_connector.conformance.world import World
+from taktora_connector.domain import (
+    ChannelDescriptor,
+    ConfigurationError,
+    ConnectorDown,
+)
+
+from .shared import (
+    KINDS,
+)
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" is (?P<kind>\w+)$'))
+def _is(conformance_world: World, name: str, kind: str) -> None:
+    health = conformance_world.party(name).connector.health()
+    assert health.kind is KINDS[kind.lower()], f"{name!r} is {health}, not {kind}"
+
+
+@then(parsers.parse('"{name}" has a non-empty name'))
+def _has_name(conformance_world: World, name: str) -> None:
+    connector_name = conformance_world.party(name).connector.name
+    assert isinstance(connector_name, str)
+    assert connector_name.strip()
+
+
+@then(parsers.parse('creating a writer and a reader on "{name}" returns Success'))
+def _create_both(conformance_world: World, name: str) -> None:
+    connector = conformance_world.party(name).connector
+    routing = MqttRouting(topic=conformance_world.topic("port/t"))
+    writer = connector.create_writer(ChannelDescriptor("port-writer", routing))
+    reader = connector.create_reader(ChannelDescriptor("port-reader", routing))
+    assert is_successful(writer), f"create_writer returned {writer}"
+    assert is_successful(reader), f"create_reader returned {reader}"
+    conformance_world.scratch["channels"] = (writer.unwrap(), reader.unwrap())
+
+
+@then(
+    parsers.parse(
+        'creating a writer with a routing that has only a filter on "{name}" returns a ConfigurationError'
+    )
+)
+def _writer_needs_topic(conformance_world: World, name: str) -> None:
+    connector = conformance_world.party(name).connector
+    routing = MqttRouting(filter=conformance_world.topic("only/+"))
+    result = connector.create_writer(ChannelDescriptor("filter-writer", routing))
+    assert isinstance(result.failure(), ConfigurationError), f"got {result}"
+
+
+@then(parsers.parse('the channels of "{name}" refuse with ConnectorDown'))
+def _channels_refuse(conformance_world: World, name: str) -> None:
+    writer, reader = conformance_world.scratch["channels"]
+    assert isinstance(writer.send("late").failure(), ConnectorDown)
+    assert isinstance(reader.try_recv().failure(), ConnectorDown)
+    assert isinstance(reader.recv(0.1).failure(), ConnectorDown)

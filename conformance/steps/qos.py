@@ -1,0 +1,62 @@
+"""Steps of features/qos.feature."""
+
+from __future__ import annotations
+
+import time
+
+from pytest_bdd import parsers, then, when
+from returns.pipeline import is_successful
+
+from taktora_connector.conformance.proxy import PacketType
+from taktora_connector.conformance.world import PATIENCE, World, wait_for
+
+from .shared import (
+    PAYLOADS,
+    stall,
+)
+
+
+@when(parsers.parse('"{writer}" sends the {payload} payload'))
+def _send_payload(conformance_world: World, writer: str, payload: str) -> None:
+    conformance_world.send(writer, PAYLOADS[payload])
+
+
+@then(parsers.parse('"{reader}" receives exactly the {payload} payload at QoS {level:d}'))
+def _receives_payload(conformance_world: World, reader: str, payload: str, level: int) -> None:
+    envelope = conformance_world.receive(reader)
+    assert envelope.payload == PAYLOADS[payload]
+    assert envelope.value == PAYLOADS[payload]
+    assert int(envelope.routing.qos) == level
+    assert conformance_world.drain(reader) == [], "more than one copy arrived"
+
+
+@when(parsers.parse('the path from the broker to "{name}" stalls'))
+def _stall_in(conformance_world: World, name: str) -> None:
+    stall(conformance_world, name, "in")
+
+
+@then(parsers.parse('the wire carries a QoS 1 PUBLISH from "{name}"'))
+def _wire_qos1(conformance_world: World, name: str) -> None:
+    party = conformance_world.party(name)
+    wait_for(
+        lambda: any(p.qos == 1 for p in party.wire(PacketType.PUBLISH)), PATIENCE, "a QoS 1 PUBLISH"
+    )
+
+
+@then(parsers.parse('the wire carried PUBLISH packets at QoS {level:d} from "{name}"'))
+def _wire_qos(conformance_world: World, level: int, name: str) -> None:
+    packets = conformance_world.party(name).wire(PacketType.PUBLISH)
+    assert packets, "no PUBLISH seen"
+    assert {p.qos for p in packets} == {level}
+
+
+@then(parsers.parse('the last delivery of "{writer}" is still pending after {seconds:g} seconds'))
+def _still_pending(conformance_world: World, writer: str, seconds: float) -> None:
+    time.sleep(seconds)
+    assert not conformance_world.outcomes[writer][-1].delivery.done
+
+
+@then(parsers.parse('the last delivery of "{writer}" completes successfully'))
+def _completes(conformance_world: World, writer: str) -> None:
+    result = conformance_world.outcomes[writer][-1].delivery.wait(PATIENCE)
+    assert is_successful(result), f"delivery: {result}"

@@ -1,0 +1,50 @@
+"""Steps of features/routing.feature."""
+
+from __future__ import annotations
+
+import pytest
+from pytest_bdd import parsers, then
+from returns.pipeline import is_successful
+
+from taktora_connector.adapters.mqtt import MqttRouting
+from taktora_connector.conformance.world import World
+from taktora_connector.domain import (
+    ChannelDescriptor,
+    ConfigurationError,
+)
+
+
+@then(
+    parsers.re(
+        r'creating a writer to topic "(?P<topic>[^"]+)" on "(?P<name>[^"]+)" returns a ConfigurationError mentioning "(?P<words>[^"]+)"$'
+    )
+)
+def _writer_refused(conformance_world: World, topic: str, name: str, words: str) -> None:
+    connector = conformance_world.party(name).connector
+    result = connector.create_writer(ChannelDescriptor("refused", MqttRouting(topic=topic)))
+    error = result.failure() if not is_successful(result) else None
+    assert isinstance(error, ConfigurationError), f"got {result}"
+    assert words in str(error)
+
+
+@then(
+    parsers.re(
+        r'creating a reader for topic "(?P<topic>[^"]+)" on "(?P<name>[^"]+)" returns Success$'
+    )
+)
+def _reader_allowed(conformance_world: World, topic: str, name: str) -> None:
+    connector = conformance_world.party(name).connector
+    result = connector.create_reader(ChannelDescriptor("dollar-reader", MqttRouting(topic=topic)))
+    assert is_successful(result), f"got {result}"
+
+
+@then(
+    parsers.re(
+        r'the routing (?P<kind>topic|filter) "(?P<value>.*)" at QoS (?P<level>\d) is refused with a message containing "(?P<words>[^"]+)"$'
+    )
+)
+def _routing_refused(kind: str, value: str, level: str, words: str) -> None:
+    value = value.encode().decode("unicode_escape")
+    with pytest.raises(ConfigurationError) as caught:
+        MqttRouting(**{kind: value, "qos": int(level)})  # type: ignore[arg-type]
+    assert words in str(caught.value), f"{caught.value} does not contain {words!r}"

@@ -1,0 +1,135 @@
+"""Helpers and the per-scenario world fixture shared by every step module (no steps)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from taktora_connector.adapters.mqtt import MqttRouting
+from taktora_connector.conformance.factory import ConnectorFactory
+from taktora_connector.conformance.world import World, qos
+from taktora_connector.domain import (
+    HealthKind,
+)
+
+PAYLOADS: dict[str, bytes] = {
+    "empty": b"",
+    "binary-with-zero-bytes": bytes(range(256)) + b"\x00\x00\x00",
+    "64KiB": bytes(i % 251 for i in range(65_536)),
+}
+
+
+KINDS = {kind.value: kind for kind in HealthKind}
+
+
+@pytest.fixture
+def conformance_world(
+    connector_factory: ConnectorFactory, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    """A fresh world per scenario, torn down whatever happened."""
+    url = request.config.getoption("--broker-url")
+    world = World(connector_factory, str(url) if url else None)
+    handler = _LineCollector(world.log_lines)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)  # every line a connector logs is checked for secrets
+    try:
+        yield world
+    finally:
+        world.close()
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+class _LineCollector(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:
+            self.lines.append(repr(record.msg))
+
+
+_OPTION_WORDS = {
+    "outbound capacity": "outbound_capacity",
+    "inbound capacity": "inbound_capacity",
+    "drop threshold": "inbound_drop_threshold",
+}
+
+
+def options_from(text: str) -> dict[str, Any]:
+    """'with outbound capacity 2 and at most 4 messages in flight' -> options."""
+    found: dict[str, Any] = {}
+    text = text.replace("with ", "")
+    for part in (p.strip() for p in text.split(" and ")):
+        if not part:
+            continue
+        if part.startswith("at most ") and "in flight" in part:
+            found["max_inflight"] = int(part.split()[2])
+            continue
+        for words, option in _OPTION_WORDS.items():
+            if part.startswith(words):
+                found[option] = int(part[len(words) :].strip())
+                break
+        else:
+            raise AssertionError(f"unknown connector option in step: {part!r}")
+    return found
+
+
+def routing_for(
+    world: World, kind: str, name: str, level: int, retained: bool = False
+) -> MqttRouting:
+    if kind == "filter":
+        return MqttRouting(filter=world.topic(name), qos=qos(level))
+    return MqttRouting(topic=world.topic(name), qos=qos(level), retained=retained)
+
+
+def value_of(text: str) -> Any:
+    return json.loads(text)
+
+
+def topics_in(text: str) -> list[str]:
+    return [part for index, part in enumerate(text.split('"')) if index % 2 == 1]
+
+
+def probe_all(world: World, party: str) -> None:
+    """Every reader of the scenario is subscribed before the real messages go out."""
+    for reader in world.readers:
+        world.probe(reader, _probe_writer(world, party, reader))
+    world.drain_all(quiet=0.2)  # probes for one reader may have matched others
+
+
+def _probe_writer(world: World, party: str, reader: str) -> str:
+    """A writer to a topic that ``reader`` matches (its own topic or filter, filled in)."""
+    filt = world.reader(reader).descriptor.routing.subscription_filter()
+    levels = ["p" if level == "+" else level for level in filt.split("/")]
+    if levels[-1] == "#":
+        levels[-1] = "p"
+    name = f"probe-{reader}"
+    if name not in world.writers:
+        world.add_writer(party, name, MqttRouting(topic="/".join(levels), qos=qos(1)))
+    return name
+
+
+def events_settled(world: World, sub: str) -> list[Any]:
+    time.sleep(0.3)  # a second event, if one were coming, would be here by now
+    subscription = world.subscriptions[sub]
+    found = []
+    while (event := subscription.try_next()) is not None:
+        found.append(event)
+    return found
+
+
+def stall(world: World, name: str, direction: str | None) -> None:
+    proxy = world.party(name).proxy
+    assert proxy is not None, f"{name!r} does not go through the fault proxy"
+    proxy.pause(direction)
