@@ -159,7 +159,7 @@ class MqttReader(Generic[T]):
         self._codec = codec
         self._controller = controller
         self._on_close = on_close
-        self.topic_filter = descriptor.routing.subscription_filter()
+        self.topic_filter = descriptor.routing.broker_filter()
         self._queue: InboundQueue[_Inbound] = InboundQueue(capacity, self._drained)
         self._next_sequence = 0  # written by the sidecar only
         self._error: ConnectorError | None = None

@@ -7,7 +7,11 @@ Rules of this module:
   reading and the topic for writing; whether a channel may use the routing is
   decided when a writer or reader is created;
 - the routing of a received message is built by the gateway from trusted
-  broker data through ``MqttRouting.delivered`` without re-validation.
+  broker data through ``MqttRouting.delivered`` without re-validation;
+- ``share_group`` makes a reader's subscription shared
+  (``$share/<group>/<filter>``): the broker hands each message to one member of
+  the group; the reader still matches topics against the filter without the
+  prefix. A group name is non-empty UTF-8 without ``/``, ``+``, ``#`` or NUL.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class MqttRouting:
     qos: MqttQos = MqttQos.AT_MOST_ONCE
     retained: bool = False
     filter: str | None = None
+    share_group: str | None = None
 
     def __post_init__(self) -> None:
         if self.topic is None and self.filter is None:
@@ -64,16 +69,31 @@ class MqttRouting:
             validate_topic_name(self.topic)
         if self.filter is not None:
             validate_filter(self.filter)
+        for value in (self.topic, self.filter):
+            if value is not None and value.startswith(SHARE_PREFIX):
+                raise ConfigurationError(
+                    f"{value!r} starts with {SHARE_PREFIX!r}; name the plain filter and "
+                    "give the group as MqttRouting(share_group=...)"
+                )
+        if self.share_group is not None:
+            _validate_share_group(self.share_group)
+            validate_filter(self.broker_filter())  # the whole filter must fit MQTT's limit
         object.__setattr__(self, "qos", MqttQos.parse(self.qos))
         if not isinstance(self.retained, bool):
             raise ConfigurationError(f"retained must be True or False, got {self.retained!r}")
 
     def subscription_filter(self) -> str:
-        """The filter a reader of this routing subscribes with."""
+        """The filter a reader of this routing matches received topics against."""
         if self.filter is not None:
             return self.filter
         assert self.topic is not None  # guaranteed by __post_init__
         return self.topic
+
+    def broker_filter(self) -> str:
+        """The filter a reader of this routing subscribes with at the broker."""
+        if self.share_group is None:
+            return self.subscription_filter()
+        return f"{SHARE_PREFIX}{self.share_group}/{self.subscription_filter()}"
 
     @classmethod
     def delivered(cls, topic: str, qos: int, retained: bool) -> MqttRouting:
@@ -83,8 +103,39 @@ class MqttRouting:
         object.__setattr__(routing, "qos", _QOS[qos] if qos < 2 else MqttQos.AT_LEAST_ONCE)
         object.__setattr__(routing, "retained", retained)
         object.__setattr__(routing, "filter", None)
+        object.__setattr__(routing, "share_group", None)
         result: MqttRouting = routing
         return result
 
 
 _QOS = (MqttQos.AT_MOST_ONCE, MqttQos.AT_LEAST_ONCE)
+
+#: What starts a shared subscription's filter (mosquitto, EMQX, HiveMQ and VerneMQ
+#: accept it from MQTT 3.1.1 clients too).
+SHARE_PREFIX = "$share/"
+
+
+def unshared(broker_filter: str) -> str:
+    """The filter without a ``$share/<group>/`` prefix (a group holds no '/')."""
+    if broker_filter.startswith(SHARE_PREFIX):
+        return broker_filter.split("/", 2)[2]
+    return broker_filter
+
+
+def _validate_share_group(group: object) -> None:
+    if not isinstance(group, str):
+        raise ConfigurationError(f"share_group must be a str or None, got {type(group).__name__}")
+    if not group:
+        raise ConfigurationError("share_group must not be empty; use None for a plain subscription")
+    bad = [c for c in ("/", "+", "#", "\x00") if c in group]
+    if bad:
+        raise ConfigurationError(
+            f"share_group {group!r} contains {', '.join(map(repr, bad))}; a share group "
+            "name may not contain '/', '+', '#' or NUL"
+        )
+    try:
+        group.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ConfigurationError(
+            f"share_group {group!r} is not valid UTF-8 text ({err.reason})"
+        ) from None

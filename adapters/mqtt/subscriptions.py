@@ -7,7 +7,10 @@ Rules of this module:
   and asks ``changes()`` what to SUBSCRIBE or UNSUBSCRIBE, so adding 10,000
   readers costs 10,000 small steps, not a full comparison each time;
 - after a reconnect the sidecar asks for ``everything()`` and subscribes again;
-- matching is lock-free (see ``matcher``); changes take one lock.
+- matching is lock-free (see ``matcher``); changes take one lock;
+- a shared filter (``$share/<group>/<filter>``) is its own subscription at the
+  broker, distinct from the same filter in another group or unshared; readers
+  match received topics against the filter without the prefix.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from .matcher import TopicMatcher
+from .routing import unshared
 
 S = TypeVar("S", bound=Hashable)
 
@@ -43,7 +47,7 @@ class Subscriptions(Generic[S]):
             readers = self._readers.setdefault(topic_filter, {})
             before = max(readers.values(), default=None)
             readers[reader] = qos
-            self.matcher.add(topic_filter, reader)
+            self.matcher.add(unshared(topic_filter), reader)
             if before is None or qos > before:
                 self._dirty.add(topic_filter)
         self._on_change()
@@ -55,7 +59,7 @@ class Subscriptions(Generic[S]):
                 return
             before = max(readers.values())
             del readers[reader]
-            self.matcher.remove(topic_filter, reader)
+            self.matcher.remove(unshared(topic_filter), reader)
             if not readers:
                 del self._readers[topic_filter]
                 self._dirty.add(topic_filter)
