@@ -4,7 +4,13 @@ Rules of this module:
 - it sits between one or more clients and a broker on loopback and forwards
   bytes unchanged; ``pause()`` stops forwarding in both directions (a stalled
   path: the sockets stay open and fill up), ``resume()`` lets bytes flow again,
-  ``cut()`` closes every open connection (a network failure);
+  ``cut()`` closes every open connection (a network failure), ``outage()``
+  cuts and refuses new connections until ``restore()`` (the broker is gone
+  for a while);
+- ``refuse_subscriptions(filters)`` rewrites the broker's SUBACK return code
+  to 0x80 (failure) for those filters, so any broker can be made to refuse a
+  subscription; while a rewrite rule is set, broker-to-client bytes are
+  forwarded a whole packet at a time;
 - it decodes each MQTT packet's fixed header (type, flags, remaining length)
   and, for CONNECT, PUBLISH and SUBSCRIBE, the fields scenarios check; it knows
   nothing about the connector under test, so it works with any client and any
@@ -21,7 +27,8 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from .brokers import free_port
 
@@ -128,24 +135,38 @@ class WirePacket:
 
 
 class _Decoder:
-    """Incremental MQTT framing for one direction of one connection."""
+    """Incremental MQTT framing for one direction of one connection.
+
+    ``feed`` records every complete packet and returns the bytes to forward:
+    everything received (``hold=False``), or only whole packets, each one
+    passed through ``rewrite`` first (``hold=True``).
+    """
 
     def __init__(self, direction: str, connection: int, sink: list[WirePacket]) -> None:
         self._buffer = bytearray()
+        self._sent = 0  # bytes at the start of the buffer already forwarded
         self.direction = direction
         self._connection = connection
         self._sink = sink
 
-    def feed(self, data: bytes) -> None:
+    def feed(
+        self,
+        data: bytes,
+        hold: bool = False,
+        rewrite: Callable[[WirePacket], WirePacket] | None = None,
+    ) -> bytes:
         buffer = self._buffer
         buffer.extend(data)
+        out = bytearray()
         while True:
             if len(buffer) < 2:
-                return
+                break
             multiplier, length, index = 1, 0, 1
+            complete = True
             while True:
                 if index >= len(buffer):
-                    return
+                    complete = False
+                    break
                 byte = buffer[index]
                 length += (byte & 0x7F) * multiplier
                 multiplier *= 128
@@ -153,21 +174,32 @@ class _Decoder:
                 if not byte & 0x80 or index > 4:
                     break
             end = index + length
-            if len(buffer) < end:
-                return
+            if not complete or len(buffer) < end:
+                break
             kind = buffer[0] >> 4
+            raw = bytes(buffer[:end])
             if 1 <= kind <= 14:
-                self._sink.append(
-                    WirePacket(
-                        self.direction,
-                        PacketType(kind),
-                        buffer[0] & 0x0F,
-                        bytes(buffer[index:end]),
-                        time.monotonic(),
-                        self._connection,
-                    )
+                packet = WirePacket(
+                    self.direction,
+                    PacketType(kind),
+                    buffer[0] & 0x0F,
+                    bytes(buffer[index:end]),
+                    time.monotonic(),
+                    self._connection,
                 )
+                if rewrite is not None:
+                    changed = rewrite(packet)
+                    if changed is not packet and self._sent == 0:  # not forwarded yet
+                        raw = raw[:index] + changed.body
+                        packet = changed
+                self._sink.append(packet)
+            out += raw[self._sent :]
+            self._sent = max(0, self._sent - end)
             del buffer[:end]
+        if not hold:
+            out += buffer[self._sent :]
+            self._sent = len(buffer)
+        return bytes(out)
 
 
 class FaultProxy:
@@ -186,6 +218,9 @@ class FaultProxy:
         self._selector.register(self._listener, selectors.EVENT_READ, None)
         self._pairs: dict[socket.socket, tuple[socket.socket, _Decoder]] = {}
         self._connections = 0
+        self._down = False
+        self._refused: frozenset[str] = frozenset()
+        self._subscribed: dict[tuple[int, int | None], list[str]] = {}
         self._thread = threading.Thread(
             target=self._run, name="conformance-harness-proxy", daemon=True
         )
@@ -212,6 +247,36 @@ class FaultProxy:
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def outage(self) -> None:
+        """Close every open connection and refuse new ones until ``restore()``."""
+        self._down = True
+        self.cut()
+
+    def restore(self) -> None:
+        """End an ``outage()``: connections are accepted again."""
+        self._down = False
+
+    def refuse_subscriptions(self, filters: set[str]) -> None:
+        """From now on, the SUBACK for any of ``filters`` says 0x80 (failure)."""
+        self._refused = frozenset(filters)
+
+    def _rewrite(self, packet: WirePacket) -> WirePacket:
+        """Note SUBSCRIBE filters; turn the SUBACK codes of refused filters into 0x80."""
+        key = (packet.connection, packet.packet_id())
+        if packet.type is PacketType.SUBSCRIBE:
+            self._subscribed[key] = [name for name, _ in packet.filters()]
+            return packet
+        if packet.type is not PacketType.SUBACK:
+            return packet
+        filters = self._subscribed.pop(key, [])
+        codes = bytearray(packet.body[2:])
+        for position, name in enumerate(filters[: len(codes)]):
+            if name in self._refused:
+                codes[position] = 0x80
+        if bytes(codes) == packet.body[2:]:
+            return packet
+        return replace(packet, body=packet.body[:2] + bytes(codes))
 
     # -- observation -------------------------------------------------------------------
 
@@ -245,6 +310,9 @@ class FaultProxy:
             client, _ = self._listener.accept()
         except OSError:
             return
+        if self._down:
+            client.close()
+            return
         try:
             upstream = socket.create_connection(self.target, timeout=5)
         except OSError:
@@ -275,8 +343,15 @@ class FaultProxy:
         if not data:
             self._drop(sock)
             return
+        rules = bool(self._refused)
         with self._lock:
-            decoder.feed(data)
+            data = decoder.feed(
+                data,
+                hold=rules and decoder.direction == "in",
+                rewrite=self._rewrite if rules else None,
+            )
+        if not data:
+            return
         try:
             other.setblocking(True)
             other.sendall(data)

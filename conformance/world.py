@@ -300,6 +300,7 @@ class World:
         for party in self.parties.values():
             if party.proxy is not None:  # a stalled path would only delay closing
                 party.proxy.resume()
+                party.proxy.restore()
         for party in self.parties.values():
             with contextlib.suppress(Exception):
                 party.connector.close(timeout=2.0)
