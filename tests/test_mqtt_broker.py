@@ -126,7 +126,9 @@ def test_unsubscribe_when_the_last_reader_closes(broker: Any, connect: ConnectFn
         second = sub.create_reader(ChannelDescriptor("b", routing)).unwrap()
         wait_until(lambda: proxy.seen(PacketType.SUBACK, "in"), 5, "SUBACK")
         subscribes = proxy.seen(PacketType.SUBSCRIBE, "out")
-        assert [p.filters() for p in subscribes] == [[("u/+", 1)]]  # one filter, once
+        # One filter; subscribed again for the second reader unless both were added before
+        # the sidecar looked (a new reader gets the retained messages, issue 9 point 9).
+        assert [p.filters() for p in subscribes] in ([[("u/+", 1)]], [[("u/+", 1)]] * 2)
         first.close()
         second_close_before = proxy.seen(PacketType.UNSUBSCRIBE, "out")
         assert second_close_before == []  # a reader is left: stay subscribed

@@ -98,6 +98,7 @@ class InboundQueue(Generic[T]):
         self._closed = False
         self._kicks = 0  # bumped by interrupt(): waiters return to look at the reader's error
         self._overflowed = False
+        self._failed = False  # set by fail(): waiters return at once, the descriptor stays readable
         self._on_drained = on_drained
         self._pipe: tuple[int, int] | None = None
 
@@ -132,7 +133,13 @@ class InboundQueue(Generic[T]):
         try:
             items = self._items
             kicks = self._kicks
-            while not items and timeout != 0 and not self._closed and self._kicks == kicks:
+            while (
+                not items
+                and timeout != 0
+                and not self._closed
+                and not self._failed
+                and self._kicks == kicks
+            ):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
@@ -165,6 +172,17 @@ class InboundQueue(Generic[T]):
             self._on_drained()
         return item
 
+    def fail(self) -> None:
+        """The reader has failed for good: wake every waiter now and every later one at once,
+        and keep the descriptor readable (one byte for the failure, beside the items' byte)."""
+        with self._lock:
+            if self._failed or self._closed:
+                return
+            self._failed = True
+            if self._pipe is not None:
+                os.write(self._pipe[1], b"\x01")
+            self._wake_all()
+
     def interrupt(self) -> None:
         """Wake every waiter without an item (the reader has an error to report)."""
         with self._lock:
@@ -189,6 +207,8 @@ class InboundQueue(Generic[T]):
                 os.set_blocking(read_fd, False)
                 self._pipe = (read_fd, write_fd)
                 if self._items:
+                    os.write(write_fd, b"\x01")
+                if self._failed:
                     os.write(write_fd, b"\x01")
             return self._pipe[0]
 

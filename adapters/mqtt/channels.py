@@ -23,6 +23,7 @@ from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
 from taktora_connector.domain import (
+    SENT,
     ZERO_CORRELATION_ID,
     BackPressure,
     ChannelDescriptor,
@@ -48,6 +49,10 @@ T = TypeVar("T")
 
 #: How many distinct received routings a reader keeps for reuse.
 _ROUTING_CACHE = 1024
+
+#: How many retained topics a reader remembers to recognise retained copies it had
+#: (beyond that, a re-sent retained message may reach it twice).
+_RETAINED_MEMORY = 100_000
 
 #: (payload, topic, qos, retain, timestamp_ns, sequence_number) as queued for a reader.
 _Inbound = tuple[bytes, str, int, bool, int, int]
@@ -168,6 +173,9 @@ class MqttReader(Generic[T]):
         self._routings: dict[tuple[str, int, bool], MqttRouting] = {}
         #: Payloads that did not decode, so far.
         self.decode_failures = 0
+        #: Retained messages skipped because this reader had received the same one before.
+        self.retained_duplicates = 0
+        self._retained_seen: dict[str, int] = {}  # topic -> hash of the retained payload
 
     @property
     def descriptor(self) -> ChannelDescriptor[MqttRouting]:
@@ -186,14 +194,27 @@ class MqttReader(Generic[T]):
     ) -> InboundOutcome:
         """Sidecar side: queue one message. Dropped ones use a sequence number too,
         so a gap in a reader's sequence numbers shows where messages were dropped."""
+        if retain:
+            # Retained copies come in answer to every SUBSCRIBE of a matching filter,
+            # also those made for another reader: skip one this reader already has.
+            seen = self._retained_seen
+            digest = hash(payload)
+            if seen.get(topic) == digest:
+                self.retained_duplicates += 1
+                return SENT
+            if len(seen) < _RETAINED_MEMORY or topic in seen:
+                seen[topic] = digest
         sequence = self._next_sequence
         self._next_sequence = sequence + 1
         return self._queue.offer((payload, topic, qos, retain, timestamp_ns, sequence))
 
     def fail(self, error: ConnectorError) -> None:
-        """Sidecar side: report an error (a refused subscription) on the next receive."""
-        self._error = error
-        self._queue.interrupt()
+        """Sidecar side: this reader failed for good (a refused subscription, a stopped
+        sidecar). Blocked ``recv`` calls and selectors on ``fileno()`` wake at once; what
+        was queued before is still received, then every call returns ``Failure(error)``."""
+        if self._error is None:
+            self._error = error
+        self._queue.fail()
 
     def try_recv(self) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:
         return self._receive(0)
@@ -210,14 +231,13 @@ class MqttReader(Generic[T]):
     ) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:
         if self._closed:
             return Failure(self._closed_error())
-        error = self._error
-        if error is not None:
-            self._error = None
-            return Failure(error)
         item = self._queue.take(timeout)
         if item is None:
             if self._queue.closed:  # closed while we waited
                 return Failure(self._closed_error())
+            error = self._error
+            if error is not None:  # sticky: never followed by a silent None
+                return Failure(error)
             return Success(None)
         payload, topic, qos, retain, timestamp_ns, sequence = item
         decoded = self._codec.decode(payload)

@@ -1,8 +1,10 @@
 """Which filters the broker should know, and which readers each message goes to.
 
 Rules of this module:
-- each distinct filter is subscribed at the broker once, with the highest QoS
-  any of its readers asks for, and reference-counted by its readers;
+- each distinct filter is subscribed at the broker with the highest QoS any of
+  its readers asks for, and reference-counted by its readers; a new reader of a
+  filter already subscribed subscribes it again, so that the broker sends it the
+  retained messages (readers drop retained copies they already had);
 - changes are recorded as dirty filters; the sidecar alone talks to the broker
   and asks ``changes()`` what to SUBSCRIBE or UNSUBSCRIBE, so adding 10,000
   readers costs 10,000 small steps, not a full comparison each time;
@@ -45,11 +47,11 @@ class Subscriptions(Generic[S]):
     def add(self, topic_filter: str, reader: S, qos: int) -> None:
         with self._lock:
             readers = self._readers.setdefault(topic_filter, {})
-            before = max(readers.values(), default=None)
             readers[reader] = qos
             self.matcher.add(unshared(topic_filter), reader)
-            if before is None or qos > before:
-                self._dirty.add(topic_filter)
+            # Always (re)subscribe: a broker sends retained messages only in answer to a
+            # SUBSCRIBE (MQTT-3.3.1-6), so a new reader of a known filter needs one too.
+            self._dirty.add(topic_filter)
         self._on_change()
 
     def remove(self, topic_filter: str, reader: S) -> None:
