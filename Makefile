@@ -49,6 +49,7 @@ test: lint typecheck contracts unit
 
 example: $(STAMP)
 	$(BIN)/python examples/with_embedded_broker.py examples/quickstart.py
+	$(BIN)/python examples/with_embedded_broker.py examples/async_quickstart.py
 
 conformance: $(STAMP)
 	$(BIN)/taktora-conformance --report-dir reports/conformance

@@ -67,17 +67,30 @@ class QueueHealthSubscription:
         self._events: deque[HealthEvent] = deque()
         self._ended = False
         self._forget = forget
+        #: Called after each event and at the end, on the thread that caused them
+        #: (how an asyncio stream of this subscription wakes its event loop).
+        self.on_push: Callable[[], None] | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
 
     def push(self, event: HealthEvent) -> None:
         with self._cond:
             if not self._ended:
                 self._events.append(event)
                 self._cond.notify_all()
+        on_push = self.on_push
+        if on_push is not None:
+            on_push()
 
     def end(self) -> None:
         with self._cond:
             self._ended = True
             self._cond.notify_all()
+        on_push = self.on_push
+        if on_push is not None:
+            on_push()
 
     def try_next(self) -> HealthEvent | None:
         with self._cond:

@@ -4,7 +4,10 @@ Rules of this module:
 - both directions are bounded by a capacity from the options; nothing here ever
   blocks the sidecar;
 - outbound: ``offer`` refuses when full (the writer turns that into
-  ``BackPressure``, REQ_0260); the sidecar ``take``s in batches;
+  ``BackPressure``, REQ_0260); the sidecar ``take``s in batches; a caller that
+  wants to wait for room (the asyncio writer) registers a one-shot callback with
+  ``when_room``, called on the sidecar once the bridge is at most half full
+  (or closed), so a waiting sender wakes once per half a bridge, not per message;
 - inbound: one queue per reader; when full the *new* message is dropped and
   counted, and ``offer`` returns ``Dropped(count)`` with the running total
   (REQ_0261); the reader is told when its queue drains after a drop;
@@ -49,6 +52,8 @@ class OutboundBridge(Generic[T]):
         self._lock = threading.Lock()
         self._wake = wake
         self._closed = False
+        self._low = capacity // 2
+        self._room_waiters: list[Callable[[], None]] = []
 
     def offer(self, item: T) -> Offer:
         """Queue ``item`` unless the bridge is full or closed; never blocks."""
@@ -67,7 +72,22 @@ class OutboundBridge(Generic[T]):
 
     def pop(self) -> T:
         with self._lock:
-            return self._items.popleft()
+            item = self._items.popleft()
+            if not self._room_waiters or len(self._items) > self._low:
+                return item
+            waiters, self._room_waiters = self._room_waiters, []
+        for callback in waiters:
+            callback()
+        return item
+
+    def when_room(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` once (from the sidecar) when the bridge is at most half
+        full or closed; ``False``, and no call, when that is already so."""
+        with self._lock:
+            if self._closed or len(self._items) <= self._low:
+                return False
+            self._room_waiters.append(callback)
+            return True
 
     def close(self) -> list[T]:
         """Accept nothing more; remove and return everything still queued."""
@@ -75,7 +95,10 @@ class OutboundBridge(Generic[T]):
             self._closed = True
             items = list(self._items)
             self._items.clear()
-            return items
+            waiters, self._room_waiters = self._room_waiters, []
+        for callback in waiters:
+            callback()
+        return items
 
     def __len__(self) -> int:
         return len(self._items)

@@ -139,6 +139,11 @@ class MqttWriter(Generic[T]):
             return Failure(ConnectorTimeout("flush", timeout if timeout is not None else 0.0))
         return result
 
+    def when_room(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` once (on the sidecar) when the bridge has room again;
+        ``False``, and no call, when it has room now. For callers that wait."""
+        return self._bridge.when_room(callback)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -3,12 +3,15 @@
 Rules of this module:
 - completed exactly once, by the sidecar: on PUBACK (QoS 1), once the bytes
   were handed to the socket (QoS 0), or with the error that ended it;
-- cheap on the hot path: no lock or event exists until somebody waits.
+- cheap on the hot path: no lock or event exists until somebody waits;
+- ``on_done`` callbacks run on the completing thread (the sidecar); one added
+  while the handle completes may run twice, so they must be idempotent.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Final
 
 from returns.result import Failure, Result, Success
@@ -23,11 +26,12 @@ _EVENT_LOCK = threading.Lock()
 class Delivery:
     """Implements the domain's ``DeliveryHandle``."""
 
-    __slots__ = ("_event", "_result")
+    __slots__ = ("_callbacks", "_event", "_result")
 
     def __init__(self) -> None:
         self._result: Result[None, ConnectorError] | None = None
         self._event: threading.Event | None = None
+        self._callbacks: list[Callable[[], None]] | None = None
 
     @property
     def done(self) -> bool:
@@ -56,6 +60,18 @@ class Delivery:
             return Failure(ConnectorTimeout("delivery wait", waited))
         return result
 
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the handle completes (at once if it has)."""
+        if self._result is None:
+            with _EVENT_LOCK:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(callback)
+            if self._result is None:
+                return
+        # Completed before or while we registered: completion may have missed us.
+        callback()
+
     def succeed(self) -> None:
         self._complete(_DELIVERED)
 
@@ -69,6 +85,10 @@ class Delivery:
         event = self._event
         if event is not None:
             event.set()
+        callbacks = self._callbacks
+        if callbacks is not None:
+            for callback in callbacks:
+                callback()
 
     def __repr__(self) -> str:
         state = "pending" if self._result is None else repr(self._result)

@@ -1,0 +1,314 @@
+"""Asyncio handles over the MQTT connector's writers and readers.
+
+Rules of this module:
+- no second protocol engine: every message goes through the same ``MqttWriter``
+  and ``MqttReader`` the thread API uses, and the same sidecar;
+- a reader waits with ``loop.add_reader(reader.fileno())`` (one registration per
+  reader, made only while a coroutine waits, since the descriptor stays readable
+  while messages wait, or once the reader failed); room in the outbound bridge
+  and a completed delivery wake the loop with ``call_soon_threadsafe`` from the sidecar;
+- cancellation safe: a message is taken from a reader, or accepted by a writer,
+  in one synchronous call with no ``await`` in between; a cancelled or timed out
+  ``recv`` or ``send`` has taken or accepted nothing, a finished one exactly one;
+- every operation that can fail returns a ``Result``, as in the thread API;
+- handles belong to the event loop they were created on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from returns.pipeline import is_successful
+from returns.result import Failure, Result, Success
+
+from taktora_connector.adapters.mqtt import MqttRouting
+from taktora_connector.adapters.mqtt.channels import MqttReader, MqttWriter
+from taktora_connector.adapters.mqtt.delivery import Delivery
+from taktora_connector.domain import (
+    BackPressure,
+    ChannelDescriptor,
+    ConfigurationError,
+    ConnectorDown,
+    ConnectorError,
+    ConnectorTimeout,
+    RecvEnvelope,
+    SendOutcome,
+)
+
+from .wakeups import resolve, threadsafe_resolver
+
+T = TypeVar("T")
+
+
+class AsyncDelivery:
+    """The delivery handle of one sent message, awaitable.
+
+    ``await delivery`` (or ``await delivery.delivered(timeout)``) returns
+    ``Success(None)`` on PUBACK (QoS 1) or once written (QoS 0), or the
+    ``Failure`` that ended it. ``done``, ``result`` and the blocking ``wait``
+    are those of the thread API's handle.
+    """
+
+    __slots__ = ("_delivery",)
+
+    def __init__(self, delivery: Delivery) -> None:
+        self._delivery = delivery
+
+    @property
+    def done(self) -> bool:
+        return self._delivery.done
+
+    @property
+    def result(self) -> Result[None, ConnectorError] | None:
+        return self._delivery.result
+
+    def wait(self, timeout: float | None = None) -> Result[None, ConnectorError]:
+        """Block the calling thread (not for coroutines: await the handle instead)."""
+        return self._delivery.wait(timeout)
+
+    async def delivered(self, timeout: float | None = None) -> Result[None, ConnectorError]:
+        """Wait until delivered or failed; ``ConnectorTimeout`` after ``timeout`` s."""
+        result = self._delivery.result
+        if result is not None:
+            return result
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._delivery.on_done(threadsafe_resolver(loop, future))
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            return Failure(ConnectorTimeout("delivery wait", timeout if timeout else 0.0))
+        result = self._delivery.result
+        assert result is not None  # the future resolves only on completion
+        return result
+
+    def __await__(self) -> Generator[Any, None, Result[None, ConnectorError]]:
+        return self.delivered().__await__()
+
+    def __repr__(self) -> str:
+        return f"<AsyncDelivery {self._delivery!r}>"
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncSendOutcome:
+    """What a successful asyncio ``send`` returns: ``SendOutcome`` with an awaitable delivery."""
+
+    sequence_number: int
+    timestamp_ns: int
+    bytes_written: int
+    delivery: AsyncDelivery
+
+
+def _outcome(
+    result: Result[SendOutcome, ConnectorError],
+) -> Result[AsyncSendOutcome, ConnectorError]:
+    if not is_successful(result):
+        return Failure(result.failure())
+    sent = result.unwrap()
+    delivery = sent.delivery
+    assert isinstance(delivery, Delivery)  # MqttWriter hands out its own handles
+    return Success(
+        AsyncSendOutcome(
+            sent.sequence_number, sent.timestamp_ns, sent.bytes_written, AsyncDelivery(delivery)
+        )
+    )
+
+
+class AsyncWriter(Generic[T]):
+    """Publishes the values of one channel; ``send`` waits for room, ``send_nowait`` does not."""
+
+    def __init__(self, writer: MqttWriter[T]) -> None:
+        self._writer = writer
+        self._last: Delivery | None = None
+
+    @property
+    def descriptor(self) -> ChannelDescriptor[MqttRouting]:
+        return self._writer.descriptor
+
+    @property
+    def closed(self) -> bool:
+        return self._writer.closed
+
+    def send_nowait(
+        self, value: T, *, correlation_id: bytes | None = None
+    ) -> Result[AsyncSendOutcome, ConnectorError]:
+        """Accept ``value`` or refuse it at once (``BackPressure`` when the bridge is full)."""
+        result = self._writer.send(value, correlation_id=correlation_id)
+        if is_successful(result):
+            delivery = result.unwrap().delivery
+            assert isinstance(delivery, Delivery)
+            self._last = delivery
+        return _outcome(result)
+
+    async def send(
+        self, value: T, *, timeout: float | None = None, correlation_id: bytes | None = None
+    ) -> Result[AsyncSendOutcome, ConnectorError]:
+        """Accept ``value``, waiting up to ``timeout`` s (None: as long as it takes) for
+        room in the outbound bridge; ``Failure(ConnectorTimeout)`` if none came, and
+        then nothing was accepted. Every other failure comes back at once."""
+        if timeout is not None and timeout < 0:
+            return Failure(ConfigurationError(f"timeout must be >= 0 or None, got {timeout!r}"))
+        result = self.send_nowait(value, correlation_id=correlation_id)
+        if not _is_full(result):
+            return result
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    future: asyncio.Future[None] = loop.create_future()
+                    if self._writer.when_room(threadsafe_resolver(loop, future)):
+                        await future
+                    result = self.send_nowait(value, correlation_id=correlation_id)
+                    if not _is_full(result):
+                        return result
+        except TimeoutError:
+            return Failure(
+                ConnectorTimeout("send (waiting for room in the outbound bridge)", timeout or 0.0)
+            )
+
+    async def flush(self, timeout: float | None = None) -> Result[None, ConnectorError]:
+        """Wait until every message this writer accepted is delivered or failed
+        (they complete in order: the last one's result)."""
+        last = self._last
+        if last is None:
+            return Success(None)
+        result = await AsyncDelivery(last).delivered(timeout)
+        if not last.done:
+            return Failure(ConnectorTimeout("flush", timeout if timeout is not None else 0.0))
+        return result
+
+    def close(self) -> None:
+        """Stop accepting messages; those already accepted still go out."""
+        self._writer.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncWriter of {self._writer!r}>"
+
+
+def _is_full(result: Result[AsyncSendOutcome, ConnectorError]) -> bool:
+    return not is_successful(result) and isinstance(result.failure(), BackPressure)
+
+
+class AsyncReader(Generic[T]):
+    """Receives the values of one channel: ``await recv(timeout)`` or ``async for``."""
+
+    def __init__(self, reader: MqttReader[T], loop: asyncio.AbstractEventLoop) -> None:
+        self._reader = reader
+        self._loop = loop
+        self._fd = reader.fileno()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._registered = False
+        self._detached = False
+
+    @property
+    def descriptor(self) -> ChannelDescriptor[MqttRouting]:
+        return self._reader.descriptor
+
+    @property
+    def dropped(self) -> int:
+        return self._reader.dropped
+
+    @property
+    def decode_failures(self) -> int:
+        return self._reader.decode_failures
+
+    @property
+    def closed(self) -> bool:
+        return self._detached or self._reader.closed
+
+    def try_recv(self) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:
+        """The next waiting envelope, or ``None`` at once."""
+        if self._detached:
+            return Failure(self._closed_error())
+        return self._reader.try_recv()
+
+    async def recv(
+        self, timeout: float | None = None
+    ) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:
+        """The next envelope, waiting up to ``timeout`` s (``Success(None)`` on timeout)."""
+        if timeout is not None and timeout < 0:
+            return Failure(ConfigurationError(f"timeout must be >= 0 or None, got {timeout!r}"))
+        result = self.try_recv()
+        if not is_successful(result) or result.unwrap() is not None:
+            return result
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self._readable()
+                    result = self.try_recv()
+                    if not is_successful(result) or result.unwrap() is not None:
+                        return result
+        except TimeoutError:
+            return Success(None)
+
+    def __aiter__(self) -> AsyncReader[T]:
+        return self
+
+    async def __anext__(self) -> RecvEnvelope[T, MqttRouting]:
+        """The next envelope; ends when the reader or its connector closes. A payload
+        that does not decode raises its ``CodecError`` (the reader stays usable)."""
+        while True:
+            result = await self.recv()
+            if not is_successful(result):
+                error = result.failure()
+                if isinstance(error, ConnectorDown):
+                    raise StopAsyncIteration
+                raise error
+            envelope = result.unwrap()
+            if envelope is not None:
+                return envelope
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        """Close the reader; coroutines waiting in ``recv`` get ``Failure(ConnectorDown)``."""
+        self.detach()
+        self._reader.close()
+
+    def detach(self) -> None:
+        """Leave the event loop (before the descriptor closes): waiters wake and see
+        the reader closed. The connector calls this before it closes its readers."""
+        if self._detached:
+            return
+        self._detached = True
+        self._unregister()
+        self._wake_all()
+
+    async def _readable(self) -> None:
+        """Wait until the reader's descriptor is readable, an error came, or it closed."""
+        if self._detached:
+            return
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append(future)
+        if not self._registered:
+            self._loop.add_reader(self._fd, self._wake_all)
+            self._registered = True
+        try:
+            await future
+        finally:
+            if future in self._waiters:  # cancelled or timed out
+                self._waiters.remove(future)
+                if not self._waiters:
+                    self._unregister()
+
+    def _wake_all(self) -> None:
+        self._unregister()  # level-triggered: re-armed by the next waiter only
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            resolve(future)
+
+    def _unregister(self) -> None:
+        if self._registered:
+            self._registered = False
+            self._loop.remove_reader(self._fd)
+
+    def _closed_error(self) -> ConnectorDown:
+        return ConnectorDown(f"reader {self.descriptor.name!r} is closed")
+
+    def __repr__(self) -> str:
+        return f"<AsyncReader of {self._reader!r}>"

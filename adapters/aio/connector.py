@@ -1,0 +1,115 @@
+"""The asyncio connector facade: an ``MqttConnector`` whose waits are awaitable.
+
+Rules of this module:
+- it owns one ``MqttConnector`` (sidecar thread, bridges, subscriptions) and
+  adds no protocol work of its own; ``connector.threaded`` is that same
+  connector for code that wants the thread API;
+- nothing here blocks the event loop: ``close`` (which flushes and joins the
+  sidecar) runs on a worker thread, shielded, so cancelling it does not leave
+  the connector half closed;
+- before the readers' descriptors close, every asyncio reader leaves the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+from returns.pipeline import is_successful
+from returns.result import Failure, Result, Success
+
+from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
+from taktora_connector.adapters.mqtt.connector import DEFAULT_CLOSE_TIMEOUT
+from taktora_connector.domain import ChannelDescriptor, ConnectorError, ConnectorHealth
+from taktora_connector.ports import PayloadCodec
+
+from .channels import AsyncReader, AsyncWriter
+from .health import AsyncHealthEvents
+
+T = TypeVar("T")
+
+
+class AsyncMqttConnector(Generic[T]):
+    """The reference MQTT connector for asyncio code.
+
+    ``async with AsyncMqttConnector(options) as connector:`` starts it and
+    closes it (flushing) on exit.
+    """
+
+    def __init__(
+        self,
+        options: MqttConnectorOptions | None = None,
+        codec: PayloadCodec[T] | None = None,
+    ) -> None:
+        self._connector: MqttConnector[T] = MqttConnector(options, codec)
+        self._readers: list[AsyncReader[T]] = []
+
+    @property
+    def threaded(self) -> MqttConnector[T]:
+        """The same connector with the thread API."""
+        return self._connector
+
+    @property
+    def name(self) -> str:
+        return self._connector.name
+
+    @property
+    def options(self) -> MqttConnectorOptions:
+        return self._connector.options
+
+    @property
+    def last_error(self) -> str | None:
+        return self._connector.last_error
+
+    def health(self) -> ConnectorHealth:
+        return self._connector.health()
+
+    def health_events(self) -> AsyncHealthEvents:
+        """Every health event from now on: ``async for event in connector.health_events()``."""
+        return AsyncHealthEvents(self._connector.subscribe_health())
+
+    async def start(self) -> Result[None, ConnectorError]:
+        """Start the sidecar and connect (returns at once; health tells when it is ``Up``)."""
+        return self._connector.start()
+
+    async def create_writer(
+        self, descriptor: ChannelDescriptor[MqttRouting]
+    ) -> Result[AsyncWriter[T], ConnectorError]:
+        return self._connector.create_writer(descriptor).map(AsyncWriter)
+
+    async def create_reader(
+        self, descriptor: ChannelDescriptor[MqttRouting]
+    ) -> Result[AsyncReader[T], ConnectorError]:
+        created = self._connector.create_reader(descriptor)
+        if not is_successful(created):
+            return Failure(created.failure())
+        reader = AsyncReader(created.unwrap(), asyncio.get_running_loop())
+        self._readers = [r for r in self._readers if not r.closed]
+        self._readers.append(reader)
+        return Success(reader)
+
+    async def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> Result[None, ConnectorError]:
+        """Flush what was accepted (up to ``timeout`` s), disconnect, stop the sidecar."""
+        readers, self._readers = self._readers, []
+        for reader in readers:
+            reader.detach()
+        closing = asyncio.ensure_future(asyncio.to_thread(self._connector.close, timeout))
+        return await asyncio.shield(closing)
+
+    async def __aenter__(self) -> Self:
+        started = await self.start()
+        if not is_successful(started):
+            raise started.failure()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncMqttConnector of {self._connector!r}>"
