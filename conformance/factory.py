@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions
+from taktora_connector.adapters.mqtt import MqttConnectorOptions
 from taktora_connector.domain import ConfigurationError
 from taktora_connector.ports import Connector, PayloadCodec
 
@@ -22,7 +22,11 @@ DEFAULT_FACTORY = "taktora_connector.conformance.factory:reference_factory"
 def reference_factory(
     options: MqttConnectorOptions, codec: PayloadCodec[Any]
 ) -> Connector[Any, Any]:
-    """The reference connector: what the kit tests when no factory is named."""
+    """The reference connector: what the kit tests when no factory is named.
+
+    Imported here, not at the top, so the kit itself runs without paho."""
+    from taktora_connector.adapters.mqtt import MqttConnector
+
     return MqttConnector(options, codec)
 
 

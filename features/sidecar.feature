@@ -8,7 +8,7 @@ Feature: Protocol I/O stays on the connector's own thread (REQ_0258)
     And a reader "in" on "sub" for topic "io/t" at QoS 1
     And a writer "out" on "pub" to topic "io/t" at QoS 1
     When "in" is subscribed, probed through "out"
-    Then sending 50 values through "out" and receiving them on "in" makes no socket call on this thread
+    Then sending 50 values through "out" and receiving them on "in" does no I/O on an MQTT socket on this thread
 
   @REQ_0258 @TEST_2581
   Scenario: No protocol-stack or event-loop type reaches the application

@@ -20,7 +20,7 @@ from taktora_connector.conformance.paths import FEATURES_DIR
 from taktora_connector.conformance.registry import REQUIREMENTS, TESTS, check_tags
 
 from .conftest import require_mosquitto
-from .faulty import BROKEN
+from .faulty import BROKEN, CAUGHT_BY, FAIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -203,6 +203,21 @@ def test_faulty_connector_fails_exactly_its_requirement(
     failed = {req for req, result in results(report).items() if result == "FAIL"}
     assert failed == {BROKEN[name]}, output[-4000:]
     assert report["verdict"] == "FAIL"
+    if name in CAUGHT_BY:  # and the scenario written for this fault is one that failed
+        failed_tests = {
+            test for s in report["scenarios"] if s["outcome"] == "failed" for test in s["tests"]
+        }
+        assert CAUGHT_BY[name] in failed_tests, (failed_tests, output[-4000:])
+
+
+@pytest.mark.parametrize("name", sorted(FAIR))
+def test_fair_connector_passes(tmp_path: Path, name: str) -> None:
+    """Unusual but correct connectors pass the requirement their oddity touches."""
+    code, report, output = run_kit(
+        tmp_path / "reports", "--connector-factory", f"tests.faulty:{name}", "-m", FAIR[name]
+    )
+    assert code == 0, output[-3000:]
+    assert results(report)[FAIR[name]] == "PASS"
 
 
 # -- other brokers and the command line ----------------------------------------------------
