@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import selectors
 import threading
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from returns.result import Failure
 
 from taktora_connector.adapters.codecs import BytesCodec
 from taktora_connector.adapters.mqtt import MqttQos, MqttRouting
-from taktora_connector.domain import ChannelDescriptor, StackError
+from taktora_connector.adapters.mqtt.matcher import TopicMatcher
+from taktora_connector.domain import (
+    ChannelDescriptor,
+    ConnectorDown,
+    Down,
+    HealthKind,
+    StackError,
+)
 
 from .conftest import ConnectFn, unique_id, wait_until
 from .reactive import SUBSCRIBE, Packet, ReactiveBroker, Session, suback
@@ -98,3 +107,101 @@ def test_9_second_reader_of_a_retained_topic_gets_it_and_the_first_no_duplicate(
         ChannelDescriptor("clear", MqttRouting(topic=topic, qos=QOS1, retained=True))
     ).unwrap()
     cleanup.send(b"").unwrap().delivery.wait(10)
+
+
+# -- point 1: no exception ends the sidecar unnoticed; any topic MQTT allows matches -------------
+
+
+def test_1_matcher_handles_the_longest_and_deepest_topics() -> None:
+    deep = "/".join(["l"] * 32_768)  # 65,535 bytes: the most MQTT allows, 32,768 levels
+    assert len(deep.encode()) == 65_535
+    matcher: TopicMatcher[str] = TopicMatcher()
+    matcher.add(deep, "exact")
+    matcher.add("#", "all")
+    matcher.add("/".join(["+"] * 32_768), "plus")
+    matcher.add("l/+/#", "prefix")
+    assert sorted(matcher.match(deep)) == ["all", "exact", "plus", "prefix"]
+    assert matcher.remove(deep, "exact") and matcher.remove("/".join(["+"] * 32_768), "plus")
+    assert sorted(matcher.match(deep)) == ["all", "prefix"]
+
+
+def test_1_a_message_on_a_1200_level_topic_reaches_its_reader(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    topic = "/".join(f"l{i}" for i in range(1_200))
+    with ReactiveBroker(publish_after_subscribe(topic, b"deep")) as fake:
+        conn = connect(fake.port, codec=BytesCodec())
+        reader = reader_of(conn, topic)
+        got = reader.recv(10).unwrap()
+        assert got is not None and got.value == b"deep"
+        assert conn.health().kind is HealthKind.UP
+    assert thread_errors == []
+
+
+def publish_after_subscribe(topic: str, payload: bytes, qos: int = 0) -> Any:
+    def handler(session: Session, packet: Packet) -> bool:
+        if packet.kind == SUBSCRIBE:
+            codes = bytes(min(q, 1) for _, q in packet.filters())
+            session.send(suback(packet.packet_id, codes))
+            session.publish(topic, payload, qos)
+            return True
+        return False
+
+    return handler
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def boom(*args: Any, **kwargs: Any) -> Any:
+    raise Boom("injected fault")
+
+
+# Where an unexpected exception is injected: (object to patch, attribute).
+Injection = Callable[[Any, Any], tuple[Any, str]]
+INJECTIONS: dict[str, Injection] = {
+    "a reader's deliver (on_message)": lambda conn, reader: (reader, "deliver"),
+    "the subscription step (on_connect)": lambda conn, reader: (
+        conn._gateway,
+        "_send_subscriptions",
+    ),
+    "the health controller (a step)": lambda conn, reader: (conn._controller, "outbound_drained"),
+    "the matcher": lambda conn, reader: (conn._gateway, "_match"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(INJECTIONS))
+def test_1_an_unexpected_exception_anywhere_goes_down_and_wakes_every_waiter(
+    where: str, connect: ConnectFn, thread_errors: list[Any], caplog: Any
+) -> None:
+    with ReactiveBroker(publish_after_subscribe("t/x", b"x", qos=1)) as fake:
+        conn = connect(fake.port, codec=BytesCodec(), start=False)
+        health = conn.subscribe_health()
+        victim = reader_of(conn, "t/x", "victim")
+        bystander = reader_of(conn, "other/t", "bystander")
+        writer = conn.create_writer(ChannelDescriptor("w", MqttRouting(topic="t/w", qos=QOS1)))
+        target, name = INJECTIONS[where](conn, victim)
+        setattr(target, name, boom)
+        blocked, result = in_thread(lambda: bystander.recv(None))
+        conn.start().unwrap()
+        if where == "the health controller (a step)":
+            writer.unwrap().send(b"m").unwrap()  # completes, then the drained check raises
+            conn._controller.trip_outbound()
+        blocked.join(10)
+        assert not blocked.is_alive(), "a blocked reader was left waiting"
+        assert isinstance(result[0], Failure) and isinstance(result[0].failure(), ConnectorDown)
+        down = conn.health()
+        assert isinstance(down, Down) and "Boom" in down.reason
+        assert conn.last_error is not None and "injected fault" in conn.last_error
+        kinds = [event.to.kind for event in iter(health.try_next, None)]
+        assert kinds[-1:] == [HealthKind.DOWN]
+        sent = writer.unwrap().send(b"late")
+        assert isinstance(sent, Failure) and isinstance(sent.failure(), ConnectorDown)
+        again = conn.create_reader(ChannelDescriptor("late", MqttRouting(topic="t/late")))
+        assert isinstance(again, Failure) and isinstance(again.failure(), ConnectorDown)
+        assert isinstance(conn.start(), Failure)
+        conn.close(timeout=1)
+    logged = [r for r in caplog.records if "injected fault" in (r.exc_text or r.getMessage())]
+    assert len(logged) == 1  # logged once
+    assert thread_errors == []

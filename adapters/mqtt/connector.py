@@ -115,6 +115,8 @@ class MqttConnector(Generic[T]):
         with self._lock:
             if self._closed:
                 return Failure(ConnectorDown("connector is closed"))
+            if self._gateway.died is not None:
+                return Failure(ConnectorDown(self._gateway.died))
             self._gateway.start()
         return Success(None)
 
@@ -139,6 +141,8 @@ class MqttConnector(Generic[T]):
         with self._lock:
             if self._closed:
                 return Failure(ConnectorDown("connector is closed"))
+            if self._gateway.died is not None:
+                return Failure(ConnectorDown(self._gateway.died))
             if descriptor.name in self._writers:
                 return Failure(_duplicate("writer", descriptor.name))
             writer = MqttWriter(
@@ -160,6 +164,8 @@ class MqttConnector(Generic[T]):
         with self._lock:
             if self._closed:
                 return Failure(ConnectorDown("connector is closed"))
+            if self._gateway.died is not None:
+                return Failure(ConnectorDown(self._gateway.died))
             if descriptor.name in self._readers:
                 return Failure(_duplicate("reader", descriptor.name))
             reader = MqttReader(
@@ -193,6 +199,8 @@ class MqttConnector(Generic[T]):
             reader.close()
         self._controller.set_phase(Phase.DOWN, "closed")
         self._broadcaster.close_all()
+        if self._gateway.died is not None:
+            return Failure(ConnectorDown(self._gateway.died))
         if not flushed:
             return Failure(ConnectorTimeout("close", timeout))
         return Success(None)

@@ -12,8 +12,12 @@ Rules of this module:
   so a stalled broker fills the outbound bridge (BackPressure), not memory;
 - deliveries complete in order: QoS 0 once written, QoS 1 on PUBACK (a broker
   acknowledges in the order it received, MQTT-4.6.0-2);
-- no exception escapes the thread: a fault in a step is logged and handled as
-  a broken connection.
+- no exception ends the sidecar unnoticed: expected I/O faults are handled as a
+  broken connection where they happen; anything else (a bug, in a step or in a
+  paho callback, which paho re-raises into the loop) reaches the one guard in
+  ``_run``, which logs it once, makes it ``last_error``, turns health ``Down``
+  with the reason and fails every waiter (readers, deliveries, flushes) with
+  ``ConnectorDown``. Callbacks do not catch on their own.
 """
 
 from __future__ import annotations
@@ -121,6 +125,8 @@ class Gateway:
         self._refusal: tuple[bool, str] | None = None  # (permanent, reason)
         self._drop_reason: str | None = None
         self._gave_up = False
+        #: Why the sidecar stopped on an unexpected exception (terminal), else None.
+        self.died: str | None = None
         self._next_misc = 0.0
         self._held: Outbound | None = None
         self._qos0: deque[tuple[paho.MQTTMessageInfo, Delivery]] = deque()
@@ -131,11 +137,20 @@ class Gateway:
         self._stop_requested = False
         self._stop_deadline = 0.0
         self._flushed_on_stop = False
-        #: The most recent connection failure, for diagnostics (never has a password).
-        self.last_error: str | None = None
+        self._last_error: str | None = None
         self.rejected_inbound = 0
 
     # -- application-thread side -------------------------------------------------
+
+    @property
+    def last_error(self) -> str | None:
+        """The most recent connection failure, for diagnostics (never has a password);
+        once the sidecar stopped on an unexpected exception, that exception for good."""
+        return self.died if self.died is not None else self._last_error
+
+    @last_error.setter
+    def last_error(self, value: str | None) -> None:
+        self._last_error = value
 
     @property
     def started(self) -> bool:
@@ -147,7 +162,7 @@ class Gateway:
 
     def start(self) -> None:
         if self._thread is not None:
-            if self._gave_up:
+            if self._gave_up and self.died is None:
                 self._restart_requested = True
                 self.wake(force=True)
             return
@@ -185,20 +200,53 @@ class Gateway:
     # -- the sidecar loop ----------------------------------------------------------
 
     def _run(self) -> None:
+        # The one guard: whatever escapes a step or a callback ends here, never unnoticed.
         try:
             self._client = self._make_client()
             while not self._should_exit():
-                try:
-                    self._step()
-                except Exception as err:  # never let the sidecar die
-                    log.exception("sidecar step failed; treating it as a broken connection")
-                    self._force_close(f"internal error: {err!r}")
-                    time.sleep(0.01)
+                self._step()
+        except BaseException as err:  # reported by _die, never swallowed
+            self._die(err)
+        try:
+            self._shutdown()
+        except BaseException as err:
+            self._die(err)
         finally:
+            self._close_fds()
+
+    def _die(self, err: BaseException) -> None:
+        """An unexpected exception: report it once, go Down, fail everything that waits."""
+        if self.died is not None:
+            log.debug("sidecar: a further error after it stopped: %r", err)
+            return
+        reason = f"internal error: {type(err).__name__}: {err}"
+        self.died = reason
+        self._gave_up = True
+        log.error("sidecar of %s stopped: %s", self._options.broker_url(), reason, exc_info=err)
+        down = ConnectorDown(reason)
+        for step in (
+            lambda: self._controller.set_phase(Phase.DOWN, reason),
+            lambda: [reader.fail(down) for reader in self._subscriptions.all_readers()],
+            lambda: self._fail_outbound(down),
+        ):
             try:
-                self._shutdown()
-            finally:
-                self._close_fds()
+                step()
+            except Exception:  # keep failing the rest
+                log.debug("sidecar: while reporting its stop", exc_info=True)
+
+    def _fail_outbound(self, error: ConnectorError) -> None:
+        """Fail every message accepted and not delivered, and accept no more."""
+        if self._held is not None:
+            self._held[4].fail(error)
+            self._held = None
+        for item in self.outbound.close():
+            item[4].fail(error)
+        for _, delivery in self._qos0:
+            delivery.fail(error)
+        self._qos0.clear()
+        for _, delivery in self._qos1:
+            delivery.fail(error)
+        self._qos1.clear()
 
     def _make_client(self) -> paho.Client:
         options = self._options
@@ -402,62 +450,56 @@ class Gateway:
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
-        try:
-            if reason_code.is_failure:
-                name = reason_code.getName()
-                if name in _AUTH_REFUSALS:
-                    self._refusal = (True, f"authentication rejected: {name}")
-                elif name in _PERMANENT_REFUSALS:
-                    self._refusal = (True, f"broker refused the connection: {name}")
-                else:
-                    self._refusal = (False, f"broker refused the connection: {name}")
-                return
-            self._connected = True
-            self._connected_at = time.monotonic()
-            self._connack_deadline = None
-            self._failures = 0
-            self.last_error = None
-            log.info("connected to %s", self._options.broker_url())
-            self._controller.set_phase(Phase.CONNECTED)
-            self._send_subscriptions(self._subscriptions.everything())
-        except Exception:  # pragma: no cover - defensive: paho would re-raise into the loop
-            log.exception("on_connect failed")
+        if reason_code.is_failure:
+            name = reason_code.getName()
+            if name in _AUTH_REFUSALS:
+                self._refusal = (True, f"authentication rejected: {name}")
+            elif name in _PERMANENT_REFUSALS:
+                self._refusal = (True, f"broker refused the connection: {name}")
+            else:
+                self._refusal = (False, f"broker refused the connection: {name}")
+            return
+        self._connected = True
+        self._connected_at = time.monotonic()
+        self._connack_deadline = None
+        self._failures = 0
+        self.last_error = None
+        log.info("connected to %s", self._options.broker_url())
+        self._controller.set_phase(Phase.CONNECTED)
+        self._send_subscriptions(self._subscriptions.everything())
 
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
-        try:
-            was_connected = self._connected
-            self._connected = False
-            self._socket_open = False
-            self._connack_deadline = None
-            self._settle_qos0(lost=True)
-            self._subscribe_mids.clear()
-            if self._stop_requested and not was_connected and self._refusal is None:
-                return
-            refusal, self._refusal = self._refusal, None
-            if refusal is not None:
-                permanent, reason = refusal
-                if permanent:
-                    self._give_up(reason)
-                else:
-                    self._attempt_failed(reason)
-                return
-            reason = self._drop_reason or _describe_disconnect(reason_code)
-            self._drop_reason = None
-            if was_connected:
-                self.last_error = f"connection lost: {reason}"
-                log.warning("connection to %s lost: %s", self._options.broker_url(), reason)
-                if self._stop_requested:
-                    return
-                self._controller.set_phase(Phase.CONNECTING)
-                now = time.monotonic()
-                self._flaps = self._flaps + 1 if now - self._connected_at < STABLE_AFTER else 0
-                self._next_attempt = now + self._backoff.delay(self._flaps + 1)
+        was_connected = self._connected
+        self._connected = False
+        self._socket_open = False
+        self._connack_deadline = None
+        self._settle_qos0(lost=True)
+        self._subscribe_mids.clear()
+        if self._stop_requested and not was_connected and self._refusal is None:
+            return
+        refusal, self._refusal = self._refusal, None
+        if refusal is not None:
+            permanent, reason = refusal
+            if permanent:
+                self._give_up(reason)
             else:
-                self._attempt_failed(f"connection closed before CONNACK: {reason}")
-        except Exception:  # pragma: no cover - defensive
-            log.exception("on_disconnect failed")
+                self._attempt_failed(reason)
+            return
+        reason = self._drop_reason or _describe_disconnect(reason_code)
+        self._drop_reason = None
+        if was_connected:
+            self.last_error = f"connection lost: {reason}"
+            log.warning("connection to %s lost: %s", self._options.broker_url(), reason)
+            if self._stop_requested:
+                return
+            self._controller.set_phase(Phase.CONNECTING)
+            now = time.monotonic()
+            self._flaps = self._flaps + 1 if now - self._connected_at < STABLE_AFTER else 0
+            self._next_attempt = now + self._backoff.delay(self._flaps + 1)
+        else:
+            self._attempt_failed(f"connection closed before CONNACK: {reason}")
 
     def _force_close(self, reason: str) -> None:
         """Drop the connection from this side (the next read reports it as lost)."""
@@ -668,16 +710,13 @@ class Gateway:
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
     ) -> None:
-        try:
-            filters = self._subscribe_mids.pop(mid, [])
-            for topic_filter, code in zip(filters, reason_codes, strict=False):
-                if code.is_failure:
-                    log.warning("broker refused the subscription to %r", topic_filter)
-                    error = StackError(f"broker refused the subscription to {topic_filter!r}")
-                    for reader in self._subscriptions.readers_of(topic_filter):
-                        reader.fail(error)
-        except Exception:  # pragma: no cover - defensive
-            log.exception("on_subscribe failed")
+        filters = self._subscribe_mids.pop(mid, [])
+        for topic_filter, code in zip(filters, reason_codes, strict=False):
+            if code.is_failure:
+                log.warning("broker refused the subscription to %r", topic_filter)
+                error = StackError(f"broker refused the subscription to {topic_filter!r}")
+                for reader in self._subscriptions.readers_of(topic_filter):
+                    reader.fail(error)
 
     # -- inbound -----------------------------------------------------------------------
 

@@ -86,32 +86,39 @@ class TopicMatcher(Generic[S]):
         return True
 
     def match(self, topic: str) -> list[S]:
-        """Every subscriber whose filter matches ``topic``."""
+        """Every subscriber whose filter matches ``topic``.
+
+        Iterative (an explicit stack), so any topic MQTT allows matches: 65,535
+        bytes, any number of levels.
+        """
         levels = topic.split("/")
+        depth = len(levels)
         found: list[S] = []
         root = self._root
         if topic.startswith("$"):
             # MQTT-4.7.2-1: wildcards at the first level do not match '$' topics.
             first = root.children.get(levels[0])
-            if first is not None:
-                self._walk(first, levels, 1, found)
-            return found
-        self._walk(root, levels, 0, found)
+            if first is None:
+                return found
+            stack = [(first, 1)]
+        else:
+            stack = [(root, 0)]
+        pop = stack.pop
+        push = stack.append
+        while stack:
+            node, index = pop()
+            if node.multi:
+                found.extend(node.multi)
+            if index == depth:
+                if node.here:
+                    found.extend(node.here)
+                continue
+            if node.single is not None:
+                push((node.single, index + 1))
+            child = node.children.get(levels[index])
+            if child is not None:
+                push((child, index + 1))
         return found
-
-    def _walk(self, node: _Node[S], levels: list[str], index: int, found: list[S]) -> None:
-        if node.multi:
-            found.extend(node.multi)
-        if index == len(levels):
-            if node.here:
-                found.extend(node.here)
-            return
-        level = levels[index]
-        child = node.children.get(level)
-        if child is not None:
-            self._walk(child, levels, index + 1, found)
-        if node.single is not None:
-            self._walk(node.single, levels, index + 1, found)
 
     @staticmethod
     def _child(node: _Node[S], level: str) -> _Node[S]:

@@ -77,6 +77,10 @@ class Subscriptions(Generic[S]):
         with self._lock:
             return list(self._readers.get(topic_filter, {}))
 
+    def all_readers(self) -> list[S]:
+        with self._lock:
+            return [reader for readers in self._readers.values() for reader in readers]
+
     @property
     def pending(self) -> bool:
         return bool(self._dirty)
