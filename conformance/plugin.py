@@ -1,18 +1,30 @@
 """The kit's pytest plugin: options, step definitions, result collection and reports.
 
 Registered through the ``pytest11`` entry point, so it is active in any pytest
-run where taktora-connector is installed; it only reports when the kit's
-scenarios were collected.
+run where taktora-connector is installed; it only checks and reports when the
+kit's scenarios were collected.
 
 Options: ``--connector-factory package.module:callable`` (default: the
 reference ``MqttConnector``), ``--broker-url mqtt://host:port`` (default: an
 in-process amqtt broker per scenario), ``--report-dir DIR``.
+
+Rules of this module:
+- a ``-m`` expression naming a REQ_/TEST_ id the kit does not know is refused
+  before anything is collected;
+- once the kit's scenarios are collected, and before any runs, the factory and
+  the broker are checked (``preflight``); a problem is one message and a usage
+  error, not one traceback per scenario;
+- every step's status, time and place, and every packet of the scenario's
+  proxies, are kept per scenario as evidence;
+- reports are written only when at least one scenario was selected.
 """
 
 from __future__ import annotations
 
+import inspect
 import platform
 import time
+import traceback
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +33,9 @@ from typing import Any
 import pytest
 
 from .factory import DEFAULT_FACTORY, ConnectorFactory, load_factory
+from .identity import RunKey, identity, run_ids
 from .paths import DEFAULT_REPORT_DIR
+from .preflight import check_broker, check_factory, unknown_tags
 from .registry import REQUIREMENTS, TESTS, requirement_of, tests_of
 from .reports import (
     FAILED,
@@ -29,12 +43,16 @@ from .reports import (
     SKIPPED,
     Matrix,
     ScenarioResult,
+    StepRecord,
     build_matrix,
     table_lines,
     write_all,
 )
 
 pytest_plugins = ("taktora_connector.conformance.steps",)
+
+#: Frames of these packages are pytest's machinery, not evidence.
+_MACHINERY = ("/_pytest/", "/pluggy/", "/pytest_bdd/", "/pytest_timeout")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,6 +83,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "broker_config: needs a broker the kit configures (credentials, TLS)"
     )
+    markexpr = str(config.getoption("markexpr", "") or "")
+    unknown = unknown_tags(markexpr, [*REQUIREMENTS, *TESTS])
+    if unknown:
+        raise pytest.UsageError(
+            f"-m {markexpr!r} names {', '.join(unknown)}, which the kit does not know; "
+            f"requirements are {min(REQUIREMENTS)}..{max(REQUIREMENTS)}, test ids are "
+            f"listed by `pytest --markers` or in the report"
+        )
     config.pluginmanager.register(KitSession(config), "taktora-conformance-session")
 
 
@@ -82,21 +108,167 @@ class KitSession:
         self.results: dict[str, ScenarioResult] = {}
         self.started = time.monotonic()
         self.matrix: Matrix | None = None
+        self.selected = 0
+        self._ids: dict[RunKey, str] | None = None
+        self._scenario_start: dict[str, float] = {}
+        self._step_start: dict[str, float] = {}
+        self._worlds: dict[str, Any] = {}
+
+    # -- collection --------------------------------------------------------------------
+
+    def _result_for(self, item: pytest.Item, detail: str = "") -> ScenarioResult | None:
+        tags = [mark.name for mark in item.iter_markers()]
+        if not requirement_of(tags):
+            return None
+        scenario = _scenario_of(item)
+        feature = getattr(scenario, "feature", None)
+        feature_file = Path(str(getattr(feature, "filename", "") or "")).name
+        line = int(getattr(scenario, "line_number", 0) or 0)
+        example: dict[str, str] = {}
+        row = -1
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "_pytest_bdd_example" in callspec.params:
+            example = dict(callspec.params["_pytest_bdd_example"])
+            row = int(callspec.indices.get("_pytest_bdd_example", 0))
+        if self._ids is None:
+            self._ids = run_ids()
+        run_id = self._ids.get((feature_file, line, row), "")
+        title = str(getattr(scenario, "name", item.name))
+        name = title
+        if example:
+            name = f"{title} [{', '.join(f'{k}={v}' for k, v in example.items())}]"
+        return ScenarioResult(
+            nodeid=item.nodeid,
+            name=name,
+            feature=str(getattr(feature, "name", "")),
+            requirements=requirement_of(tags),
+            tests=tests_of(tags),
+            id=run_id,
+            title=title,
+            feature_file=feature_file,
+            line=line,
+            example=example,
+            detail=detail,
+        )
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        keyword = self.config.getoption("keyword", "")
+        markexpr = self.config.getoption("markexpr", "")
+        chosen = " and ".join(
+            f"{flag} {value!r}" for flag, value in (("-k", keyword), ("-m", markexpr)) if value
+        )
+        for item in items:
+            result = self._result_for(item, f"not selected by {chosen or 'the selection'}")
+            if result is not None:
+                self.results[item.nodeid] = result
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        selected = 0
         for item in session.items:  # after -k and -m deselection
-            tags = [mark.name for mark in item.iter_markers()]
-            if not requirement_of(tags):
-                continue
-            scenario = _scenario_of(item)
-            self.results[item.nodeid] = ScenarioResult(
-                nodeid=item.nodeid,
-                name=_scenario_name(item, scenario),
-                feature=str(getattr(scenario.feature, "name", "")),
-                requirements=requirement_of(tags),
-                tests=tests_of(tags),
-                detail="deselected or not run",
-            )
+            result = self._result_for(item, "not run")
+            if result is not None:
+                self.results[item.nodeid] = result
+                selected += 1
+        self.selected = selected
+        if not selected:
+            return
+        problem = check_factory(str(self.config.getoption("--connector-factory")))
+        url = self.config.getoption("--broker-url")
+        if problem is None and url:
+            problem = check_broker(str(url))
+        if problem is not None:
+            self.results.clear()  # nothing ran: no report
+            raise pytest.UsageError(problem)
+
+    # -- steps -------------------------------------------------------------------------
+
+    def pytest_bdd_before_scenario(self, request: Any, feature: Any, scenario: Any) -> None:
+        nodeid = request.node.nodeid
+        result = self.results.get(nodeid)
+        self._scenario_start[nodeid] = time.monotonic()
+        if result is not None:
+            result.steps = [
+                StepRecord(step.keyword, step.name, step.line_number) for step in scenario.steps
+            ]
+
+    def _step(self, request: Any, step: Any) -> StepRecord | None:
+        result = self.results.get(request.node.nodeid)
+        if result is None:
+            return None
+        for record in result.steps:
+            if record.line == step.line_number and record.text == step.name:
+                return record
+        return None
+
+    def pytest_bdd_before_step(
+        self, request: Any, feature: Any, scenario: Any, step: Any, step_func: Any
+    ) -> None:
+        self._step_start[request.node.nodeid] = time.monotonic()
+        record = self._step(request, step)
+        if record is not None:
+            record.definition = _where(step_func)
+
+    def _step_done(self, request: Any, step: Any, status: str, error: str = "") -> None:
+        record = self._step(request, step)
+        if record is None:
+            return
+        started = self._step_start.get(request.node.nodeid, time.monotonic())
+        record.status = status
+        record.duration = time.monotonic() - started
+        record.error = error
+        if status == FAILED:
+            result = self.results[request.node.nodeid]
+            where = f"{result.feature_file}:{record.line}"
+            result.failed_step = f"{record.keyword} {record.text} ({where})"
+
+    def pytest_bdd_after_step(
+        self,
+        request: Any,
+        feature: Any,
+        scenario: Any,
+        step: Any,
+        step_func: Any,
+        step_func_args: Any,
+    ) -> None:
+        self._step_done(request, step, PASSED)
+
+    def pytest_bdd_step_error(
+        self,
+        request: Any,
+        feature: Any,
+        scenario: Any,
+        step: Any,
+        step_func: Any,
+        step_func_args: Any,
+        exception: BaseException,
+    ) -> None:
+        self._step_done(request, step, FAILED, _explain(exception))
+
+    def pytest_bdd_step_func_lookup_error(
+        self, request: Any, feature: Any, scenario: Any, step: Any, exception: BaseException
+    ) -> None:
+        self._step_start[request.node.nodeid] = time.monotonic()
+        self._step_done(request, step, FAILED, f"no step definition matches: {exception}")
+
+    def pytest_bdd_after_scenario(self, request: Any, feature: Any, scenario: Any) -> None:
+        nodeid = request.node.nodeid
+        if nodeid in self.results and "conformance_world" in request.fixturenames:
+            try:
+                self._worlds[nodeid] = request.getfixturevalue("conformance_world")
+            except Exception:
+                pass
+
+    # -- results -----------------------------------------------------------------------
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        """The kit prints its own line per scenario: pytest's letters and node ids go."""
+        if report.nodeid not in self.results:
+            return None
+        if report.when == "call" or report.skipped:
+            return report.outcome, "", ""
+        if report.failed:
+            return "error", "", ""
+        return "", "", ""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = self.results.get(report.nodeid)
@@ -104,17 +276,57 @@ class KitSession:
             return
         result.duration += report.duration
         if report.failed:
+            if result.outcome != FAILED:
+                result.detail = self._evidence(result, report)
             result.outcome = FAILED
-            result.detail = _evidence(report)
         elif report.skipped and result.outcome != FAILED:
             result.outcome = SKIPPED
             result.detail = _skip_reason(report)
         elif report.when == "call" and report.passed and result.outcome != FAILED:
             result.outcome = PASSED
             result.detail = ""
+        if report.when == "teardown":
+            self._finish_scenario(result)
+
+    def _evidence(self, result: ScenarioResult, report: pytest.TestReport) -> str:
+        failed = [st for st in result.steps if st.status == FAILED]
+        if failed and report.when == "call":
+            return f"Step failed: {result.failed_step}\n{failed[0].error}"
+        text = (report.longreprtext or "").strip().splitlines()
+        return f"Failed during {report.when} (outside the steps):\n" + "\n".join(text[-30:])
+
+    def _finish_scenario(self, result: ScenarioResult) -> None:
+        world = self._worlds.pop(result.nodeid, None)
+        since = self._scenario_start.pop(result.nodeid, self.started)
+        if world is not None:
+            try:
+                result.wire, result.wire_omitted = world.wire_log(since)
+            except Exception as err:
+                result.wire, result.wire_omitted = [], 0
+                result.detail += f"\n(wire log unavailable: {err})"
+        self._print(result)
+
+    def _print(self, result: ScenarioResult) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        if result.outcome == PASSED and self.config.get_verbosity() < -1:
+            return
+        status = {PASSED: "PASS", FAILED: "FAIL", SKIPPED: "SKIP"}[result.outcome]
+        markup = {PASSED: {"green": True}, FAILED: {"red": True}, SKIPPED: {"yellow": True}}
+        reporter.ensure_newline()
+        reporter.write(f"{status:<5}", **markup[result.outcome])
+        reporter.write_line(
+            f"{result.anchor:<12} {result.name}  [{result.location}, {result.duration:.2f} s]"
+        )
+        if result.outcome == SKIPPED:
+            reporter.write_line(f"      not run: {result.detail}")
+        elif result.outcome == FAILED:
+            for line in result.detail.strip().splitlines()[:12]:
+                reporter.write_line(f"      {line}")
 
     def pytest_sessionfinish(self) -> None:
-        if self.results:
+        if self.selected:  # nothing selected: no report at all
             self.finish()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -132,14 +344,30 @@ class KitSession:
 
     def finish(self) -> Matrix:
         url = self.config.getoption("--broker-url")
+        factory = str(self.config.getoption("--connector-factory"))
+        limits = []
+        if url:
+            limits.append(
+                "an external broker: scenarios that need a broker the kit configures "
+                "(credentials, TLS) are not run"
+            )
         meta = {
-            "connector": str(self.config.getoption("--connector-factory")),
+            "connector": factory,
+            "identity": identity(factory),
             "broker": str(url) if url else "in-process amqtt (a fresh broker per scenario)",
+            "broker_limits": limits,
+            "selection": {
+                "-k": self.config.getoption("keyword", "") or "",
+                "-m": self.config.getoption("markexpr", "") or "",
+            },
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "duration": time.monotonic() - self.started,
             "versions": _versions(),
         }
-        self.matrix = build_matrix(self.results.values(), meta)
+        ordered = sorted(
+            self.results.values(), key=lambda r: (r.feature_file, r.line, r.anchor)
+        )
+        self.matrix = build_matrix(ordered, meta)
         write_all(self.matrix, self.directory)
         return self.matrix
 
@@ -154,18 +382,49 @@ def _scenario_of(item: pytest.Item) -> Any:
         return None
 
 
-def _scenario_name(item: pytest.Item, scenario: Any) -> str:
-    name = str(getattr(scenario, "name", item.name))
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and callspec.id:
-        name = f"{name} [{callspec.id}]"
-    return name
+def _where(func: Any) -> str:
+    """file:line of a step's code, relative to the package or the working directory."""
+    try:
+        target = inspect.unwrap(func)
+        path = Path(inspect.getsourcefile(target) or "")
+        line = inspect.getsourcelines(target)[1]
+    except (TypeError, OSError):
+        return ""
+    parts = path.parts
+    if "conformance" in parts:
+        path = Path(*parts[parts.index("conformance") :])
+    else:
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            pass
+    return f"{path}:{line}"
 
 
-def _evidence(report: pytest.TestReport) -> str:
-    text = report.longreprtext or ""
-    lines = text.strip().splitlines()
-    return "\n".join(lines[-40:])
+def _explain(exception: BaseException) -> str:
+    """The failure as evidence: the exception, then the frames that are not pytest's."""
+    message = f"{type(exception).__name__}: {exception}".strip()
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exception.__traceback__)
+        if not any(part in frame.filename for part in _MACHINERY)
+    ]
+    lines = [message]
+    if frames:
+        lines.append("Raised at:")
+        lines += [
+            f"  {_short(frame.filename)}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}"
+            for frame in frames[-8:]
+        ]
+    return "\n".join(lines)
+
+
+def _short(filename: str) -> str:
+    parts = Path(filename).parts
+    for anchor in ("conformance", "site-packages"):
+        if anchor in parts:
+            return str(Path(*parts[parts.index(anchor) + (anchor == "site-packages") :]))
+    return filename
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

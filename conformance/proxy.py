@@ -134,6 +134,63 @@ class WirePacket:
         return found
 
 
+    def describe(self) -> dict[str, object]:
+        """The packet for a wire log: never a password, payloads by size only."""
+        entry: dict[str, object] = {
+            "dir": self.direction,
+            "type": self.type.name,
+            "id": None,
+            "qos": self.qos if self.type is PacketType.PUBLISH else 0,
+            "retain": self.retain if self.type is PacketType.PUBLISH else False,
+            "topic": "",
+            "size": 0,
+            "info": "",
+        }
+        try:
+            kind = self.type
+            if kind is PacketType.PUBLISH:
+                entry.update(
+                    id=self.packet_id(),
+                    topic=self.topic(),
+                    size=len(self.payload()),
+                    info=" dup" if self.dup else "",
+                )
+            elif kind is PacketType.CONNECT:
+                name, level = self.protocol()
+                flags = self.connect_flags()
+                (keep_alive,) = struct.unpack_from("!H", self.body, 2 + len(name) + 2)
+                entry["info"] = (
+                    f" {name} level {level}, client id {self.client_id()!r}, "
+                    f"clean session {int(bool(flags & 0x02))}, keep-alive {keep_alive} s, "
+                    f"will {int(bool(flags & 0x04))}, username {'yes' if flags & 0x80 else 'no'}, "
+                    f"password {'yes (not shown)' if flags & 0x40 else 'no'}"
+                )
+            elif kind is PacketType.CONNACK and len(self.body) >= 2:
+                entry["info"] = (
+                    f" session present {self.body[0] & 1}, return code {self.body[1]}"
+                )
+            elif kind in (PacketType.SUBSCRIBE, PacketType.UNSUBSCRIBE):
+                entry["id"] = self.packet_id()
+                entry["info"] = " " + ", ".join(
+                    name if qos is None else f"{name} (QoS {qos})"
+                    for name, qos in self.filters()
+                )
+            elif kind is PacketType.SUBACK:
+                entry["id"] = self.packet_id()
+                entry["info"] = " return codes " + ", ".join(str(b) for b in self.body[2:])
+            elif kind in (
+                PacketType.PUBACK,
+                PacketType.PUBREC,
+                PacketType.PUBREL,
+                PacketType.PUBCOMP,
+                PacketType.UNSUBACK,
+            ):
+                entry["id"] = self.packet_id()
+        except (struct.error, IndexError, UnicodeDecodeError, ValueError):
+            entry["info"] = f" (body of {len(self.body)} bytes does not decode)"
+        return entry
+
+
 class _Decoder:
     """Incremental MQTT framing for one direction of one connection.
 
@@ -287,6 +344,10 @@ class FaultProxy:
                 for p in self.packets
                 if p.type is kind and (direction is None or p.direction == direction)
             ]
+
+    def all_packets(self) -> list[WirePacket]:
+        with self._lock:
+            return list(self.packets)
 
     # -- the loop ----------------------------------------------------------------------
 

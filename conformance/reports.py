@@ -1,10 +1,14 @@
 """Requirement traceability from scenario results: the matrix and its report files.
 
 Rules of this module:
-- the matrix is built from the collected scenarios (their tags as markers),
-  not from pytest-bdd's cucumber file, which drops some tags;
+- the matrix is built from the kit's scenarios (their tags as markers), every
+  one of them: selected or not, run or skipped;
 - failures are sticky: one failed scenario makes its requirement FAIL; a
-  requirement with no passed and no failed scenario is NOT RUN;
+  requirement whose scenarios all passed is PASS; one with passed and not-run
+  scenarios is PARTIAL; one with no scenario run is NOT RUN;
+- the verdict is PASS only when every requirement is PASS, FAIL when any
+  scenario failed, and PARTIAL otherwise (the not-run scenarios are listed,
+  each with its reason);
 - every report is written from the same ``Matrix``, so the formats agree;
 - pure data in, files out: nothing here runs a test.
 """
@@ -21,20 +25,52 @@ from typing import Any, Final
 
 from .registry import FEATURE, REQUIREMENTS, TESTS
 
-PASS, FAIL, NOT_RUN = "PASS", "FAIL", "NOT RUN"
+PASS, FAIL, PARTIAL, NOT_RUN = "PASS", "FAIL", "PARTIAL", "NOT RUN"
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+#: Exit status of ``taktora-conformance`` for each verdict.
+EXIT_CODES: Final = {PASS: 0, FAIL: 1, PARTIAL: 3}
+
+
+@dataclass
+class StepRecord:
+    """One step of a scenario as it ran (or did not)."""
+
+    keyword: str
+    text: str
+    line: int
+    status: str = "not run"  # passed, failed, not run
+    duration: float = 0.0
+    definition: str = ""  # where the step's code is, file:line
+    error: str = ""
 
 
 @dataclass
 class ScenarioResult:
     nodeid: str
-    name: str
+    name: str  # the title, with the example row's values for an outline row
     feature: str
     requirements: list[str]
     tests: list[str]
+    id: str = ""  # unique per scenario and outline row (TEST_2511_3); the HTML anchor
+    title: str = ""
+    feature_file: str = ""
+    line: int = 0
+    example: dict[str, str] = field(default_factory=dict)
     outcome: str = SKIPPED  # passed, failed or skipped (not run)
     duration: float = 0.0
     detail: str = ""  # the failure or the reason it was not run
+    failed_step: str = ""
+    steps: list[StepRecord] = field(default_factory=list)
+    wire: list[dict[str, Any]] = field(default_factory=list)
+    wire_omitted: int = 0
+
+    @property
+    def anchor(self) -> str:
+        return self.id or self.nodeid
+
+    @property
+    def location(self) -> str:
+        return f"{self.feature_file}:{self.line}" if self.feature_file else ""
 
 
 @dataclass
@@ -56,8 +92,36 @@ class Matrix:
     meta: dict[str, Any]
 
     @property
+    def verdict(self) -> str:
+        if any(s.outcome == FAILED for s in self.scenarios):
+            return FAIL
+        if self.scenarios and all(row.result == PASS for row in self.rows):
+            return PASS
+        return PARTIAL
+
+    @property
     def passed(self) -> bool:
-        return all(s.outcome != FAILED for s in self.scenarios)
+        return self.verdict == PASS
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def not_run(self) -> list[ScenarioResult]:
+        return [s for s in self.scenarios if s.outcome == SKIPPED]
+
+    def why_not_pass(self) -> list[str]:
+        """For a PARTIAL verdict: what did not run, and why (one line each)."""
+        lines = [
+            f"{row.id} has no scenario in this run" for row in self.rows if not row.scenarios
+        ]
+        by_reason: dict[str, list[str]] = {}
+        for s in self.not_run():
+            by_reason.setdefault(s.detail or "not run", []).append(s.anchor)
+        for reason, ids in by_reason.items():
+            count = f"{len(ids)} scenario{'s' * (len(ids) != 1)}"
+            lines.append(f"{count} {reason}: {', '.join(ids)}")
+        return lines
 
 
 def build_matrix(scenarios: Iterable[ScenarioResult], meta: dict[str, Any]) -> Matrix:
@@ -65,21 +129,28 @@ def build_matrix(scenarios: Iterable[ScenarioResult], meta: dict[str, Any]) -> M
     rows = []
     for req in REQUIREMENTS.values():
         mine = [s for s in scenarios if req.id in s.requirements]
+        ran = [s for s in mine if s.outcome != SKIPPED]
         if any(s.outcome == FAILED for s in mine):
             result = FAIL
-        elif any(s.outcome == PASSED for s in mine):
+        elif mine and len(ran) == len(mine):
             result = PASS
+        elif ran:
+            result = PARTIAL
         else:
             result = NOT_RUN
         rows.append(RequirementRow(req.id, req.title, req.statement, result, mine))
     return Matrix(rows, scenarios, meta)
 
 
+def _css(result: str) -> str:
+    return result.replace(" ", "-")
+
+
 # -- terminal and Markdown --------------------------------------------------------------
 
 
 def table_lines(matrix: Matrix) -> list[str]:
-    """The requirement table for a terminal."""
+    """The requirement table and the verdict for a terminal."""
     width = max(len(r.title) for r in matrix.rows)
     lines = [f"{'requirement':<11}  {'title':<{width}}  {'result':<7}  passed failed not-run"]
     for row in matrix.rows:
@@ -87,19 +158,43 @@ def table_lines(matrix: Matrix) -> list[str]:
             f"{row.id:<11}  {row.title:<{width}}  {row.result:<7}  "
             f"{row.count(PASSED):>6} {row.count(FAILED):>6} {row.count(SKIPPED):>7}"
         )
+    lines += ["", f"Verdict: {matrix.verdict} (exit status {matrix.exit_code})"]
+    if matrix.verdict == PARTIAL:
+        lines.append("Not run:")
+        lines += [f"  {line}" for line in matrix.why_not_pass()]
     return lines
 
 
+def _meta_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) pairs describing the run, shared by every human-readable report."""
+    ident = meta.get("identity", {})
+    selection = meta.get("selection", {})
+    chosen = ", ".join(f"{k} {v!r}" for k, v in selection.items() if v) or "every scenario"
+    limits = "; ".join(meta.get("broker_limits", [])) or "none"
+    pairs = [
+        ("Connector under test", f"{meta['connector']}"),
+        ("Connector distribution", ident.get("distribution", "unknown")),
+        ("Broker", str(meta["broker"])),
+        ("Broker limits", limits),
+        ("Selection", chosen),
+        (
+            "Kit",
+            f"taktora-connector {ident.get('kit_version', '?')}, "
+            f"features sha256 {ident.get('features_sha256', '?')[:16]}",
+        ),
+        ("Date", f"{meta['date']}; duration {meta['duration']:.1f} s"),
+        ("Versions", ", ".join(f"{k} {v}" for k, v in meta["versions"].items())),
+    ]
+    return pairs
+
+
 def write_markdown(matrix: Matrix, path: Path) -> None:
-    meta = matrix.meta
-    out = [
-        "# Conformance report",
-        "",
-        f"- Connector under test: `{meta['connector']}`",
-        f"- Broker: {meta['broker']}",
-        f"- Date: {meta['date']}; duration {meta['duration']:.1f} s",
-        f"- Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
-        f"- Verdict: **{'PASS' if matrix.passed else 'FAIL'}**",
+    out = ["# Conformance report", ""]
+    out += [f"- {label}: {_md(text)}" for label, text in _meta_lines(matrix.meta)]
+    out.append(f"- Verdict: **{matrix.verdict}**")
+    if matrix.verdict == PARTIAL:
+        out += [f"  - not run: {_md(line)}" for line in matrix.why_not_pass()]
+    out += [
         "",
         "## Requirements",
         "",
@@ -107,28 +202,28 @@ def write_markdown(matrix: Matrix, path: Path) -> None:
         "|---|---|---|---|",
     ]
     for row in matrix.rows:
-        cells = (
-            "<br>".join(f"{_md(s.name)} ({', '.join(s.tests)}): {s.outcome}" for s in row.scenarios)
-            or "none"
-        )
-        out.append(f"| {row.id} | {_md(row.title)} | {row.result} | {cells} |")
+        cells = "<br>".join(f"{s.anchor} {_md(s.name)}: {s.outcome}" for s in row.scenarios)
+        out.append(f"| {row.id} | {_md(row.title)} | {row.result} | {cells or 'none'} |")
     out += [
         "",
         "## Scenarios",
         "",
-        "| Scenario | Verifies | Test | Result | Time (s) |",
-        "|---|---|---|---|---|",
+        "| Test | Scenario | Where | Verifies | Result | Time (s) |",
+        "|---|---|---|---|---|---|",
     ]
     for s in matrix.scenarios:
         out.append(
-            f"| {_md(s.name)} | {', '.join(s.requirements)} | {', '.join(s.tests)} | "
+            f"| {s.anchor} | {_md(s.name)} | {s.location} | {', '.join(s.requirements)} | "
             f"{s.outcome} | {s.duration:.2f} |"
         )
     failures = [s for s in matrix.scenarios if s.outcome != PASSED and s.detail]
     if failures:
         out += ["", "## Evidence", ""]
         for s in failures:
-            out += [f"### {s.name} ({s.outcome})", "", "```", s.detail.strip(), "```", ""]
+            out += [f"### {s.anchor} {s.name} ({s.outcome})", "", "```", s.detail.strip(), "```"]
+            if s.wire:
+                out += ["", "Wire log:", "", "```", *wire_lines(s), "```"]
+            out.append("")
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
@@ -136,82 +231,154 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def wire_lines(s: ScenarioResult) -> list[str]:
+    lines = [
+        f"{p['t']:>8.3f}  {p['conn']:<10} {p['dir']:<3} {p['type']:<11} "
+        f"id={p['id'] if p['id'] is not None else '-':<5} qos={p['qos']} "
+        f"retain={int(p['retain'])} {p['size']:>6} B  {p['topic']}{p['info']}"
+        for p in s.wire
+    ]
+    if s.wire_omitted:
+        lines.append(f"... {s.wire_omitted} more packets not kept")
+    return lines
+
+
 # -- HTML -------------------------------------------------------------------------------
 
 _STYLE: Final = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:1em 0;width:100%}
-th,td{border:1px solid #ccc;padding:.35em .6em;text-align:left;vertical-align:top}
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:90em}
+table{border-collapse:collapse;margin:.6em 0;width:100%}
+th,td{border:1px solid #ccc;padding:.3em .55em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}.PASS,.passed{background:#e3f6e3}.FAIL,.failed{background:#fbe0e0}
-.NOT-RUN,.skipped{background:#f2f2f2;color:#555}pre{white-space:pre-wrap;font-size:.85em}
+.PARTIAL{background:#fff3cd}.NOT-RUN,.skipped,.not-run{background:#f2f2f2;color:#555}
+pre{white-space:pre-wrap;font-size:.85em;margin:.3em 0}
+details{border:1px solid #ccc;border-radius:4px;margin:.35em 0;padding:.3em .6em}
+details[open]{background:#fcfcfc}summary{cursor:pointer}
+summary .tag{display:inline-block;min-width:5.5em;padding:0 .3em;border-radius:3px;text-align:center}
+table.wire td,table.steps td{font-family:ui-monospace,monospace;font-size:.82em}
+dl.meta{display:grid;grid-template-columns:max-content auto;gap:.15em 1em}dl.meta dt{font-weight:600}
+dl.meta dd{margin:0}.small{font-size:.85em;color:#555}
 """
 
 
 def write_html(matrix: Matrix, path: Path) -> None:
     e = html.escape
-    meta = matrix.meta
-    verdict = "PASS" if matrix.passed else "FAIL"
+    verdict = matrix.verdict
     rows = []
     for row in matrix.rows:
         scenarios = (
             "<br>".join(
-                f'<span class="{s.outcome}">{e(s.name)} ({e(", ".join(s.tests))})</span>'
+                f'<a class="{s.outcome}" href="#{e(s.anchor)}">{e(s.anchor)}</a> {e(s.name)}'
                 for s in row.scenarios
             )
             or "none"
         )
-        css = row.result.replace(" ", "-")
         rows.append(
-            f"<tr><td>{e(row.id)}</td><td>{e(row.title)}<br><small>{e(row.statement)}</small></td>"
-            f'<td class="{css}">{e(row.result)}</td><td>{scenarios}</td></tr>'
+            f'<tr id="{e(row.id)}"><td>{e(row.id)}</td><td>{e(row.title)}<br>'
+            f'<span class="small">{e(row.statement)}</span></td>'
+            f'<td class="{_css(row.result)}">{e(row.result)}</td><td>{scenarios}</td></tr>'
         )
-    details = []
-    for s in matrix.scenarios:
-        evidence = f"<pre>{e(s.detail.strip())}</pre>" if s.detail else ""
-        details.append(
-            f"<tr><td>{e(s.name)}<br><small>{e(s.feature)}</small></td>"
-            f"<td>{e(', '.join(s.requirements))}</td><td>{e(', '.join(s.tests))}</td>"
-            f'<td class="{s.outcome}">{e(s.outcome)}</td><td>{s.duration:.2f}</td>'
-            f"<td>{evidence}</td></tr>"
+    meta = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _meta_lines(matrix.meta))
+    partial = ""
+    if verdict == PARTIAL:
+        partial = (
+            "<p><b>Not run</b> (why the verdict is PARTIAL):</p><ul>"
+            + "".join(f"<li>{e(line)}</li>" for line in matrix.why_not_pass())
+            + "</ul>"
         )
-    versions = ", ".join(f"{e(k)} {e(str(v))}" for k, v in meta["versions"].items())
+    scenarios = "\n".join(_scenario_html(s) for s in matrix.scenarios)
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Conformance report</title>
+<html lang="en"><head><meta charset="utf-8"><title>Conformance report: {verdict}</title>
 <style>{_STYLE}</style></head><body>
 <h1>Conformance report: <span class="{verdict}">{verdict}</span></h1>
-<p>Connector under test <code>{e(meta["connector"])}</code>; broker {e(meta["broker"])};
-{e(meta["date"])}; {meta["duration"]:.1f} s.<br>{versions}</p>
+<dl class="meta">{meta}</dl>
+{partial}
 <h2>Requirements ({e(FEATURE)})</h2>
 <table><tr><th>Requirement</th><th>Title and statement</th><th>Result</th><th>Scenarios</th></tr>
 {"".join(rows)}</table>
 <h2>Scenarios</h2>
-<table><tr><th>Scenario</th><th>Verifies</th><th>Test</th><th>Result</th><th>Time (s)</th><th>Evidence</th></tr>
-{"".join(details)}</table>
+<p class="small">Each scenario opens to its steps (status, time, where the step is written and
+where its code is), the evidence of a failure, and the MQTT packets its connectors exchanged
+through the kit's proxy (decoded; payloads by size only, passwords never).</p>
+{scenarios}
 </body></html>
 """
     path.write_text(page, encoding="utf-8")
 
 
-# -- JSON, JUnit, sphinx-needs ------------------------------------------------------------
+def _scenario_html(s: ScenarioResult) -> str:
+    e = html.escape
+    parts = [
+        f'<details id="{e(s.anchor)}"{" open" if s.outcome == FAILED else ""}>',
+        f'<summary><span class="tag {s.outcome}">{e(s.outcome)}</span> '
+        f"<b>{e(s.anchor)}</b> {e(s.name)} "
+        f'<span class="small">({e(", ".join(s.requirements))}; {e(s.location)}; '
+        f"{s.duration:.2f} s)</span></summary>",
+        f'<p class="small">Feature: {e(s.feature)} ({e(s.location)}). '
+        f"Verifies {e(', '.join(s.requirements))}; test {e(', '.join(s.tests))}.</p>",
+    ]
+    if s.failed_step:
+        parts.append(f"<p><b>Failed step:</b> {e(s.failed_step)}</p>")
+    if s.detail:
+        label = "Evidence" if s.outcome == FAILED else "Not run because"
+        parts.append(f"<p><b>{label}:</b></p><pre>{e(s.detail.strip())}</pre>")
+    if s.steps:
+        steps = "".join(
+            f'<tr class="{_css(st.status)}"><td>{st.line}</td><td>{e(st.keyword)} {e(st.text)}</td>'
+            f"<td>{e(st.status)}</td><td>{st.duration * 1000:.1f}</td>"
+            f'<td class="small">{e(st.definition)}</td></tr>'
+            for st in s.steps
+        )
+        parts.append(
+            '<table class="steps"><tr><th>Line</th><th>Step</th><th>Status</th>'
+            f"<th>ms</th><th>Step code</th></tr>{steps}</table>"
+        )
+    if s.wire:
+        packets = "".join(
+            f"<tr><td>{p['t']:.3f}</td><td>{e(p['conn'])}</td><td>{e(p['dir'])}</td>"
+            f"<td>{e(p['type'])}</td><td>{'' if p['id'] is None else p['id']}</td>"
+            f"<td>{p['qos']}</td><td>{int(p['retain'])}</td><td>{e(p['topic'])}</td>"
+            f"<td>{p['size']}</td><td>{e(p['info'].strip())}</td></tr>"
+            for p in s.wire
+        )
+        more = f"<p class='small'>... {s.wire_omitted} more packets not kept.</p>"
+        parts.append(
+            f"<details><summary>Wire log ({len(s.wire) + s.wire_omitted} packets)</summary>"
+            '<table class="wire"><tr><th>t (s)</th><th>connection</th><th>dir</th><th>packet</th>'
+            "<th>id</th><th>QoS</th><th>retain</th><th>topic</th><th>payload B</th>"
+            f"<th>other</th></tr>{packets}</table>{more if s.wire_omitted else ''}</details>"
+        )
+    elif s.outcome != SKIPPED:
+        parts.append("<p class='small'>No packet went through the kit's proxy.</p>")
+    parts.append("</details>")
+    return "".join(parts)
+
+
+# -- JSON, JUnit, cucumber, sphinx-needs ----------------------------------------------------
 
 
 def write_json(matrix: Matrix, path: Path) -> None:
-    data = {
+    path.write_text(json.dumps(json_data(matrix), indent=1) + "\n", encoding="utf-8")
+
+
+def json_data(matrix: Matrix) -> dict[str, Any]:
+    return {
         "meta": matrix.meta,
-        "verdict": "PASS" if matrix.passed else "FAIL",
+        "verdict": matrix.verdict,
+        "exit_code": matrix.exit_code,
+        "not_run": matrix.why_not_pass() if matrix.verdict == PARTIAL else [],
         "requirements": [
             {
                 "id": row.id,
                 "title": row.title,
                 "statement": row.statement,
                 "result": row.result,
-                "scenarios": [s.nodeid for s in row.scenarios],
+                "scenarios": [s.anchor for s in row.scenarios],
             }
             for row in matrix.rows
         ],
         "scenarios": [asdict(s) for s in matrix.scenarios],
     }
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def write_junit(matrix: Matrix, path: Path) -> None:
@@ -227,18 +394,27 @@ def write_junit(matrix: Matrix, path: Path) -> None:
     )
     properties = ET.SubElement(suite, "properties")
     ET.SubElement(properties, "property", name="connector", value=matrix.meta["connector"])
-    ET.SubElement(properties, "property", name="broker", value=matrix.meta["broker"])
+    ET.SubElement(properties, "property", name="broker", value=str(matrix.meta["broker"]))
+    ET.SubElement(properties, "property", name="verdict", value=matrix.verdict)
     for s in matrix.scenarios:
         case = ET.SubElement(
-            suite, "testcase", classname=s.feature, name=s.name, time=f"{s.duration:.3f}"
+            suite,
+            "testcase",
+            classname=s.feature,
+            name=f"{s.anchor} {s.name}",
+            time=f"{s.duration:.3f}",
+            file=s.feature_file,
+            line=str(s.line),
         )
         props = ET.SubElement(case, "properties")
         for req in s.requirements:
             ET.SubElement(props, "property", name="verifies", value=req)
         for test in s.tests:
             ET.SubElement(props, "property", name="test_id", value=test)
+        ET.SubElement(props, "property", name="run_id", value=s.anchor)
         if s.outcome == FAILED:
-            ET.SubElement(case, "failure", message=_first_line(s.detail)).text = s.detail
+            message = s.failed_step or _first_line(s.detail)
+            ET.SubElement(case, "failure", message=message).text = s.detail
         elif s.outcome == SKIPPED:
             ET.SubElement(case, "skipped", message=_first_line(s.detail) or "not run")
     tree = ET.ElementTree(suite)
@@ -250,8 +426,59 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:200] if text.strip() else ""
 
 
+def write_cucumber(matrix: Matrix, path: Path) -> None:
+    """Cucumber JSON with every step's location and the step code that matched it."""
+    features: dict[str, dict[str, Any]] = {}
+    for s in matrix.scenarios:
+        if s.outcome == SKIPPED and not s.steps:
+            continue
+        uri = f"features/{s.feature_file}"
+        feature = features.setdefault(
+            uri,
+            {
+                "keyword": "Feature",
+                "uri": uri,
+                "name": s.feature,
+                "id": uri,
+                "line": 1,
+                "description": "",
+                "language": "en",
+                "tags": [],
+                "elements": [],
+            },
+        )
+        steps = []
+        for st in s.steps:
+            status = {"not run": "skipped"}.get(st.status, st.status)
+            result: dict[str, Any] = {"status": status, "duration": int(st.duration * 1e9)}
+            if st.error:
+                result["error_message"] = st.error
+            steps.append(
+                {
+                    "keyword": st.keyword,
+                    "name": st.text,
+                    "line": st.line,
+                    "match": {"location": st.definition or f"{uri}:{st.line}"},
+                    "result": result,
+                }
+            )
+        feature["elements"].append(
+            {
+                "keyword": "Scenario Outline" if s.example else "Scenario",
+                "id": s.anchor,
+                "name": s.name,
+                "line": s.line,
+                "description": "",
+                "tags": [{"name": t, "line": s.line - 1} for t in s.requirements + s.tests],
+                "type": "scenario",
+                "steps": steps,
+            }
+        )
+    path.write_text(json.dumps(list(features.values()), indent=1) + "\n", encoding="utf-8")
+
+
 def needs_data(matrix: Matrix) -> dict[str, Any]:
-    """A sphinx-needs ``needs.json``: requirements and test cases, linked, with status."""
+    """A sphinx-needs ``needs.json``: requirements and one test need per scenario run."""
     version = str(matrix.meta["versions"].get("taktora-connector", "0"))
     needs: dict[str, dict[str, Any]] = {}
     for row in matrix.rows:
@@ -264,27 +491,23 @@ def needs_data(matrix: Matrix) -> dict[str, Any]:
             "tags": [FEATURE],
             "links": [],
         }
-    by_test: dict[str, list[ScenarioResult]] = {}
     for s in matrix.scenarios:
-        for test in s.tests:
-            by_test.setdefault(test, []).append(s)
-    for test_id, case in TESTS.items():
-        results = by_test.get(test_id, [])
-        if any(s.outcome == FAILED for s in results):
-            status = "failed"
-        elif any(s.outcome == PASSED for s in results):
-            status = "passed"
-        else:
-            status = "not run"
-        text = "; ".join(f"{s.name}: {s.outcome}" for s in results) or "no scenario ran"
-        needs[test_id] = {
-            "id": test_id,
+        base = s.tests[0] if s.tests else s.anchor
+        case = TESTS.get(base)
+        status = {PASSED: "passed", FAILED: "failed"}.get(s.outcome, "not run")
+        content = f"{s.name} ({s.location}): {s.outcome}"
+        if s.detail and s.outcome != PASSED:
+            content += f" - {_first_line(s.detail)}"
+        needs[s.anchor] = {
+            "id": s.anchor,
             "type": "test",
-            "title": case.title,
-            "content": text,
+            "title": f"{case.title if case else s.title}: {s.name}"
+            if s.anchor != base
+            else (case.title if case else s.name),
+            "content": content,
             "status": status,
             "tags": ["conformance"],
-            "links": [case.verifies],
+            "links": s.requirements,
         }
     return {
         "created": matrix.meta["date"],
@@ -310,6 +533,7 @@ REPORT_FILES: Final = {
     "report.html": write_html,
     "report.json": write_json,
     "junit.xml": write_junit,
+    "cucumber.json": write_cucumber,
     "needs.json": write_needs,
 }
 

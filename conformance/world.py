@@ -54,6 +54,8 @@ from .brokers import EmbeddedBroker, TlsMaterial
 from .factory import ConnectorFactory
 from .proxy import FaultProxy, PacketType, WirePacket
 
+#: How many packets of one scenario its wire log keeps.
+WIRE_KEEP = 600
 #: How long a step waits for something that should happen promptly.
 PATIENCE = 10.0
 
@@ -293,6 +295,24 @@ class World:
                 self.drain(reader, quiet=0.05)
                 return
         raise AssertionError(f"{reader!r} never received a probe sent through {writer!r}")
+
+    # -- evidence ----------------------------------------------------------------------
+
+    def wire_log(self, since: float, keep: int = WIRE_KEEP) -> tuple[list[dict[str, Any]], int]:
+        """Every packet the scenario's proxies saw, decoded, oldest first (at most
+        ``keep``; the second value counts those left out)."""
+        seen: list[tuple[float, str, WirePacket]] = []
+        for party in self.parties.values():
+            if party.proxy is not None:
+                seen += [(p.at, party.name, p) for p in party.proxy.all_packets()]
+        seen.sort(key=lambda entry: entry[0])
+        log = []
+        for at, name, packet in seen[:keep]:
+            entry = packet.describe()
+            entry["t"] = round(at - since, 4)
+            entry["conn"] = f"{name}#{packet.connection}"
+            log.append(entry)
+        return log, max(0, len(seen) - keep)
 
     # -- teardown ----------------------------------------------------------------------
 
