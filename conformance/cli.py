@@ -14,7 +14,6 @@ import argparse
 import importlib.util
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "-o",
         "python_files=suite.py",
         "--tb=no",  # the kit prints and reports each failure from its step
+        "-rN",
         "--no-header",
         f"--connector-factory={args.connector_factory}",
         f"--report-dir={args.report_dir}",

@@ -221,7 +221,7 @@ class KitSession:
             where = f"{result.feature_file}:{record.line}"
             result.failed_step = f"{record.keyword} {record.text} ({where})"
 
-    def pytest_bdd_after_step(
+    def pytest_bdd_after_step(  # noqa: PLR0917 - pytest-bdd's hook signature
         self,
         request: Any,
         feature: Any,
@@ -232,7 +232,7 @@ class KitSession:
     ) -> None:
         self._step_done(request, step, PASSED)
 
-    def pytest_bdd_step_error(
+    def pytest_bdd_step_error(  # noqa: PLR0917 - pytest-bdd's hook signature
         self,
         request: Any,
         feature: Any,
@@ -364,9 +364,7 @@ class KitSession:
             "duration": time.monotonic() - self.started,
             "versions": _versions(),
         }
-        ordered = sorted(
-            self.results.values(), key=lambda r: (r.feature_file, r.line, r.anchor)
-        )
+        ordered = sorted(self.results.values(), key=lambda r: (r.feature_file, r.line, r.anchor))
         self.matrix = build_matrix(ordered, meta)
         write_all(self.matrix, self.directory)
         return self.matrix
@@ -412,10 +410,9 @@ def _explain(exception: BaseException) -> str:
     lines = [message]
     if frames:
         lines.append("Raised at:")
-        lines += [
-            f"  {_short(frame.filename)}:{frame.lineno} in {frame.name}: {(frame.line or '').strip()}"
-            for frame in frames[-8:]
-        ]
+        for frame in frames[-8:]:
+            code = (frame.line or "").strip()
+            lines.append(f"  {_short(frame.filename)}:{frame.lineno} in {frame.name}: {code}")
     return "\n".join(lines)
 
 

@@ -133,7 +133,6 @@ class WirePacket:
                 found.append((name, None))
         return found
 
-
     def describe(self) -> dict[str, object]:
         """The packet for a wire log: never a password, payloads by size only."""
         entry: dict[str, object] = {
@@ -166,14 +165,11 @@ class WirePacket:
                     f"password {'yes (not shown)' if flags & 0x40 else 'no'}"
                 )
             elif kind is PacketType.CONNACK and len(self.body) >= 2:
-                entry["info"] = (
-                    f" session present {self.body[0] & 1}, return code {self.body[1]}"
-                )
+                entry["info"] = f" session present {self.body[0] & 1}, return code {self.body[1]}"
             elif kind in (PacketType.SUBSCRIBE, PacketType.UNSUBSCRIBE):
                 entry["id"] = self.packet_id()
                 entry["info"] = " " + ", ".join(
-                    name if qos is None else f"{name} (QoS {qos})"
-                    for name, qos in self.filters()
+                    name if qos is None else f"{name} (QoS {qos})" for name, qos in self.filters()
                 )
             elif kind is PacketType.SUBACK:
                 entry["id"] = self.packet_id()

@@ -112,9 +112,7 @@ class Matrix:
 
     def why_not_pass(self) -> list[str]:
         """For a PARTIAL verdict: what did not run, and why (one line each)."""
-        lines = [
-            f"{row.id} has no scenario in this run" for row in self.rows if not row.scenarios
-        ]
+        lines = [f"{row.id} has no scenario in this run" for row in self.rows if not row.scenarios]
         by_reason: dict[str, list[str]] = {}
         for s in self.not_run():
             by_reason.setdefault(s.detail or "not run", []).append(s.anchor)
@@ -171,7 +169,7 @@ def _meta_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
     selection = meta.get("selection", {})
     chosen = ", ".join(f"{k} {v!r}" for k, v in selection.items() if v) or "every scenario"
     limits = "; ".join(meta.get("broker_limits", [])) or "none"
-    pairs = [
+    return [
         ("Connector under test", f"{meta['connector']}"),
         ("Connector distribution", ident.get("distribution", "unknown")),
         ("Broker", str(meta["broker"])),
@@ -185,7 +183,6 @@ def _meta_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
         ("Date", f"{meta['date']}; duration {meta['duration']:.1f} s"),
         ("Versions", ", ".join(f"{k} {v}" for k, v in meta["versions"].items())),
     ]
-    return pairs
 
 
 def write_markdown(matrix: Matrix, path: Path) -> None:

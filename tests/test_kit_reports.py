@@ -1,0 +1,349 @@
+"""The kit's verdicts, exit codes, preflight checks and the evidence in its reports."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taktora_connector.conformance import preflight
+from taktora_connector.conformance.brokers import MosquittoBroker, free_port
+from taktora_connector.conformance.identity import features_sha256, run_ids
+from taktora_connector.conformance.registry import TESTS
+from taktora_connector.conformance.reports import (
+    FAILED,
+    PASSED,
+    SKIPPED,
+    ScenarioResult,
+    build_matrix,
+    needs_data,
+)
+
+from . import kit_factories
+from .conftest import require_mosquitto
+from .test_conformance_kit import run_kit
+
+META: dict[str, Any] = {
+    "connector": "x:y",
+    "broker": "b",
+    "date": "2026-01-01T00:00:00+00:00",
+    "duration": 1.0,
+    "versions": {"taktora-connector": "0.1.0"},
+}
+
+
+def scenario(req: str, outcome: str, run_id: str = "TEST_2500") -> ScenarioResult:
+    return ScenarioResult(
+        nodeid=run_id,
+        name=run_id,
+        feature="f",
+        requirements=[req],
+        tests=[run_id],
+        id=run_id,
+        outcome=outcome,
+        detail="" if outcome == PASSED else "why",
+    )
+
+
+# -- verdicts --------------------------------------------------------------------------
+
+
+def test_verdict_is_pass_only_when_every_requirement_ran_and_passed() -> None:
+    every = [scenario(f"REQ_{n:04d}", PASSED, f"T{n}") for n in range(250, 262)]
+    assert build_matrix(every, META).verdict == "PASS"
+    assert build_matrix(every, META).exit_code == 0
+    one_skipped = [*every, scenario("REQ_0255", SKIPPED, "T_extra")]
+    matrix = build_matrix(one_skipped, META)
+    assert matrix.verdict == "PARTIAL"
+    assert matrix.exit_code == 3
+    assert {r.id: r.result for r in matrix.rows}["REQ_0255"] == "PARTIAL"
+    assert matrix.why_not_pass() == ["1 scenario why: T_extra"]
+    missing = build_matrix(every[1:], META)
+    assert missing.verdict == "PARTIAL"
+    assert missing.why_not_pass() == ["REQ_0250 has no scenario in this run"]
+    failed = build_matrix([*one_skipped, scenario("REQ_0251", FAILED, "T_bad")], META)
+    assert failed.verdict == "FAIL"
+    assert failed.exit_code == 1
+    assert build_matrix([], META).verdict == "PARTIAL"
+
+
+def test_needs_json_has_one_test_need_per_run() -> None:
+    runs = [scenario("REQ_0251", PASSED, f"TEST_2511_{n}") for n in (1, 2)]
+    for run in runs:
+        run.tests = ["TEST_2511"]
+    needs = next(iter(needs_data(build_matrix(runs, META))["versions"].values()))["needs"]
+    tests = {k: v for k, v in needs.items() if v["type"] == "test"}
+    assert set(tests) == {"TEST_2511_1", "TEST_2511_2"}
+    assert tests["TEST_2511_1"]["links"] == ["REQ_0251"]
+    assert tests["TEST_2511_1"]["title"].startswith(TESTS["TEST_2511"].title)
+
+
+# -- unique run ids and identity -------------------------------------------------------
+
+
+def test_every_scenario_and_outline_row_has_its_own_run_id() -> None:
+    ids = run_ids()
+    assert len(set(ids.values())) == len(ids)  # unique
+    twenty_five_eleven = sorted(v for v in ids.values() if v.startswith("TEST_2511"))
+    assert twenty_five_eleven == [f"TEST_2511_{n}" for n in range(1, 8)]
+    assert "TEST_0131" in ids.values()  # a test id with one run keeps its own name
+    used = {v.rsplit("_", 1)[0] if v.count("_") == 2 else v for v in ids.values()}
+    assert set(TESTS) <= used
+
+
+def test_feature_hash_changes_with_the_feature_files(tmp_path: Path) -> None:
+    (tmp_path / "a.feature").write_text("Feature: a\n")
+    first = features_sha256(tmp_path)
+    assert first == features_sha256(tmp_path)
+    (tmp_path / "a.feature").write_text("Feature: b\n")
+    assert features_sha256(tmp_path) != first
+    assert len(features_sha256()) == 64
+
+
+# -- preflight: factories ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("factory", "words"),
+    [
+        ("no_such_module:make", "PYTHONPATH"),
+        ("no-colon", "package.module:callable"),
+        ("tests.kit_factories:nothing_here", "no attribute"),
+        ("tests.kit_factories:raises", "raised RuntimeError"),
+        ("tests.kit_factories:returns_none", "returned None"),
+        ("tests.kit_factories:wrong_arguments", "raised TypeError"),
+        ("tests.kit_factories:half_connector", "missing health, subscribe_health, start"),
+    ],
+)
+def test_bad_factories_are_one_clear_message(factory: str, words: str) -> None:
+    problem = preflight.check_factory(factory)
+    assert problem is not None
+    assert words in problem
+
+
+def test_factory_probe_closes_what_it_made() -> None:
+    kit_factories.CLOSED.clear()
+    assert preflight.check_factory("tests.kit_factories:recorded") is None
+    assert len(kit_factories.CLOSED) == 1
+    assert preflight.check_factory("tests.kit_factories:half_connector") is not None
+    assert kit_factories.CLOSED[-1] == "half"
+
+
+def test_bad_factory_stops_the_cli_before_any_scenario(tmp_path: Path) -> None:
+    code, report, output = run_kit(
+        tmp_path / "r", "--connector-factory", "tests.kit_factories:returns_none"
+    )
+    assert code == 2
+    assert "returned None, not a Connector" in output
+    assert "Traceback" not in output
+    assert report == {}
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+# -- preflight: broker URL and broker --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("localhost:1883", "no scheme"),
+        ("http://localhost:1883", "scheme 'http'"),
+        ("mqtts://localhost:8883", "mqtts is not supported"),
+        ("mqtt://:1883", "names no host"),
+        ("mqtt://localhost:99999", "not a valid URL"),
+        ("mqtt://user:pw@localhost:1883", "carries credentials"),
+        ("mqtt://localhost:1883/topic", "path or query"),
+    ],
+)
+def test_bad_broker_urls_are_refused(url: str, words: str) -> None:
+    problem = preflight.parse_broker_url(url)
+    assert isinstance(problem, str)
+    assert words in problem
+    assert "pw" not in problem
+
+
+def test_good_broker_urls_parse() -> None:
+    assert preflight.parse_broker_url("mqtt://127.0.0.1:1884") == ("127.0.0.1", 1884)
+    assert preflight.parse_broker_url("mqtt://localhost") == ("localhost", 1883)
+
+
+def test_dead_broker_is_one_message() -> None:
+    problem = preflight.check_broker(f"mqtt://127.0.0.1:{free_port()}")
+    assert problem is not None
+    assert "connection refused" in problem
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """Accepts TCP connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(server.getsockname()[1])
+    stop.set()
+    thread.join(5)
+    for sock in accepted:
+        sock.close()
+    server.close()
+
+
+def test_silent_broker_is_one_message(silent_server: int) -> None:
+    problem = preflight.probe_broker("127.0.0.1", silent_server, timeout=0.3)
+    assert problem is not None
+    assert "no CONNACK" in problem
+
+
+def test_broker_refusing_anonymous_clients_is_named() -> None:
+    require_mosquitto()
+    with MosquittoBroker(users={"u": "secret-pw"}) as broker:
+        problem = preflight.check_broker(broker.url)
+    assert problem is not None
+    assert "CONNACK return code 5" in problem
+
+
+def test_cli_refuses_bad_urls_and_dead_brokers(tmp_path: Path) -> None:
+    code, report, output = run_kit(tmp_path / "a", "--broker-url", "localhost:1883")
+    assert (code, report) == (2, {})
+    assert "mqtt://host:port" in output
+    code, report, output = run_kit(
+        tmp_path / "b", "--broker-url", f"mqtt://127.0.0.1:{free_port()}"
+    )
+    assert (code, report) == (2, {})
+    assert "connection refused" in output
+    assert output.count("taktora-conformance:") == 1
+
+
+# -- selections ------------------------------------------------------------------------
+
+
+def test_unknown_tags_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    assert preflight.unknown_tags("REQ_0254 or (TEST_0131 and not REQ_9999)", TESTS) == [
+        "REQ_0254",
+        "REQ_9999",
+    ]
+    assert preflight.unknown_tags("slow and not TEST_0131", TESTS) == []
+    code, report, output = run_kit(tmp_path / "r", "-m", "REQ_9999")
+    assert (code, report) == (2, {})
+    assert "REQ_9999, which the kit does not know" in output
+    assert "Verdict" not in output
+
+
+def test_a_selection_matching_nothing_writes_no_report(tmp_path: Path) -> None:
+    code, report, output = run_kit(tmp_path / "r", "-k", "no-scenario-has-this-name")
+    assert (code, report) == (2, {})
+    assert "no scenario matches -k 'no-scenario-has-this-name'" in output
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_a_partial_selection_is_partial_and_says_so(tmp_path: Path) -> None:
+    code, report, output = run_kit(tmp_path / "r", "-m", "REQ_0257")
+    assert code == 3, output[-2000:]
+    assert report["verdict"] == "PARTIAL"
+    assert report["exit_code"] == 3
+    assert report["meta"]["selection"] == {"-k": "", "-m": "REQ_0257"}
+    assert any("not selected by -m 'REQ_0257'" in line for line in report["not_run"])
+    assert "Verdict: PARTIAL (exit status 3)" in output
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "PARTIAL" in page and "-m &#x27;REQ_0257&#x27;" in page
+
+
+# -- evidence --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def failing_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], str, Path]:
+    report_dir = tmp_path_factory.mktemp("evidence") / "reports"
+    code, report, output = run_kit(
+        report_dir,
+        "-m",
+        "REQ_0253 or REQ_0255",
+        "--connector-factory",
+        "tests.faulty:ignores_retained",
+    )
+    return code, report, output, report_dir
+
+
+def test_a_failure_is_named_by_its_step_with_the_wire_log(failing_run: Any) -> None:
+    code, report, output, _ = failing_run
+    assert code == 1
+    (failed,) = [s for s in report["scenarios"] if s["outcome"] == "failed"]
+    assert failed["id"] == "TEST_0132"
+    assert failed["feature_file"] == "retained.feature" and failed["line"] > 0
+    assert failed["failed_step"].startswith('Then "in" receives the value 21 flagged as retained')
+    assert failed["detail"].startswith("Step failed: Then")
+    assert "_pytest" not in failed["detail"] and "pluggy" not in failed["detail"]
+    statuses = [step["status"] for step in failed["steps"]]
+    assert statuses[0] == "passed" and "failed" in statuses
+    assert all(step["definition"].startswith("conformance/") for step in failed["steps"][:2])
+    publishes = [p for p in failed["wire"] if p["type"] == "PUBLISH" and p["dir"] == "out"]
+    assert publishes and all(p["size"] > 0 for p in publishes)
+    assert not any(p["retain"] for p in publishes)  # the fault, visible on the wire
+    assert {"t", "conn", "dir", "type", "id", "qos", "retain", "topic", "size"} <= set(publishes[0])
+    # The console names the scenario and the step, not pytest's node id.
+    assert "FAIL TEST_0132" in output
+    assert "suite.py::" not in output
+
+
+def test_passes_have_evidence_too_and_no_password_anywhere(failing_run: Any) -> None:
+    _, report, _, report_dir = failing_run
+    auth = [s for s in report["scenarios"] if "REQ_0255" in s["requirements"]]
+    assert auth and all(s["outcome"] == "passed" for s in auth)
+    good = next(s for s in auth if s["id"] == "TEST_0135_1")
+    connect = next(p for p in good["wire"] if p["type"] == "CONNECT")
+    assert "password yes (not shown)" in connect["info"]
+    page = (report_dir / "report.html").read_text()
+    assert page.count("<details id=") == len(report["scenarios"])
+    assert 'id="TEST_0135_1"' in page and "Wire log (" in page
+    for name in ("report.json", "report.html", "matrix.md", "cucumber.json", "junit.xml"):
+        assert "password=" not in (report_dir / name).read_text(), name
+
+
+def test_reports_record_identity_selection_and_step_locations(failing_run: Any) -> None:
+    _, report, _, report_dir = failing_run
+    meta = report["meta"]
+    assert meta["identity"]["factory"] == "tests.faulty:ignores_retained"
+    assert meta["identity"]["features_sha256"] == features_sha256()
+    assert meta["identity"]["kit_version"]
+    assert "distribution" in meta["identity"]
+    assert meta["selection"]["-m"] == "REQ_0253 or REQ_0255"
+    assert meta["broker_limits"] == []
+    cucumber = json.loads((report_dir / "cucumber.json").read_text())
+    steps = [st for feature in cucumber for el in feature["elements"] for st in el["steps"]]
+    assert steps and all(st["match"]["location"] for st in steps)
+    assert all(
+        st["match"]["location"].startswith("conformance/")
+        for st in steps
+        if st["result"]["status"] == "passed"
+    )
+
+
+def test_a_broker_with_limits_is_partial_and_recorded(tmp_path: Path) -> None:
+    require_mosquitto()
+    with MosquittoBroker() as broker:
+        code, report, output = run_kit(tmp_path / "r", "--broker-url", broker.url, "-m", "REQ_0255")
+    assert code == 3, output[-2000:]
+    assert report["verdict"] == "PARTIAL"
+    assert report["meta"]["broker_limits"]
+    skipped = [
+        s
+        for s in report["scenarios"]
+        if s["outcome"] == "skipped" and "REQ_0255" in s["requirements"]
+    ]
+    assert skipped and all("not run against --broker-url" in s["detail"] for s in skipped)
+    assert "not run: needs a broker configured by the kit" in output  # reasons on the console
