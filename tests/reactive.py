@@ -78,6 +78,7 @@ class ReactiveBroker:
 
     on_packet: Handler | None = None
     connack: bytes = b"\x20\x02\x00\x00"
+    echo: bool = False  # send every PUBLISH back to its sender (QoS 0), as if subscribed
     port: int = 0
     packets: list[Packet] = field(default_factory=list)
     sessions: list[Session] = field(default_factory=list)
@@ -145,9 +146,14 @@ class ReactiveBroker:
             session.send(suback(packet.packet_id, codes))
         elif packet.kind == UNSUBSCRIBE:
             session.send(b"\xb0\x02" + packet.body[:2])
-        elif packet.kind == PUBLISH and (packet.flags >> 1) & 3:
+        elif packet.kind == PUBLISH:
             topic_len = int.from_bytes(packet.body[:2], "big")
-            session.send(b"\x40\x02" + packet.body[2 + topic_len : 4 + topic_len])
+            qos = (packet.flags >> 1) & 3
+            if qos:
+                session.send(b"\x40\x02" + packet.body[2 + topic_len : 4 + topic_len])
+            if self.echo:
+                payload = packet.body[2 + topic_len + (2 if qos else 0) :]
+                session.send(publish(packet.body[2 : 2 + topic_len], payload))
         elif packet.kind == PINGREQ:
             session.send(b"\xd0\x00")
         elif packet.kind == DISCONNECT:

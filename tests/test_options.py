@@ -21,12 +21,8 @@ from taktora_connector.domain import ChannelDescriptor, ConfigurationError
 
 def test_defaults_match_the_public_surface() -> None:
     options = MqttConnectorOptions()
-    assert (options.host, options.port, options.client_id, options.keep_alive) == (
-        "localhost",
-        1883,
-        "taktora-mqtt",
-        60.0,
-    )
+    assert (options.host, options.port, options.keep_alive) == ("localhost", 1883, 60.0)
+    assert options.client_id.startswith("taktora") and len(options.client_id) == 23  # random
     assert options.clean_session is True
     assert (options.outbound_capacity, options.inbound_capacity) == (64, 64)
     assert options.inbound_drop_threshold == 1

@@ -7,6 +7,7 @@ depend on a broker's own behaviour (retained messages, persistent sessions).
 
 from __future__ import annotations
 
+import math
 import selectors
 import threading
 from collections.abc import Callable
@@ -16,10 +17,18 @@ import pytest
 from returns.result import Failure
 
 from taktora_connector.adapters.codecs import BytesCodec
-from taktora_connector.adapters.mqtt import MqttQos, MqttRouting
+from taktora_connector.adapters.mqtt import (
+    Credentials,
+    MqttConnectorOptions,
+    MqttQos,
+    MqttRouting,
+    TlsOptions,
+)
 from taktora_connector.adapters.mqtt.matcher import TopicMatcher
+from taktora_connector.conformance.brokers import free_port
 from taktora_connector.domain import (
     ChannelDescriptor,
+    ConfigurationError,
     ConnectorDown,
     Down,
     HealthKind,
@@ -205,3 +214,116 @@ def test_1_an_unexpected_exception_anywhere_goes_down_and_wakes_every_waiter(
     logged = [r for r in caplog.records if "injected fault" in (r.exc_text or r.getMessage())]
     assert len(logged) == 1  # logged once
     assert thread_errors == []
+
+
+# -- point 2: every option checked at construction -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: MqttConnectorOptions(client_id="x\ud800"), "client_id"),
+        (lambda: MqttConnectorOptions(client_id="a\x00b"), "client_id"),
+        (lambda: Credentials("u\ud800", "p"), "username"),
+        (lambda: Credentials("u", "p\udfff"), "password"),
+        (lambda: MqttConnectorOptions(host="h\ud800st"), "host"),
+        (lambda: MqttConnectorOptions(host="h\x00st"), "host"),
+        (lambda: TlsOptions(server_hostname="n\ud800"), "server_hostname"),
+        (lambda: MqttConnectorOptions.from_url("mqtt://u:p\ud800@h"), "password"),
+    ],
+)
+def test_2_options_that_cannot_go_on_the_wire_are_refused_at_construction(
+    build: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        build()
+
+
+# -- point 7: a health subscription taken after close ends ---------------------------------------
+
+
+def test_7_subscribe_health_after_close_yields_the_final_state_and_ends(
+    connect: ConnectFn,
+) -> None:
+    conn = connect(free_port(), start=False)
+    conn.close()
+    late = conn.subscribe_health()
+    done, events = in_thread(lambda: list(late))
+    done.join(10)
+    assert not done.is_alive(), "iterating a late subscription blocked"
+    assert [event.to for event in events[0]] == [conn.health()]
+    assert isinstance(conn.health(), Down)
+
+
+# -- point 8: any timeout value; inf is no deadline, NaN and negatives a Failure, nothing raises ----
+
+BAD_TIMEOUTS = [math.nan, -1.0, -math.inf]
+
+
+def test_8_timeouts_inf_huge_nan_negative_never_raise(connect: ConnectFn) -> None:
+    with ReactiveBroker(echo=True) as fake:
+        conn = connect(fake.port, codec=BytesCodec())
+        reader = reader_of(conn, "to/t", qos=QOS1)
+        writer = conn.create_writer(
+            ChannelDescriptor("w", MqttRouting(topic="to/t", qos=QOS1))
+        ).unwrap()
+        delivery = writer.send(b"x").unwrap().delivery
+        for timeout in (math.inf, 1e12, 1e300):
+            assert delivery.wait(timeout).unwrap() is None
+            assert writer.flush(timeout).unwrap() is None
+        for timeout in BAD_TIMEOUTS:
+            for call in (reader.recv, delivery.wait, writer.flush, conn.close):
+                result = call(timeout)
+                assert isinstance(result, Failure), (call, timeout)
+                assert isinstance(result.failure(), ConfigurationError), (call, timeout)
+        assert conn.health().kind is HealthKind.UP  # a refused close(nan) closed nothing
+        # Blocking forever (inf) and for 1e12 s both end when the reader is closed.
+        for timeout in (math.inf, 1e12):
+            waiting, result = in_thread(lambda t=timeout: reader.recv(t))
+            writer.send(b"y").unwrap()
+            waiting.join(10)
+            assert not waiting.is_alive()
+            assert result[0].unwrap() is not None
+        sub = conn.subscribe_health()
+        for timeout in BAD_TIMEOUTS:
+            assert sub.next(timeout) is None  # nothing waits: no event, no exception
+        assert conn.close(math.inf).unwrap() is None
+        assert conn.sidecar is not None and not conn.sidecar.is_alive()
+        assert isinstance(conn.health(), Down)
+        assert isinstance(reader.recv(0), Failure)
+        events = list(iter(lambda: sub.next(math.inf), None))  # ends: the connector closed
+        assert events[-1].to == conn.health()
+
+
+# -- point 13: default client ids are unique ----------------------------------------------------
+
+
+def test_13_default_client_ids_are_unique_and_explicit_ones_stay() -> None:
+    ids = {MqttConnectorOptions().client_id for _ in range(1_000)}
+    assert len(ids) == 1_000
+    for client_id in ids:  # what every MQTT 3.1.1 broker must accept (MQTT-3.1.3-5)
+        assert 1 <= len(client_id) <= 23 and client_id.isalnum() and client_id.isascii()
+    assert MqttConnectorOptions(client_id="given").client_id == "given"
+    assert MqttConnectorOptions.from_url("mqtt://h").client_id != MqttConnectorOptions().client_id
+
+
+def test_13_two_default_connectors_on_one_broker_do_not_take_each_other_over(
+    mosquitto_broker: Any,
+) -> None:
+    from taktora_connector.adapters.mqtt import MqttConnector
+
+    options = MqttConnectorOptions(host="127.0.0.1", port=mosquitto_broker.port)
+    first: Any = MqttConnector(options.replace(client_id=MqttConnectorOptions().client_id))
+    second: Any = MqttConnector(MqttConnectorOptions(host="127.0.0.1", port=mosquitto_broker.port))
+    try:
+        sub = first.subscribe_health()
+        first.start().unwrap()
+        second.start().unwrap()
+        wait_until(lambda: first.health().kind is second.health().kind is HealthKind.UP, 10)
+        probe = second.create_writer(ChannelDescriptor("p", MqttRouting(topic="p", qos=QOS1)))
+        probe.unwrap().send(1).unwrap().delivery.wait(10).unwrap()  # second is settled
+        kinds = [event.to.kind for event in iter(sub.try_next, None)]
+        assert kinds == [HealthKind.UP]  # the first was never disconnected
+    finally:
+        first.close()
+        second.close()

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
+from taktora_connector.adapters.timeouts import shown, wait_seconds
 from taktora_connector.domain import (
     SENT,
     ZERO_CORRELATION_ID,
@@ -131,12 +132,15 @@ class MqttWriter(Generic[T]):
         Deliveries complete in the order they were accepted, so waiting for the
         last one is waiting for all. The result is the last one's.
         """
+        seconds = wait_seconds(timeout)
+        if isinstance(seconds, ConfigurationError):
+            return Failure(seconds)
         last = self._last
         if last is None:
             return Success(None)
-        result = last.wait(timeout)
+        result = last.wait(seconds)
         if not last.done:
-            return Failure(ConnectorTimeout("flush", timeout if timeout is not None else 0.0))
+            return Failure(ConnectorTimeout("flush", shown(seconds)))
         return result
 
     def when_room(self, callback: Callable[[], None]) -> bool:
@@ -227,9 +231,10 @@ class MqttReader(Generic[T]):
     def recv(
         self, timeout: float | None = None
     ) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:
-        if timeout is not None and timeout < 0:
-            return Failure(ConfigurationError(f"timeout must be >= 0 or None, got {timeout!r}"))
-        return self._receive(timeout)
+        seconds = wait_seconds(timeout)
+        if isinstance(seconds, ConfigurationError):
+            return Failure(seconds)
+        return self._receive(seconds)
 
     def _receive(
         self, timeout: float | None

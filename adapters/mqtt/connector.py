@@ -20,6 +20,7 @@ from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.codecs import JsonCodec
 from taktora_connector.adapters.health import HealthBroadcaster, QueueHealthSubscription
+from taktora_connector.adapters.timeouts import shown, wait_seconds
 from taktora_connector.domain import (
     ChannelDescriptor,
     ConfigurationError,
@@ -179,13 +180,17 @@ class MqttConnector(Generic[T]):
             self._subscriptions.add(reader.topic_filter, reader, int(descriptor.routing.qos))
         return Success(reader)
 
-    def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> Result[None, ConnectorError]:
+    def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> Result[None, ConnectorError]:
         """Flush what was accepted (up to ``timeout`` s), disconnect, stop the sidecar.
 
         Idempotent. ``Failure(ConnectorTimeout)`` when messages were still
         undelivered at the deadline (their handles fail with ``ConnectorDown``);
-        the connector is closed either way.
+        the connector is closed either way. ``None`` or ``math.inf``: no deadline; NaN or
+        a negative timeout is a ``Failure(ConfigurationError)`` and closes nothing.
         """
+        seconds = wait_seconds(timeout, "close timeout")
+        if isinstance(seconds, ConfigurationError):
+            return Failure(seconds)
         with self._lock:
             if self._closed:
                 return Success(None)
@@ -194,7 +199,7 @@ class MqttConnector(Generic[T]):
             readers = list(self._readers.values())
         for writer in writers:
             writer.close()
-        flushed = self._gateway.stop(timeout)
+        flushed = self._gateway.stop(seconds)
         for reader in readers:
             reader.close()
         self._controller.set_phase(Phase.DOWN, "closed")
@@ -202,7 +207,7 @@ class MqttConnector(Generic[T]):
         if self._gateway.died is not None:
             return Failure(ConnectorDown(self._gateway.died))
         if not flushed:
-            return Failure(ConnectorTimeout("close", timeout))
+            return Failure(ConnectorTimeout("close", shown(seconds)))
         return Success(None)
 
     def __enter__(self) -> Self:

@@ -16,7 +16,8 @@ from typing import Final
 
 from returns.result import Failure, Result, Success
 
-from taktora_connector.domain import ConnectorError, ConnectorTimeout
+from taktora_connector.adapters.timeouts import shown, wait_seconds
+from taktora_connector.domain import ConfigurationError, ConnectorError, ConnectorTimeout
 
 _DELIVERED: Final[Result[None, ConnectorError]] = Success(None)
 # One lock for creating events on demand: waiting is rare next to sending.
@@ -44,6 +45,9 @@ class Delivery:
 
     def wait(self, timeout: float | None = None) -> Result[None, ConnectorError]:
         result = self._result
+        seconds = wait_seconds(timeout)
+        if isinstance(seconds, ConfigurationError):
+            return Failure(seconds)
         if result is not None:
             return result
         with _EVENT_LOCK:
@@ -53,11 +57,10 @@ class Delivery:
         # Completion stores the result before it looks for an event, so a
         # result set while we created one is seen here.
         if self._result is None:
-            event.wait(timeout)
+            event.wait(seconds)
         result = self._result
         if result is None:
-            waited = timeout if timeout is not None else 0.0
-            return Failure(ConnectorTimeout("delivery wait", waited))
+            return Failure(ConnectorTimeout("delivery wait", shown(seconds)))
         return result
 
     def on_done(self, callback: Callable[[], None]) -> None:

@@ -23,6 +23,7 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import selectors
@@ -32,6 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from threading import TIMEOUT_MAX
 from typing import Any, Final, Protocol
 
 import paho.mqtt.client as paho
@@ -180,18 +182,24 @@ class Gateway:
             except (BlockingIOError, OSError):  # full pipe: a wake-up is pending anyway
                 pass
 
-    def stop(self, timeout: float) -> bool:
-        """Flush for up to ``timeout`` s, disconnect, end the thread; True if all was flushed."""
+    def stop(self, timeout: float | None) -> bool:
+        """Flush for up to ``timeout`` s (None: no deadline), disconnect, end the thread;
+        True if all was flushed."""
         thread = self._thread
         if thread is None:
             for item in self.outbound.close():
                 item[4].fail(ConnectorDown("connector closed before the message was sent"))
             self._close_fds()
             return True
-        self._stop_deadline = time.monotonic() + max(timeout, 0.0)
+        if timeout is None:
+            self._stop_deadline = math.inf
+            bound = None
+        else:
+            self._stop_deadline = time.monotonic() + max(timeout, 0.0)
+            bound = min(max(timeout, 0.0) + self._options.connect_timeout + 5.0, TIMEOUT_MAX)
         self._stop_requested = True
         self.wake(force=True)
-        thread.join(max(timeout, 0.0) + self._options.connect_timeout + 5.0)
+        thread.join(bound)
         if thread.is_alive():  # pragma: no cover - a bug, but never hang the caller
             log.error("sidecar %s did not stop in time", thread.name)
             return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import ssl
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -40,6 +41,9 @@ class Credentials:
             raise ConfigurationError(
                 f"password must be a str or bytes, got {type(self.password).__name__}"
             )
+        _require_utf8("username", self.username, secret=False)
+        if isinstance(self.password, str):
+            _require_utf8("password", self.password, secret=True)
         for what, value in (("username", self.username), ("password", self.password)):
             size = len(value.encode("utf-8")) if isinstance(value, str) else len(value)
             if size > _MAX_U16:
@@ -74,6 +78,10 @@ class TlsOptions:
             raise ConfigurationError(
                 f"TLS server_hostname must be a non-empty str, got {self.server_hostname!r}"
             )
+        if self.server_hostname is not None:
+            _require_utf8("server_hostname", self.server_hostname, secret=False)
+            if "\x00" in self.server_hostname:
+                raise ConfigurationError("server_hostname contains NUL (U+0000)")
         self.context()  # fail now, not on the sidecar thread, if the CA does not load
 
     def context(self) -> ssl.SSLContext:
@@ -110,6 +118,28 @@ class _NamedServerContext(ssl.SSLContext):
         return super().wrap_socket(sock, *args, **kwargs)
 
 
+def default_client_id() -> str:
+    """A fresh client id: ``taktora`` and 16 random hex digits.
+
+    23 ASCII letters and digits, which every MQTT 3.1.1 broker must accept
+    (MQTT-3.1.3-5); random, so that two connectors left at the default never
+    take each other's session over.
+    """
+    return f"taktora{secrets.token_hex(8)}"
+
+
+def _require_utf8(name: str, value: str, *, secret: bool) -> None:
+    """MQTT strings are UTF-8 (MQTT-1.5.3-1): a lone surrogate cannot be sent."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        shown = "" if secret else f" {value!r}"
+        raise ConfigurationError(
+            f"{name}{shown} is not encodable as UTF-8 (a lone surrogate at position "
+            f"{err.start}); MQTT strings must be valid UTF-8"
+        ) from None
+
+
 def _require_int(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigurationError(f"{name} must be an int, got {value!r}")
@@ -133,7 +163,7 @@ class MqttConnectorOptions:
 
     host: str = "localhost"
     port: int = DEFAULT_PORT
-    client_id: str = "taktora-mqtt"
+    client_id: str = field(default_factory=default_client_id)
     keep_alive: float = 60.0
     clean_session: bool = True
     credentials: Credentials | None = None
@@ -152,13 +182,21 @@ class MqttConnectorOptions:
             raise ConfigurationError(
                 f"host must be a non-empty host name or address without spaces, got {self.host!r}"
             )
+        _require_utf8("host", self.host, secret=False)
+        if "\x00" in self.host:
+            raise ConfigurationError(f"host {self.host!r} contains NUL (U+0000)")
         _require_int("port", self.port, 1, _MAX_U16)
         if not isinstance(self.client_id, str) or not self.client_id:
             raise ConfigurationError(
                 f"client_id must be a non-empty str, got {self.client_id!r}; each connector "
                 "connected to one broker needs its own"
             )
-        if len(self.client_id.encode("utf-8", "surrogatepass")) > _MAX_U16:
+        _require_utf8("client_id", self.client_id, secret=False)
+        if "\x00" in self.client_id:
+            raise ConfigurationError(
+                f"client_id {self.client_id!r} contains NUL (U+0000), which MQTT does not allow"
+            )
+        if len(self.client_id.encode("utf-8")) > _MAX_U16:
             raise ConfigurationError(f"client_id is longer than {_MAX_U16} bytes")
         keep_alive = _require_seconds("keep_alive", self.keep_alive, allow_zero=True)
         if keep_alive != int(keep_alive) or keep_alive > _MAX_U16:
