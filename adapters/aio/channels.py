@@ -235,15 +235,24 @@ class AsyncReader(Generic[T]):
         result = self.try_recv()
         if not is_successful(result) or result.unwrap() is not None:
             return result
+        if timeout is None:
+            return await self._next()
         try:
             async with asyncio.timeout(timeout):
-                while True:
-                    await self._readable()
-                    result = self.try_recv()
-                    if not is_successful(result) or result.unwrap() is not None:
-                        return result
+                return await self._next()
         except TimeoutError:
             return Success(None)
+
+    async def _next(self) -> Result[RecvEnvelope[T, MqttRouting], ConnectorError]:
+        """Wait for the next envelope or failure (the caller bounds the time)."""
+        while True:
+            await self._readable()
+            result = self.try_recv()
+            if not is_successful(result):
+                return Failure(result.failure())
+            envelope = result.unwrap()
+            if envelope is not None:
+                return Success(envelope)
 
     def __aiter__(self) -> AsyncReader[T]:
         return self
@@ -251,16 +260,20 @@ class AsyncReader(Generic[T]):
     async def __anext__(self) -> RecvEnvelope[T, MqttRouting]:
         """The next envelope; ends when the reader or its connector closes. A payload
         that does not decode raises its ``CodecError`` (the reader stays usable)."""
-        while True:
-            result = await self.recv()
-            if not is_successful(result):
-                error = result.failure()
-                if isinstance(error, ConnectorDown):
-                    raise StopAsyncIteration
-                raise error
+        result = self.try_recv()
+        if is_successful(result):
             envelope = result.unwrap()
             if envelope is not None:
                 return envelope
+            waited = await self._next()
+            if is_successful(waited):
+                return waited.unwrap()
+            error = waited.failure()
+        else:
+            error = result.failure()
+        if isinstance(error, ConnectorDown):
+            raise StopAsyncIteration
+        raise error
 
     def fileno(self) -> int:
         return self._fd

@@ -1,0 +1,113 @@
+"""Scale-out: connector processes sharing one subscription on mosquitto.
+
+Every QoS 1 message arrives exactly once across the group while no process
+fails; when one member is killed (SIGKILL) and restarted with its persistent
+session, what it missed is delivered after the restart.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from benchmarks.scaleout import Consumer, Publisher
+from taktora_connector.conformance.brokers import MosquittoBroker
+
+from .conftest import unique_id, wait_until
+
+K = 3
+COUNT = 3_000
+#: What a SIGKILLed member may have acknowledged and not yet printed (see below).
+#: Measured: 0 in every run so far; a broker that dropped the dead member's share
+#: would lose hundreds.
+KILL_WINDOW = 5
+
+
+def _group(broker: MosquittoBroker, run: str, **kwargs: object) -> list[Consumer]:
+    consumers = [
+        Consumer.start(broker.port, f"scale/{run}/+", "ingest", f"{run}-{i}", **kwargs)  # type: ignore[arg-type]
+        for i in range(K)
+    ]
+    return consumers
+
+
+def test_every_message_arrives_exactly_once_across_the_group(
+    mosquitto_broker: MosquittoBroker,
+) -> None:
+    run = unique_id("scale").replace("-", "")
+    publisher = Publisher(mosquitto_broker.port)
+    consumers = _group(mosquitto_broker, run, idle=2.0)
+    try:
+        for consumer in consumers:
+            consumer.wait_ready(publisher.probe)
+        publisher.publish(f"scale/{run}/t", range(COUNT), pause_every=50)
+        assert [c.finish() for c in consumers] == [0] * K  # no process failed
+    finally:
+        publisher.close()
+        for consumer in consumers:
+            if consumer.process.poll() is None:
+                consumer.kill()
+    seen = Counter(n for c in consumers for n in c.numbers())
+    assert sorted(seen) == list(range(COUNT))  # none lost
+    assert max(seen.values()) == 1  # none twice
+    assert all(c.numbers() for c in consumers)  # every member had a share
+
+
+def test_a_killed_and_restarted_member_loses_nothing_of_its_session(
+    mosquitto_broker: MosquittoBroker,
+) -> None:
+    """Member 0 has a persistent session (clean_session=False, fixed client id).
+    While it is dead, mosquitto keeps choosing it for its share of the messages and
+    queues them in its session; in-flight ones (sent, not acknowledged) are sent
+    again on reconnect with DUP set. The restarted member gets both.
+
+    What can still go missing is what the killed process had acknowledged but not
+    yet handed on: the connector acknowledges a QoS 1 message when it reaches the
+    reader's queue (paho's automatic PUBACK), so a message in that queue, or between
+    the queue and the print, dies with the process. Those are counted and must not
+    exceed a handful (``KILL_WINDOW``)."""
+    run = unique_id("kill").replace("-", "")
+    publisher = Publisher(mosquitto_broker.port)
+    consumers = _group(mosquitto_broker, run, idle=3.0, persistent=True)
+    restarted: Consumer | None = None
+    try:
+        for consumer in consumers:
+            consumer.wait_ready(publisher.probe)
+        stream = threading.Thread(
+            target=publisher.publish,
+            args=(f"scale/{run}/t", range(COUNT)),
+            kwargs={"pause_every": 20},
+        )
+        stream.start()
+        victim = consumers[0]
+        wait_until(lambda: len(victim.lines) >= COUNT // (4 * K), 60, "the victim to receive")
+        victim.kill()  # SIGKILL, mid-stream
+        restarted = Consumer.start(
+            mosquitto_broker.port,
+            f"scale/{run}/+",
+            "ingest",
+            victim.client_id,
+            idle=3.0,
+            persistent=True,
+        )
+        restarted.wait_ready(publisher.probe)
+        stream.join(120)
+        codes = [c.finish() for c in [*consumers[1:], restarted]]
+        assert codes == [0] * K  # the survivors and the restarted member ended cleanly
+    finally:
+        publisher.close()
+        for consumer in [*consumers, *([restarted] if restarted else [])]:
+            if consumer.process.poll() is None:
+                consumer.kill()
+    everyone = [*consumers, restarted]
+    seen = Counter(n for c in everyone for n in c.numbers())
+    lost = sorted(set(range(COUNT)) - set(seen))
+    duplicates = {n: times for n, times in seen.items() if times > 1}
+    print(f"killed member: lost {len(lost)} {lost[:20]}, duplicates {len(duplicates)}")
+    # Duplicates: only messages the victim printed before it died and the broker sent
+    # again (their PUBACK had not left the dead process).
+    victim_numbers = set(victim.numbers())
+    assert set(duplicates) <= victim_numbers
+    assert all(times == 2 for times in duplicates.values())
+    assert restarted.numbers()  # the restarted member got its queued share
+    assert len(lost) <= KILL_WINDOW, f"lost {len(lost)}: {lost[:20]}"
