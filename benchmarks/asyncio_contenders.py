@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 from returns.pipeline import is_successful
 
@@ -169,3 +170,50 @@ INBOUND_BACKLOG = {
     "connector (asyncio)": in_backlog_connector_asyncio,
     "aiomqtt": in_backlog_aiomqtt,
 }
+
+
+def measure(port: int, count: int, repeats: int) -> dict[str, Any]:
+    """Median msg/s of both contenders, 64 B: outbound and live inbound at QoS 0 and 1,
+    inbound from a backlog at QoS 1."""
+    from .run import median_rates
+
+    payload = b"x" * 64
+    results: dict[str, Any] = {}
+    for qos in (0, 1):
+        results[f"outbound QoS {qos}"] = median_rates(
+            OUTBOUND, (port, qos, payload), count, repeats
+        )
+        results[f"inbound QoS {qos}"] = median_rates(INBOUND, (port, qos, payload), count, repeats)
+    results["inbound QoS 1, backlog"] = median_rates(
+        INBOUND_BACKLOG, (port, 1, payload), count, repeats
+    )
+    return results
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """(target, measured, threshold): the asyncio interface / aiomqtt, at least 3x."""
+    found = []
+    for case, rates in results.get("mosquitto", {}).get("asyncio", {}).items():
+        found.append(
+            (
+                f"asyncio {case}: connector / aiomqtt",
+                rates["connector (asyncio)"] / rates["aiomqtt"],
+                3.0,
+            )
+        )
+    return found
+
+
+def markdown(results: dict[str, Any]) -> str:
+    measured = results.get("mosquitto", {}).get("asyncio")
+    if not measured:
+        return ""
+    rows = "\n".join(
+        f"| {case} | {r['connector (asyncio)']:,.0f} | {r['aiomqtt']:,.0f} | "
+        f"{r['connector (asyncio)'] / r['aiomqtt']:.2f} |"
+        for case, r in measured.items()
+    )
+    return (
+        "\n## asyncio: the connector's asyncio interface against aiomqtt (mosquitto, 64 B, msg/s)\n\n"
+        "| case | connector (asyncio) | aiomqtt | ratio |\n|---|---|---|---|\n" + rows + "\n"
+    )

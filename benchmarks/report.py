@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import asyncio_contenders, scaleout
+
 
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
@@ -51,6 +53,7 @@ def markdown(results: dict[str, Any]) -> str:
     for name, memory in results["memory"].items():
         details = ", ".join(f"{k} {v:,.0f}" for k, v in memory.items() if k != "rss_growth_mb")
         lines.append(f"| {name} | {memory['rss_growth_mb']:.1f} | {details} |")
+    lines += [asyncio_contenders.markdown(results) + scaleout.markdown(results)]
     lines += ["", "## amqtt in-process (msg/s; broker shares the GIL)", ""]
     for direction in ("outbound", "inbound"):
         names = list(next(iter(results["amqtt"].values()))[direction])

@@ -24,6 +24,7 @@ from typing import Any
 
 from taktora_connector.conformance.brokers import EmbeddedBroker, MosquittoBroker
 
+from . import asyncio_contenders, scaleout
 from . import contenders as c
 
 OUTBOUND = {
@@ -130,6 +131,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         1.0,
         higher_is_better=False,
     )
+    for name, value, threshold in asyncio_contenders.targets(results):
+        add(name, value, threshold)
     for name, memory in results["memory"].items():
         add(
             f"memory: RSS growth, {name} (MB)",
@@ -190,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         sizes = (1, 10, 30) if quick else (1, 100, 10_000)
         results["mosquitto"]["demux"] = demux(
             mosquitto.port, 300 if quick else 20_000, repeats, sizes
+        )
+        progress("mosquitto: the asyncio interface against aiomqtt")
+        results["mosquitto"]["asyncio"] = asyncio_contenders.measure(mosquitto.port, count, repeats)
+        progress("mosquitto: K processes sharing one subscription")
+        results["mosquitto"]["scale_out"] = scaleout.scale_out(
+            mosquitto.port, count, max(1, repeats // 2), (1, 2) if quick else (1, 2, 4)
         )
         progress("memory: inbound flood into a reader that never drains")
         flood = c.memory_inbound_flood(mosquitto.port, 2_000 if quick else 1_000_000)

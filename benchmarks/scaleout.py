@@ -231,7 +231,7 @@ def markdown(results: dict[str, Any]) -> str:
         return ""
     rows = "\n".join(f"| {k} | {rate:,.0f} |" for k, rate in rates.items())
     return (
-        "\n### Scale-out: K processes sharing one subscription (mosquitto, QoS 1, msg/s)\n\n"
+        "\n## Scale-out: K processes sharing one subscription (mosquitto, QoS 1, msg/s)\n\n"
         "| K | msg/s |\n|---|---|\n" + rows + "\n"
     )
 

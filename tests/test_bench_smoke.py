@@ -33,4 +33,10 @@ def test_bench_harness_writes_json_markdown_and_chart(tmp_path: Path) -> None:
     }
     assert {t["target"].split(":")[0] for t in results["targets"]} >= {"demux", "latency"}
     assert "## Targets" in (tmp_path / "results.md").read_text()
+    assert set(results["mosquitto"]["asyncio"]["inbound QoS 1, backlog"]) == {
+        "connector (asyncio)",
+        "aiomqtt",
+    }
+    assert set(results["mosquitto"]["scale_out"]) == {"1", "2"}
+    assert "## Scale-out" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")

@@ -23,12 +23,13 @@ COUNT = 3_000
 KILL_WINDOW = 5
 
 
-def _group(broker: MosquittoBroker, run: str, **kwargs: object) -> list[Consumer]:
-    consumers = [
-        Consumer.start(broker.port, f"scale/{run}/+", "ingest", f"{run}-{i}", **kwargs)  # type: ignore[arg-type]
+def _group(broker: MosquittoBroker, run: str, *, idle: float, persistent: bool) -> list[Consumer]:
+    return [
+        Consumer.start(
+            broker.port, f"scale/{run}/+", "ingest", f"{run}-{i}", idle=idle, persistent=persistent
+        )
         for i in range(K)
     ]
-    return consumers
 
 
 def test_every_message_arrives_exactly_once_across_the_group(
@@ -36,7 +37,7 @@ def test_every_message_arrives_exactly_once_across_the_group(
 ) -> None:
     run = unique_id("scale").replace("-", "")
     publisher = Publisher(mosquitto_broker.port)
-    consumers = _group(mosquitto_broker, run, idle=2.0)
+    consumers = _group(mosquitto_broker, run, idle=2.0, persistent=False)
     try:
         for consumer in consumers:
             consumer.wait_ready(publisher.probe)
