@@ -38,7 +38,8 @@ def client_id(prefix: str) -> str:
 
 
 def connector_options(port: int, **changes: Any) -> MqttConnectorOptions:
-    return MqttConnectorOptions(host="127.0.0.1", port=port, client_id=client_id("conn"), **changes)
+    changes.setdefault("client_id", client_id("conn"))
+    return MqttConnectorOptions(host="127.0.0.1", port=port, **changes)
 
 
 def wait_up(connector: MqttConnector[Any]) -> None:

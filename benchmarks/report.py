@@ -18,9 +18,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"median of {results['repeats']} alternating runs of {results['messages_per_run']:,} "
         f"messages; command `make bench`{' (quick mode: harness check only)' if results['quick'] else ''}.",
         "",
-        "## Throughput on mosquitto (msg/s, end to end)",
-        "",
     ]
+    lines += capacity_tables(results)
+    if "mosquitto" not in results:
+        return "\n".join([*lines, *target_table(results)]) + "\n"
+    lines += ["## Throughput on mosquitto (msg/s, end to end)", ""]
     for direction in ("outbound", "inbound"):
         table = results["mosquitto"][direction]
         names = list(next(iter(table.values())))
@@ -68,15 +70,65 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     if "kit_seconds" in results:
         lines += ["", f"Conformance kit run time: {results['kit_seconds']:.1f} s."]
-    lines += ["", "## Targets", "", "| target | measured | threshold | met |", "|---|---|---|---|"]
+    lines += ["", *target_table(results)]
+    return "\n".join(lines) + "\n"
+
+
+def target_table(results: dict[str, Any]) -> list[str]:
+    lines = ["## Targets", "", "| target | measured | threshold | met |", "|---|---|---|---|"]
     for t in results["targets"]:
         lines.append(
             f"| {t['target']} | {t['value']} | {t['threshold']} | {'yes' if t['met'] else '**no**'} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+CAPACITY_TITLES = {
+    "publish": "Publish capacity: N publishes, then one QoS 1 publish acknowledged",
+    "drain": "Drain: a backlog the broker already holds, read through the reader API",
+}
+
+
+def capacity_tables(results: dict[str, Any]) -> list[str]:
+    """msg/s per contender, then the connector's ratio to every other contender."""
+    if "capacity" not in results:
+        return []
+    lines = [
+        "## Capacity on mosquitto (msg/s, 64 B)",
+        "",
+        f"{results['capacity_messages']:,} messages per run; "
+        "`python -m benchmarks.run --only capacity` runs this part alone.",
+        "",
+    ]
+    for case, table in results["capacity"].items():
+        names = list(next(iter(table.values())))
+        others = [n for n in names if n != "connector"]
+        lines += [
+            f"### {CAPACITY_TITLES[case]}",
+            "",
+            "| case | "
+            + " | ".join(names)
+            + " | "
+            + " | ".join(f"connector / {n}" for n in others)
+            + " |",
+            "|---" * (len(names) + len(others) + 1) + "|",
+        ]
+        for key, rates in table.items():
+            ours = rates["connector"]
+            lines.append(
+                f"| {key} | "
+                + " | ".join(f"{rates[n]:,.0f}" for n in names)
+                + " | "
+                + " | ".join(f"{ours / rates[n]:.2f}x" for n in others)
+                + " |"
+            )
+        lines.append("")
+    return lines
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
+    if "mosquitto" not in results:
+        return
     import matplotlib
 
     matplotlib.use("Agg")

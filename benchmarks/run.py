@@ -25,6 +25,7 @@ from typing import Any
 from taktora_connector.conformance.brokers import EmbeddedBroker, MosquittoBroker
 
 from . import asyncio_contenders, scaleout
+from . import capacity as cap
 from . import contenders as c
 
 OUTBOUND = {
@@ -61,6 +62,22 @@ def throughput(
             results["outbound"][key] = median_rates(OUTBOUND, (port, qos, payload), count, repeats)
             progress(f"inbound {key}")
             results["inbound"][key] = median_rates(INBOUND, (port, qos, payload), count, repeats)
+    return results
+
+
+def capacity(
+    port: int, count: int, repeats: int, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """Publish capacity and drain, QoS 0 and 1, 64 B: msg/s per contender, alternating."""
+    payload = b"x" * 64
+    results: dict[str, Any] = {"publish": {}, "drain": {}}
+    for qos in (0, 1):
+        key = f"QoS {qos}"
+        progress(f"publish capacity {key}")
+        results["publish"][key] = median_rates(cap.PUBLISH, (port, qos, payload), count, repeats)
+        progress(f"drain {key}")
+        drains = {name: (lambda *args, name=name: cap.drain(name, *args)) for name in cap.DRAIN}
+        results["drain"][key] = median_rates(drains, (port, qos, payload), count, repeats)
     return results
 
 
@@ -133,6 +150,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     )
     for name, value, threshold in asyncio_contenders.targets(results):
         add(name, value, threshold)
+    for case, table in results.get("capacity", {}).items():
+        for key, rates in table.items():
+            ours = rates["connector"]
+            if case == "publish":
+                add(f"publish capacity {key}: connector / gmqtt", ours / rates["gmqtt"], 1.0)
+            elif key == "QoS 0":
+                add(f"drain {key}: connector / gmqtt", ours / rates["gmqtt"], 0.7)
+                add(f"drain {key}: connector / paho", ours / rates["paho"], 3.0)
     for name, memory in results["memory"].items():
         add(
             f"memory: RSS growth, {name} (MB)",
@@ -164,7 +189,10 @@ def machine() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="reports/bench")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--only", choices=("capacity",), help="run one part of the suite (targets need all)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny runs: check the harness only")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -184,6 +212,20 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": repeats,
         "messages_per_run": count,
     }
+    # The drain case needs the broker to queue QoS 0 messages for an offline session.
+    with MosquittoBroker(extra_config="queue_qos0_messages true") as mosquitto:
+        progress("mosquitto: capacity (publish, drain)")
+        results["capacity_messages"] = 300 if quick else 100_000
+        results["capacity"] = capacity(
+            mosquitto.port, results["capacity_messages"], repeats, progress
+        )
+    if args.only == "capacity":
+        from .report import write_all
+
+        results["targets"] = []
+        write_all(results, out)
+        progress(f"written to {out}/")
+        return 0
     with MosquittoBroker() as mosquitto:
         progress("mosquitto: throughput")
         results["mosquitto"] = throughput(mosquitto.port, count, repeats, progress)

@@ -39,4 +39,18 @@ def test_bench_harness_writes_json_markdown_and_chart(tmp_path: Path) -> None:
     }
     assert set(results["mosquitto"]["scale_out"]) == {"1", "2"}
     assert "## Scale-out" in (tmp_path / "results.md").read_text()
+    contenders = {"connector", "gmqtt", "mqttium", "paho", "bare socket"}
+    for case in ("publish", "drain"):
+        for qos in ("QoS 0", "QoS 1"):
+            assert set(results["capacity"][case][qos]) == contenders
+    assert {t["target"].split(":")[0] for t in results["targets"]} >= {
+        "demux",
+        "latency",
+        "publish capacity QoS 0",
+        "publish capacity QoS 1",
+        "drain QoS 0",
+    }
+    report = (tmp_path / "results.md").read_text()
+    assert "## Targets" in report
+    assert "connector / gmqtt" in report
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,339 @@
+"""The sans-IO MQTT 3.1.1 codec: byte for byte against paho, the packet rules, and fuzzing."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from taktora_connector.adapters.mqtt.packets import (
+    MAX_REMAINING,
+    NEED_DATA,
+    ConnAck,
+    Connect,
+    Disconnect,
+    NeedData,
+    Packet,
+    PacketReader,
+    PingReq,
+    PingResp,
+    ProtocolViolation,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    SubAck,
+    Subscribe,
+    UnsubAck,
+    Unsubscribe,
+    Will,
+    encode,
+    encode_puback,
+    encode_publish,
+    remaining_length,
+)
+
+
+def read_all(data: bytes, chunk: int | None = None) -> list[Packet]:
+    reader = PacketReader()
+    packets: list[Packet] = []
+    step = chunk or max(len(data), 1)
+    for start in range(0, len(data), step):
+        reader.receive_data(data[start : start + step])
+        while not isinstance(event := reader.next_event(), NeedData):
+            packets.append(event)
+    return packets
+
+
+# -- byte for byte against paho ------------------------------------------------------------------
+
+
+class PahoOnTheWire:
+    """A paho client connected to a loopback socket we read: what paho writes, byte for byte."""
+
+    def __init__(self, **connect: Any) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=connect.pop("client_id", "wire"),
+            clean_session=connect.pop("clean_session", True),
+            protocol=MQTTProtocolVersion.MQTTv311,
+        )
+        for name, args in connect.items():
+            getattr(self.client, name)(*args)
+        self.client.connect("127.0.0.1", self.server.getsockname()[1], keepalive=30)
+        self.peer, _ = self.server.accept()
+        self.peer.settimeout(5)
+
+    def written(self, size: int) -> bytes:
+        """The next ``size`` bytes paho wrote (paho writes inline or on loop_write)."""
+        self.client.loop_write()
+        out = b""
+        while len(out) < size:
+            chunk = self.peer.recv(size - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+    def accept(self) -> None:
+        self.peer.sendall(b"\x20\x02\x00\x00")
+        self.client.loop_read()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.peer.close()
+        self.server.close()
+
+
+def test_connect_matches_paho_byte_for_byte() -> None:
+    wire = PahoOnTheWire(
+        client_id="wire-1",
+        clean_session=False,
+        username_pw_set=("user", "pass"),
+        will_set=("last/will", b"gone", 1, True),
+    )
+    try:
+        expected = Connect(
+            "wire-1", False, 30, "user", b"pass", Will("last/will", b"gone", 1, True)
+        )
+        raw = wire.written(len(encode(expected)))
+        assert raw == encode(expected)
+        assert read_all(raw) == [expected]
+    finally:
+        wire.close()
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "qos", "retain"),
+    [
+        ("a", b"", 0, False),
+        ("sensors/room/temp", b"x" * 64, 0, True),
+        ("t/\u00fc\u00df/\u6771", b"\x00\xff" * 100, 1, False),  # 200 B: two length bytes
+        ("big", b"y" * 20_000, 1, True),
+        ("huge", b"z" * 2_100_000, 0, False),  # four length bytes
+    ],
+)
+def test_publish_matches_paho_byte_for_byte(
+    topic: str, payload: bytes, qos: int, retain: bool
+) -> None:
+    wire = PahoOnTheWire()
+    try:
+        wire.written(len(encode(Connect("wire", keep_alive=30))))
+        wire.accept()
+        info = wire.client.publish(topic, payload, qos, retain)
+        packet_id = info.mid if qos else None
+        expected = encode_publish(topic.encode(), payload, qos, retain, packet_id)
+        raw = wire.written(len(expected))
+        while wire.client.want_write():  # a large packet takes several writes
+            raw += wire.written(len(expected) - len(raw))
+        assert raw == expected
+        assert read_all(raw, 1000) == [
+            Publish(topic.encode(), payload, qos, retain, False, packet_id)
+        ]
+    finally:
+        wire.close()
+
+
+def test_subscribe_unsubscribe_puback_and_disconnect_match_paho() -> None:
+    wire = PahoOnTheWire()
+    try:
+        wire.written(len(encode(Connect("wire", keep_alive=30))))
+        wire.accept()
+        _, sub_id = wire.client.subscribe([("a/+", 0), ("b/#", 1), ("c", 2)])
+        assert sub_id is not None
+        expected: bytes = encode(Subscribe(sub_id, [("a/+", 0), ("b/#", 1), ("c", 2)]))
+        assert wire.written(len(expected)) == expected
+        _, unsub_id = wire.client.unsubscribe(["a/+", "c"])
+        assert unsub_id is not None
+        expected = encode(Unsubscribe(unsub_id, ["a/+", "c"]))
+        assert wire.written(len(expected)) == expected
+        # paho acknowledges a QoS 1 PUBLISH from the broker with a PUBACK.
+        wire.peer.sendall(encode_publish(b"a/x", b"p", 1, False, 4242))
+        wire.client.loop_read()
+        assert wire.written(4) == encode_puback(4242) == encode(PubAck(4242))
+        wire.client.disconnect()
+        assert wire.written(2) == encode(Disconnect()) == b"\xe0\x00"
+    finally:
+        wire.peer.close()
+        wire.server.close()
+
+
+# -- the packet rules ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "encoded"),
+    [
+        (0, b"\x00"),
+        (127, b"\x7f"),
+        (128, b"\x80\x01"),
+        (16_383, b"\xff\x7f"),
+        (16_384, b"\x80\x80\x01"),
+        (2_097_151, b"\xff\xff\x7f"),
+        (2_097_152, b"\x80\x80\x80\x01"),
+        (MAX_REMAINING, b"\xff\xff\xff\x7f"),
+    ],
+)
+def test_remaining_length_boundaries_of_the_spec(size: int, encoded: bytes) -> None:
+    assert remaining_length(size) == encoded  # the table of MQTT 3.1.1 section 2.2.3
+
+
+def test_remaining_length_beyond_four_bytes_is_refused_both_ways() -> None:
+    with pytest.raises(ProtocolViolation):
+        remaining_length(MAX_REMAINING + 1)
+    with pytest.raises(ProtocolViolation, match="four bytes"):
+        read_all(b"\x30\xff\xff\xff\xff\x01")
+
+
+MALFORMED = {
+    "QoS 3": (b"\x36\x05\x00\x01a\x00\x01", "QoS 3"),
+    "QoS 0 with DUP": (b"\x38\x03\x00\x01a", "DUP"),
+    "QoS 1 packet id 0": (b"\x32\x05\x00\x01a\x00\x00", "identifier 0"),
+    "QoS 1 without packet id": (b"\x32\x03\x00\x01a", "packet identifier"),
+    "topic longer than packet": (b"\x30\x03\x00\x05a", "too short"),
+    "PUBLISH of one byte": (b"\x30\x01\x00", "shorter"),
+    "reserved type 0": (b"\x00\x00", "reserved packet type"),
+    "reserved type 15": (b"\xf0\x00", "reserved packet type"),
+    "PUBACK with flags": (b"\x41\x02\x00\x01", "reserved flags"),
+    "SUBSCRIBE without flag 2": (b"\x80\x06\x00\x01\x00\x01a\x00", "reserved flags"),
+    "PUBREL without flag 2": (b"\x60\x02\x00\x01", "reserved flags"),
+    "PUBACK too long": (b"\x40\x03\x00\x01\x00", "length 3"),
+    "PINGRESP with body": (b"\xd0\x01\x00", "length 1"),
+    "CONNACK reserved flags": (b"\x20\x02\x02\x00", "MQTT-3.2.2-1"),
+    "SUBACK bad code": (b"\x90\x03\x00\x01\x03", "return codes"),
+    "SUBACK packet id 0": (b"\x90\x03\x00\x00\x00", "identifier 0"),
+    "SUBSCRIBE empty": (b"\x82\x02\x00\x01", "MQTT-3.8.3-3"),
+    "SUBSCRIBE QoS 3": (b"\x82\x06\x00\x01\x00\x01a\x03", "MQTT-3.8.3-4"),
+    "UNSUBSCRIBE empty": (b"\xa2\x02\x00\x01", "MQTT-3.10.3-2"),
+    "CONNECT 3.1": (b"\x10\x0e\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x00", "not MQTT 3.1.1"),
+    "CONNECT reserved flag": (b"\x10\x0c\x00\x04MQTT\x04\x03\x00\x3c\x00\x00", "reserved"),
+    "field past the end": (b"\x82\x05\x00\x01\x00\x09a", "malformed SUBSCRIBE"),
+    "filter not UTF-8": (b"\xa2\x05\x00\x01\x00\x01\xff", "malformed UNSUBSCRIBE"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_packets_are_typed_protocol_violations(case: str) -> None:
+    data, reason = MALFORMED[case]
+    reader = PacketReader()
+    reader.receive_data(data)
+    with pytest.raises(ProtocolViolation, match=reason):
+        reader.next_event()
+    reader.receive_data(b"\xd0\x00")
+    with pytest.raises(ProtocolViolation):  # a broken stream stays broken
+        reader.next_event()
+
+
+def test_a_packet_larger_than_the_readers_limit_is_refused_before_it_is_buffered() -> None:
+    reader = PacketReader(max_remaining=1024)
+    reader.receive_data(b"\x30\x81\x08")  # 1025 bytes announced, none sent yet
+    with pytest.raises(ProtocolViolation, match="exceeds the limit"):
+        reader.next_event()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: encode_publish(b"t", b"", 1, packet_id=None),
+        lambda: encode_publish(b"t", b"", 1, packet_id=0),
+        lambda: encode_publish(b"t", b"", 2, packet_id=65536),
+        lambda: encode_publish(b"t", b"", 3, packet_id=1),
+        lambda: encode_publish(b"t", b"", 0, dup=True),
+        lambda: encode_publish(b"t" * 65536, b""),
+        lambda: encode_puback(0),
+        lambda: encode(Subscribe(1, [])),
+        lambda: encode(Subscribe(1, [("a", 3)])),
+        lambda: encode(Unsubscribe(0, ["a"])),
+        lambda: encode(SubAck(1, [7])),
+        lambda: encode(Connect("c", password=b"p")),
+        lambda: encode(Connect("c", keep_alive=70_000)),
+    ],
+)
+def test_encoders_refuse_what_breaks_a_rule(call: Any) -> None:
+    with pytest.raises(ProtocolViolation):
+        call()
+
+
+def test_partial_packets_wait_for_more_bytes_and_keep_the_raw_bytes() -> None:
+    publish = encode_publish(b"a/b", b"payload", 1, True, 7)
+    reader = PacketReader()
+    for byte in publish[:-1]:
+        reader.receive_data(bytes((byte,)))
+        assert reader.next_event() is NEED_DATA
+    reader.receive_data(publish[-1:] + b"\xd0")
+    assert reader.next_event() == Publish(b"a/b", b"payload", 1, True, False, 7)
+    assert reader.last_raw() == publish  # valid until the next receive_data
+    assert reader.next_event() is NEED_DATA
+    assert reader.buffered == 1
+    reader.receive_data(b"\x00")
+    assert reader.next_event() == PingResp()
+    assert reader.last_raw() == b"\xd0\x00"
+    assert reader.buffered == 0
+
+
+# -- fuzzing -------------------------------------------------------------------------------------
+
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
+packet_ids = st.integers(1, 65535)
+packets = st.one_of(
+    st.builds(
+        lambda t, p, q, r, d, i: Publish(t, p, q, r, d and q > 0, i if q else None),
+        st.binary(max_size=40),
+        st.binary(max_size=300),
+        st.sampled_from([0, 1, 2]),
+        st.booleans(),
+        st.booleans(),
+        packet_ids,
+    ),
+    st.builds(PubAck, packet_ids),
+    st.builds(PubRec, packet_ids),
+    st.builds(PubRel, packet_ids),
+    st.builds(PubComp, packet_ids),
+    st.builds(UnsubAck, packet_ids),
+    st.builds(ConnAck, st.booleans(), st.integers(0, 255)),
+    st.builds(SubAck, packet_ids, st.lists(st.sampled_from([0, 1, 2, 0x80]), min_size=1)),
+    st.builds(
+        Subscribe,
+        packet_ids,
+        st.lists(st.tuples(texts, st.sampled_from([0, 1, 2])), min_size=1, max_size=5),
+    ),
+    st.builds(Unsubscribe, packet_ids, st.lists(texts, min_size=1, max_size=5)),
+    st.builds(
+        Connect,
+        texts,
+        st.booleans(),
+        st.integers(0, 65535),
+        st.none() | texts,
+        st.none(),
+        st.none()
+        | st.builds(Will, texts, st.binary(max_size=20), st.sampled_from([0, 1, 2]), st.booleans()),
+    ),
+    st.just(PingReq()),
+    st.just(PingResp()),
+    st.just(Disconnect()),
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(packets, max_size=8), st.integers(1, 64))
+def test_any_packets_round_trip_in_any_chunking(found: list[Packet], chunk: int) -> None:
+    raw = b"".join(encode(p) for p in found)
+    assert read_all(raw, chunk) == found
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=300), st.integers(1, 32))
+def test_arbitrary_bytes_raise_nothing_but_a_protocol_violation(data: bytes, chunk: int) -> None:
+    try:
+        for packet in read_all(data, chunk):
+            # What decodes encodes again to a packet that reads back the same.
+            assert read_all(encode(packet)) == [packet]
+    except ProtocolViolation:
+        pass
