@@ -36,7 +36,8 @@ from taktora_connector.domain import (
 )
 
 from .conftest import ConnectFn, unique_id, wait_until
-from .reactive import SUBSCRIBE, Packet, ReactiveBroker, Session, suback
+from .hostile import publish
+from .reactive import PINGREQ, SUBSCRIBE, Packet, ReactiveBroker, Session, suback, trickle
 
 QOS1 = MqttQos.AT_LEAST_ONCE
 
@@ -327,3 +328,100 @@ def test_13_two_default_connectors_on_one_broker_do_not_take_each_other_over(
     finally:
         first.close()
         second.close()
+
+
+# -- point 3: a keep-alive loss is one loss, not a failed attempt too ---------------------------
+
+
+def test_3_keep_alive_loss_reconnects_even_with_no_failed_attempts_allowed(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    def mute_first_connection(session: Session, packet: Packet) -> bool:
+        # The first connection never answers PINGREQ: paho's own keep-alive ends it.
+        return packet.kind == PINGREQ and session is fake.sessions[0]
+
+    with ReactiveBroker(mute_first_connection) as fake:
+        conn = connect(
+            fake.port, keep_alive=1, reconnect_attempt_ceiling=0, reconnect_initial_backoff=0.01
+        )
+        sub = conn.subscribe_health()
+        wait_until(lambda: fake.connects >= 2, 10, "a reconnect after the keep-alive loss")
+        wait_until(lambda: conn.health().kind in (HealthKind.UP, HealthKind.DOWN), 10)
+        kinds = [event.to.kind for event in iter(sub.try_next, None)]
+        assert conn.health().kind is HealthKind.UP, (conn.health(), kinds)
+        assert kinds[:3] == [HealthKind.DEGRADED, HealthKind.CONNECTING, HealthKind.UP]
+    assert thread_errors == []
+
+
+# -- point 4: liveness needs complete packets, not a byte trickle --------------------------------
+
+
+def test_4_a_byte_trickle_without_pingresp_is_a_dead_link(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    stop = threading.Event()
+
+    def trickle_on_subscribe(session: Session, packet: Packet) -> bool:
+        if packet.kind == PINGREQ:
+            return True  # never answered
+        if packet.kind == SUBSCRIBE and session is fake.sessions[0]:
+            session.send(suback(packet.packet_id, b"\x00"))
+            big = publish(b"tr/t", b"x" * 200)  # 200+ bytes at 0.4 s each: ~80 s
+            threading.Thread(target=trickle, args=(session, big, 0.4, stop), daemon=True).start()
+            return True
+        return False
+
+    with ReactiveBroker(trickle_on_subscribe) as fake:
+        conn = connect(fake.port, keep_alive=1, reconnect_initial_backoff=0.01)
+        sub = conn.subscribe_health()
+        reader_of(conn, "tr/t")
+        try:
+            # 1.5 x keep-alive is 1.5 s; 8 s is a generous bound against a ~80 s trickle.
+            wait_until(lambda: conn.health().kind is not HealthKind.UP, 8, "the dead link noticed")
+        finally:
+            stop.set()
+        kinds = [event.to.kind for event in iter(sub.try_next, None)]
+        assert kinds[:2] == [HealthKind.DEGRADED, HealthKind.CONNECTING]
+        assert conn.last_error is not None and "keep-alive" in conn.last_error
+    assert thread_errors == []
+
+
+def test_4_an_idle_healthy_link_stays_up(connect: ConnectFn, thread_errors: list[Any]) -> None:
+    """The liveness check must not kill a link that answers its pings (event order: three
+    PINGREQs answered in turn and still one connection, Up all along)."""
+    with ReactiveBroker() as fake:
+        conn = connect(fake.port, keep_alive=1)
+        sub = conn.subscribe_health()
+        wait_until(lambda: len(fake.seen(PINGREQ)) >= 3, 10, "three keep-alive rounds")
+        assert fake.connects == 1
+        assert conn.health().kind is HealthKind.UP
+        assert list(iter(sub.try_next, None)) == []
+    assert thread_errors == []
+
+
+# -- point 5: a lost connection is visible whatever latch is set ---------------------------------
+
+
+def test_5_a_loss_is_broadcast_even_while_a_drop_latch_is_set(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    with ReactiveBroker(publish_after_subscribe("dr/t", b"1")) as fake:
+        conn = connect(
+            fake.port,
+            inbound_capacity=1,
+            reconnect_attempt_ceiling=2,
+            reconnect_initial_backoff=0.01,
+            reconnect_max_backoff=0.02,
+            codec=BytesCodec(),
+        )
+        sub = conn.subscribe_health()
+        reader_of(conn, "dr/t")
+        wait_until(lambda: fake.sessions and fake.seen(SUBSCRIBE), 5, "SUBSCRIBE")
+        fake.sessions[0].publish("dr/t", b"2")  # the queue holds one: this one is dropped
+        wait_until(lambda: conn.health().kind is HealthKind.DEGRADED, 5, "the drop latch")
+        fake.stop()  # the broker goes away and stays away
+        wait_until(lambda: conn.health().kind is HealthKind.DOWN, 10, "Down after the ceiling")
+        kinds = [event.to.kind for event in iter(sub.try_next, None)]
+        assert kinds == [HealthKind.DEGRADED, HealthKind.CONNECTING, HealthKind.DOWN], kinds
+        assert conn.last_error is not None and "gave up" in conn.last_error
+    assert thread_errors == []

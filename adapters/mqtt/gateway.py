@@ -124,6 +124,8 @@ class Gateway:
         self._connected_at = 0.0
         self._next_attempt = 0.0
         self._connack_deadline: float | None = None
+        self._last_packet_in = 0.0  # monotonic time of the last complete inbound packet
+        self._packet_seen: object = None
         self._refusal: tuple[bool, str] | None = None  # (permanent, reason)
         self._drop_reason: str | None = None
         self._gave_up = False
@@ -309,7 +311,10 @@ class Gateway:
             self._pump()
         if self._socket_open:
             self._write()
-            if now >= self._next_misc:
+            if self._connected and self._link_silent(now):
+                limit = 1.5 * self._options.keep_alive
+                self._force_close(f"keep-alive: no packet from the broker within {limit:g} s")
+            elif now >= self._next_misc:
                 self._next_misc = now + IDLE_TICK
                 self._client_call(lambda c: c.loop_misc())
             if self._connack_deadline is not None and now >= self._connack_deadline:
@@ -350,6 +355,8 @@ class Gateway:
             deadlines.append(self._next_attempt)
         if self._connack_deadline is not None:
             deadlines.append(self._connack_deadline)
+        if self._connected and self._options.keep_alive:
+            deadlines.append(self._last_packet_in + 1.5 * self._options.keep_alive)
         if self._stop_requested:
             deadlines.append(self._stop_deadline)
         return max(0.0, min(deadlines) - now)
@@ -428,6 +435,7 @@ class Gateway:
             self._wire = _install_buffer(client)
             self._socket_open = True
             self._connack_deadline = now + options.connect_timeout
+            self._last_packet_in = now
             self._next_misc = now + IDLE_TICK
 
     def _attempt_failed(self, reason: str) -> None:
@@ -479,6 +487,10 @@ class Gateway:
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
+        if not self._socket_open:
+            # paho can report one loss twice (its keep-alive check closes the socket and
+            # reports, then its ping check reports again): the first report counts.
+            return
         was_connected = self._connected
         self._connected = False
         self._socket_open = False
@@ -569,10 +581,27 @@ class Gateway:
             log.warning("protocol I/O failed: %s", _describe(err))
             if self._socket_open and client.socket() is not None:
                 self._force_close(f"I/O error: {_describe(err)}")
+        self._note_complete_packets()
         self._settle_qos1()
         if self._connected:
             self._pump()
             self._write()
+
+    def _note_complete_packets(self) -> None:
+        """Liveness counts complete packets only (a PINGRESP, a PUBLISH, ...), never a
+        byte trickle. paho starts a new ``_in_packet`` dict after each complete packet,
+        so a new one means at least one arrived (``test_4_an_idle_healthy_link_stays_up``)."""
+        client = self._client
+        packet = getattr(client, "_in_packet", None)
+        if packet is not self._packet_seen:
+            self._packet_seen = packet
+            self._last_packet_in = time.monotonic()
+
+    def _link_silent(self, now: float) -> bool:
+        """No complete packet within 1.5 x keep-alive: the link is dead (paho's own check
+        is fooled by a trickle, which refreshes its byte clock and re-arms its PINGREQ)."""
+        keep_alive = self._options.keep_alive
+        return bool(keep_alive) and now - self._last_packet_in >= 1.5 * keep_alive
 
     def _readable_now(self, sock: Any) -> bool:
         """Whether more bytes wait on ``sock`` (poll, which has no descriptor limit)."""

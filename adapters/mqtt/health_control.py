@@ -2,7 +2,8 @@
 
 Rules of this module:
 - health is *derived*: ``desired_health`` maps the connection phase and the set
-  of tripped latches to one state, and ``path`` finds the legal steps from the
+  of tripped latches to one state (a lost connection shows as ``Connecting`` or
+  ``Down`` whatever latch is set; latches show again once connected), and ``path`` finds the legal steps from the
   current state to it (``Up -> Connecting`` goes through
   ``Degraded("connection lost")``, each step broadcast);
 - a latch (outbound backpressure, inbound drops) trips once when its condition
@@ -46,11 +47,23 @@ class Phase(enum.Enum):
 
 
 def desired_health(
-    phase: Phase, latch_reasons: list[str], current: ConnectorHealth, *, since: int, reason: str
+    phase: Phase,
+    latch_reasons: list[str],
+    current: ConnectorHealth,
+    *,
+    since: int,
+    reason: str,
+    reconnecting: bool = False,
 ) -> ConnectorHealth:
-    """The health that phase and latches call for (keeping ``current`` if it already is)."""
+    """The health that phase and latches call for (keeping ``current`` if it already is).
+
+    ``reconnecting``: the connection was lost and is not back yet; that shows as
+    ``Connecting`` whatever latch is set (the latches show again once connected).
+    """
     if phase is Phase.DOWN:
         return current if isinstance(current, Down) else Down(reason, since)
+    if reconnecting and phase is Phase.CONNECTING:
+        return current if isinstance(current, Connecting) else Connecting(since)
     if latch_reasons:
         return current if isinstance(current, Degraded) else Degraded(latch_reasons[0])
     if phase is Phase.CONNECTED:
@@ -79,6 +92,7 @@ class HealthController:
         self._lock = threading.RLock()
         self._phase = Phase.CONNECTING
         self._phase_since = time.monotonic_ns()
+        self._reconnecting = False
         self._down_reason = ""
         self._latches: dict[Hashable, str] = {}
         self._threshold = inbound_drop_threshold
@@ -98,6 +112,10 @@ class HealthController:
     def set_phase(self, phase: Phase, reason: str = "") -> None:
         with self._lock:
             if phase is not self._phase:
+                if self._phase is Phase.CONNECTED:
+                    self._reconnecting = True  # a loss: visible whatever latch is set
+                elif phase is Phase.CONNECTED:
+                    self._reconnecting = False
                 self._phase = phase
                 self._phase_since = time.monotonic_ns()
             if phase is Phase.DOWN:
@@ -152,6 +170,7 @@ class HealthController:
             current,
             since=self._phase_since,
             reason=self._down_reason,
+            reconnecting=self._reconnecting,
         )
         for step in path(current, target):
             self._broadcaster.move(step)
