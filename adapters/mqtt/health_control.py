@@ -3,9 +3,10 @@
 Rules of this module:
 - health is *derived*: ``desired_health`` maps the connection phase and the set
   of tripped latches to one state (a lost connection shows as ``Connecting`` or
-  ``Down`` whatever latch is set; latches show again once connected), and ``path`` finds the legal steps from the
-  current state to it (``Up -> Connecting`` goes through
-  ``Degraded("connection lost")``, each step broadcast);
+  ``Down`` whatever latch is set; latches show again once connected), and
+  ``path`` finds the legal steps from the current state to it
+  (``Up -> Connecting`` goes through ``Degraded("connection lost")``, each step
+  broadcast);
 - a latch (outbound backpressure, inbound drops) trips once when its condition
   starts and stays tripped until the path that caused it drained (outbound: the
   bridge, the in-flight window and unwritten bytes all empty; inbound: every
