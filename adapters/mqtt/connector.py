@@ -180,12 +180,12 @@ class MqttConnector(Generic[T]):
             self._subscriptions.add(reader.topic_filter, reader, int(descriptor.routing.qos))
         return Success(reader)
 
-    def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> Result[None, ConnectorError]:
+    def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> Result[None, ConnectorError]:
         """Flush what was accepted (up to ``timeout`` s), disconnect, stop the sidecar.
 
         Idempotent. ``Failure(ConnectorTimeout)`` when messages were still
         undelivered at the deadline (their handles fail with ``ConnectorDown``);
-        the connector is closed either way. ``None`` or ``math.inf``: no deadline; NaN or
+        the connector is closed either way. ``math.inf``: no deadline; NaN or
         a negative timeout is a ``Failure(ConfigurationError)`` and closes nothing.
         """
         seconds = wait_seconds(timeout, "close timeout")
