@@ -51,8 +51,16 @@ example: $(STAMP)
 	$(BIN)/python examples/with_embedded_broker.py examples/quickstart.py
 	$(BIN)/python examples/with_embedded_broker.py examples/async_quickstart.py
 
+# The kit on the reference and on the gmqtt example connector, then both side by side.
+# Runs all three steps; fails if any did not PASS.
 conformance: $(STAMP)
-	$(BIN)/taktora-conformance --report-dir reports/conformance
+	@rc=0; \
+	$(BIN)/taktora-conformance -q --report-dir reports/conformance/reference || rc=1; \
+	PYTHONPATH=examples $(BIN)/taktora-conformance -q --report-dir reports/conformance/gmqtt \
+	    --connector-factory gmqtt_connector:make_connector || rc=1; \
+	$(BIN)/taktora-conformance compare reports/conformance/reference/report.json \
+	    reports/conformance/gmqtt/report.json --out reports/conformance || rc=1; \
+	exit $$rc
 
 # Benchmarks: mosquitto (started by the harness) and in-process amqtt; writes reports/bench/.
 bench: $(STAMP)

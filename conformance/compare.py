@@ -47,6 +47,16 @@ class Run:
         return str(self.data["meta"]["connector"])
 
     @property
+    def short(self) -> str:
+        """A column name: the factory's callable, or its module for a generic callable."""
+        module, _, attribute = self.label.partition(":")
+        if self.label.endswith(":reference_factory"):
+            return "reference"
+        if attribute in ("make_connector", "factory", "make", "create_connector", "connector"):
+            return module.split(".")[-1]
+        return attribute or module
+
+    @property
     def broker(self) -> str:
         return str(self.data["meta"]["broker"])
 
@@ -110,7 +120,7 @@ def write_html(runs: Sequence[Run], out: Path) -> Path:
     e = html.escape
     reqs, scenarios = rows(runs)
     head = "".join(
-        f"<th>{e(run.label)}<br><span class='small'>{e(run.broker)}</span><br>"
+        f"<th>{e(run.short)}<br><span class='small'>{e(run.label)}<br>{e(run.broker)}</span><br>"
         f'<a class="{e(run.verdict)}" href="{e(run.link(out, ""))}">{e(run.verdict)}</a></th>'
         for run in runs
     )
@@ -151,7 +161,7 @@ def write_markdown(runs: Sequence[Run], out: Path) -> Path:
     lines = ["# Conformance comparison", ""]
     for number, run in enumerate(runs, start=1):
         lines.append(
-            f"{number}. `{run.label}` on {run.broker}: **{run.verdict}** "
+            f"{number}. {run.short}: `{run.label}` on {run.broker}: **{run.verdict}** "
             f"([report]({run.link(out, '')}))"
         )
     lines += [
@@ -179,13 +189,13 @@ def write_markdown(runs: Sequence[Run], out: Path) -> Path:
 def table_lines(runs: Sequence[Run]) -> list[str]:
     """The requirement rows for a terminal."""
     reqs, _ = rows(runs)
-    width = 10
-    lines = ["requirement  " + "  ".join(f"{n:<{width}}" for n in range(1, len(runs) + 1))]
+    width = max(10, *(len(run.short) for run in runs))
+    lines = ["requirement  " + "  ".join(f"{run.short:<{width}}" for run in runs)]
     for key, _title in reqs:
         cells = "  ".join(f"{_result(run, 'req', key):<{width}}" for run in runs)
         lines.append(f"{key:<11}  {cells}")
     lines.append(f"{'verdict':<11}  " + "  ".join(f"{run.verdict:<{width}}" for run in runs))
-    lines += [f"  {n}: {run.label} on {run.broker}" for n, run in enumerate(runs, start=1)]
+    lines += [f"  {run.short}: {run.label} on {run.broker}" for run in runs]
     return lines
 
 

@@ -118,7 +118,7 @@ class Matrix:
             by_reason.setdefault(s.detail or "not run", []).append(s.anchor)
         for reason, ids in by_reason.items():
             count = f"{len(ids)} scenario{'s' * (len(ids) != 1)}"
-            lines.append(f"{count} {reason}: {', '.join(ids)}")
+            lines.append(f"{reason}: {count} ({', '.join(ids)})")
         return lines
 
 

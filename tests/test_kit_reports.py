@@ -62,7 +62,7 @@ def test_verdict_is_pass_only_when_every_requirement_ran_and_passed() -> None:
     assert matrix.verdict == "PARTIAL"
     assert matrix.exit_code == 3
     assert {r.id: r.result for r in matrix.rows}["REQ_0255"] == "PARTIAL"
-    assert matrix.why_not_pass() == ["1 scenario why: T_extra"]
+    assert matrix.why_not_pass() == ["why: 1 scenario (T_extra)"]
     missing = build_matrix(every[1:], META)
     assert missing.verdict == "PARTIAL"
     assert missing.why_not_pass() == ["REQ_0250 has no scenario in this run"]

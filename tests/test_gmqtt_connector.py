@@ -1,0 +1,111 @@
+"""The second connector (examples/gmqtt_connector, on gmqtt) passes the whole kit, and
+``taktora-conformance compare`` puts its run beside another, each cell linked to its evidence."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taktora_connector.conformance.brokers import MosquittoBroker
+from taktora_connector.conformance.compare import main as compare_main
+
+from .conftest import require_mosquitto
+from .test_conformance_kit import ROOT, results, run_kit
+
+pytest.importorskip("gmqtt")
+
+FACTORY = "gmqtt_connector:make_connector"
+
+
+@pytest.fixture(scope="module")
+def gmqtt_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], str, Path]:
+    report_dir = tmp_path_factory.mktemp("gmqtt") / "reports"
+    code, report, output = run_kit(
+        report_dir, "--connector-factory", FACTORY, path=ROOT / "examples"
+    )
+    return code, report, output, report_dir
+
+
+def test_the_gmqtt_connector_passes_the_whole_kit(gmqtt_run: Any) -> None:
+    code, report, output, _ = gmqtt_run
+    assert code == 0, output[-4000:]
+    assert report["verdict"] == "PASS"
+    assert set(results(report).values()) == {"PASS"}
+    assert all(s["outcome"] == "passed" for s in report["scenarios"])
+    assert report["meta"]["identity"]["factory"] == FACTORY
+
+
+def test_the_gmqtt_connector_uses_none_of_the_reference_adapter() -> None:
+    source = "\n".join(
+        path.read_text() for path in (ROOT / "examples" / "gmqtt_connector").glob("*.py")
+    )
+    imports = set(re.findall(r"^(?:from|import) ([\w.]+)", source, flags=re.MULTILINE))
+    assert "paho" not in " ".join(imports)
+    reference = {i for i in imports if i.startswith("taktora_connector.adapters")}
+    assert reference <= {"taktora_connector.adapters.mqtt"}  # the values only
+    for name in re.findall(r"from taktora_connector\.adapters\.mqtt import ([^\n]+)", source):
+        assert set(name.replace(" ", "").split(",")) <= {"MqttConnectorOptions", "MqttRouting"}
+
+
+def test_the_gmqtt_connector_against_mosquitto(tmp_path: Path) -> None:
+    require_mosquitto()
+    with MosquittoBroker() as broker:
+        code, report, output = run_kit(
+            tmp_path / "r",
+            "--connector-factory",
+            FACTORY,
+            "--broker-url",
+            broker.url,
+            path=ROOT / "examples",
+        )
+    assert code == 3, output[-4000:]  # credentials and TLS need a broker the kit makes
+    outcome = results(report)
+    assert outcome.pop("REQ_0255") == outcome.pop("REQ_0256") == "NOT RUN"
+    assert set(outcome.values()) == {"PASS"}, outcome
+
+
+def test_compare_puts_runs_side_by_side_with_links_to_evidence(
+    gmqtt_run: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, _, _, gmqtt_dir = gmqtt_run
+    code, _, output = run_kit(
+        tmp_path / "faulty",
+        "-m",
+        "REQ_0253",
+        "--connector-factory",
+        "tests.faulty:ignores_retained",
+    )
+    assert code == 1, output[-2000:]
+    out = tmp_path / "matrix"
+    assert (
+        compare_main([str(gmqtt_dir / "report.json"), str(tmp_path / "faulty"), "--out", str(out)])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert re.search(r"requirement\s+gmqtt_connector\s+ignores_retained", printed)
+    assert re.search(r"REQ_0253\s+PASS\s+FAIL", printed)
+    assert re.search(r"REQ_0250\s+PASS\s+NOT RUN", printed)
+    page = (out / "compare.html").read_text()
+    markdown = (out / "compare.md").read_text()
+    for text in (page, markdown):
+        assert FACTORY in text and "tests.faulty:ignores_retained" in text
+    # Every cell links to the anchor of its scenario or requirement in that run's report.
+    links = re.findall(r'href="([^"]+)"', page)
+    for link in links:
+        target, _, anchor = link.partition("#")
+        report_page = (out / target).resolve()
+        assert report_page.is_file(), link
+        if anchor:
+            assert f'id="{anchor}"' in report_page.read_text(), link
+    assert any(link.endswith("#TEST_0132") for link in links)
+    assert "| TEST_0132 |" in markdown
+    assert "[FAIL](" in markdown and "[passed](" in markdown
+    # A file that is not a kit report is refused, nothing written.
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text(json.dumps({"hello": 1}))
+    assert compare_main([str(bogus), "--out", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none").exists()
