@@ -36,7 +36,7 @@ def half_connector(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> H
 
 
 class Recorded(MqttConnector[Any]):
-    def close(self, timeout: float | None = 5.0) -> Any:
+    def close(self, timeout: float = 5.0) -> Any:
         CLOSED.append(self.name)
         return super().close(timeout)
 
