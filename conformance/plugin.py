@@ -109,6 +109,7 @@ class KitSession:
         self.started = time.monotonic()
         self.matrix: Matrix | None = None
         self.selected = 0
+        self.interrupted = False
         self._ids: dict[RunKey, str] | None = None
         self._scenario_start: dict[str, float] = {}
         self._step_start: dict[str, float] = {}
@@ -178,6 +179,7 @@ class KitSession:
             problem = check_broker(str(url))
         if problem is not None:
             self.results.clear()  # nothing ran: no report
+            self.selected = 0
             raise pytest.UsageError(problem)
 
     # -- steps -------------------------------------------------------------------------
@@ -325,11 +327,16 @@ class KitSession:
             for line in result.detail.strip().splitlines()[:12]:
                 reporter.write_line(f"      {line}")
 
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+            self.interrupted = True  # no verdict, so no report that would claim one
+            return
         if self.selected:  # nothing selected: no report at all
             self.finish()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.interrupted:
+            terminalreporter.write_line("the run broke off: no verdict, no report written")
         if self.matrix is None:
             return
         terminalreporter.section("requirement traceability (taktora conformance)")

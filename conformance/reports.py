@@ -213,7 +213,7 @@ def write_markdown(matrix: Matrix, path: Path) -> None:
             f"| {s.anchor} | {_md(s.name)} | {s.location} | {', '.join(s.requirements)} | "
             f"{s.outcome} | {s.duration:.2f} |"
         )
-    failures = [s for s in matrix.scenarios if s.outcome != PASSED and s.detail]
+    failures = [s for s in matrix.scenarios if s.outcome == FAILED]
     if failures:
         out += ["", "## Evidence", ""]
         for s in failures:
@@ -229,12 +229,18 @@ def _md(text: str) -> str:
 
 
 def wire_lines(s: ScenarioResult) -> list[str]:
-    lines = [
-        f"{p['t']:>8.3f}  {p['conn']:<10} {p['dir']:<3} {p['type']:<11} "
-        f"id={p['id'] if p['id'] is not None else '-':<5} qos={p['qos']} "
-        f"retain={int(p['retain'])} {p['size']:>6} B  {p['topic']}{p['info']}"
-        for p in s.wire
-    ]
+    lines = []
+    for p in s.wire:
+        ident = f"id={p['id']}" if p["id"] is not None else ""
+        what = (
+            f"qos={p['qos']} retain={int(p['retain'])} {p['size']} B {p['topic']}"
+            if p["type"] == "PUBLISH"
+            else ""
+        )
+        lines.append(
+            f"{p['t']:>8.3f}  {p['conn']:<10} {p['dir']:<3} {p['type']:<11} {ident:<8} "
+            f"{what}{p['info']}".rstrip()
+        )
     if s.wire_omitted:
         lines.append(f"... {s.wire_omitted} more packets not kept")
     return lines
@@ -303,11 +309,14 @@ through the kit's proxy (decoded; payloads by size only, passwords never).</p>
     path.write_text(page, encoding="utf-8")
 
 
+_LABEL: Final = {PASSED: "PASS", FAILED: "FAIL", SKIPPED: "NOT RUN"}
+
+
 def _scenario_html(s: ScenarioResult) -> str:
     e = html.escape
     parts = [
         f'<details id="{e(s.anchor)}"{" open" if s.outcome == FAILED else ""}>',
-        f'<summary><span class="tag {s.outcome}">{e(s.outcome)}</span> '
+        f'<summary><span class="tag {s.outcome}">{_LABEL[s.outcome]}</span> '
         f"<b>{e(s.anchor)}</b> {e(s.name)} "
         f'<span class="small">({e(", ".join(s.requirements))}; {e(s.location)}; '
         f"{s.duration:.2f} s)</span></summary>",
@@ -334,13 +343,19 @@ def _scenario_html(s: ScenarioResult) -> str:
         packets = "".join(
             f"<tr><td>{p['t']:.3f}</td><td>{e(p['conn'])}</td><td>{e(p['dir'])}</td>"
             f"<td>{e(p['type'])}</td><td>{'' if p['id'] is None else p['id']}</td>"
-            f"<td>{p['qos']}</td><td>{int(p['retain'])}</td><td>{e(p['topic'])}</td>"
-            f"<td>{p['size']}</td><td>{e(p['info'].strip())}</td></tr>"
+            + (
+                f"<td>{p['qos']}</td><td>{int(p['retain'])}</td><td>{e(p['topic'])}</td>"
+                f"<td>{p['size']}</td>"
+                if p["type"] == "PUBLISH"
+                else "<td></td><td></td><td></td><td></td>"
+            )
+            + f"<td>{e(p['info'].strip())}</td></tr>"
             for p in s.wire
         )
         more = f"<p class='small'>... {s.wire_omitted} more packets not kept.</p>"
         parts.append(
-            f"<details><summary>Wire log ({len(s.wire) + s.wire_omitted} packets)</summary>"
+            f"<details{' open' if s.outcome == FAILED else ''}>"
+            f"<summary>Wire log ({len(s.wire) + s.wire_omitted} packets)</summary>"
             '<table class="wire"><tr><th>t (s)</th><th>connection</th><th>dir</th><th>packet</th>'
             "<th>id</th><th>QoS</th><th>retain</th><th>topic</th><th>payload B</th>"
             f"<th>other</th></tr>{packets}</table>{more if s.wire_omitted else ''}</details>"
@@ -393,6 +408,13 @@ def write_junit(matrix: Matrix, path: Path) -> None:
     ET.SubElement(properties, "property", name="connector", value=matrix.meta["connector"])
     ET.SubElement(properties, "property", name="broker", value=str(matrix.meta["broker"]))
     ET.SubElement(properties, "property", name="verdict", value=matrix.verdict)
+    for flag, value in matrix.meta.get("selection", {}).items():
+        if value:
+            ET.SubElement(properties, "property", name=f"selection {flag}", value=str(value))
+    for limit in matrix.meta.get("broker_limits", []):
+        ET.SubElement(properties, "property", name="broker limit", value=limit)
+    for key, value in matrix.meta.get("identity", {}).items():
+        ET.SubElement(properties, "property", name=key, value=str(value))
     for s in matrix.scenarios:
         case = ET.SubElement(
             suite,

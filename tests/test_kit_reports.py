@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +29,7 @@ from taktora_connector.conformance.reports import (
 
 from . import kit_factories
 from .conftest import require_mosquitto
-from .test_conformance_kit import run_kit
+from .test_conformance_kit import ROOT, run_kit
 
 META: dict[str, Any] = {
     "connector": "x:y",
@@ -347,3 +350,42 @@ def test_a_broker_with_limits_is_partial_and_recorded(tmp_path: Path) -> None:
     ]
     assert skipped and all("not run against --broker-url" in s["detail"] for s in skipped)
     assert "not run: needs a broker configured by the kit" in output  # reasons on the console
+
+
+def test_a_third_party_pytest_run_gets_the_same_checks(tmp_path: Path) -> None:
+    """Through the plugin (no CLI): unknown tags and bad factories stop the run at once."""
+    (tmp_path / "test_mine.py").write_text(
+        "from taktora_connector.conformance.suite import *  # noqa: F403\n"
+    )
+
+    def pytest_run(*args: str) -> tuple[int, str]:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                *args,
+                "--report-dir",
+                str(tmp_path / "r"),
+                str(tmp_path / "test_mine.py"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            check=False,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+        return done.returncode, done.stdout + done.stderr
+
+    code, output = pytest_run("-m", "TEST_9999")
+    assert code == pytest.ExitCode.USAGE_ERROR
+    assert "TEST_9999, which the kit does not know" in output
+    code, output = pytest_run("--connector-factory", "tests.kit_factories:returns_none")
+    assert code == pytest.ExitCode.USAGE_ERROR
+    assert "returned None, not a Connector" in output
+    assert " passed" not in output and " failed" not in output
+    assert not (tmp_path / "r").exists()
