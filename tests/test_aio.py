@@ -128,6 +128,10 @@ async def test_bad_timeouts_and_closed_handles_are_failures(amqtt_broker: Embedd
         writer, reader = await channel_pair(connector, f"aio/{unique_id()}")
         assert isinstance((await reader.recv(timeout=-1)).failure(), ConfigurationError)
         assert isinstance((await writer.send(1, timeout=-1)).failure(), ConfigurationError)
+        for bad in (float("nan"), -0.5, "1"):
+            assert isinstance((await reader.recv(timeout=bad)).failure(), ConfigurationError)  # type: ignore[arg-type]
+            assert isinstance((await writer.flush(timeout=bad)).failure(), ConfigurationError)  # type: ignore[arg-type]
+            assert isinstance((await connector.close(timeout=bad)).failure(), ConfigurationError)  # type: ignore[arg-type]
         assert (await reader.recv(timeout=0)).unwrap() is None
         waiting = asyncio.ensure_future(reader.recv())
         await asyncio.sleep(0)

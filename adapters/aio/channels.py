@@ -27,6 +27,7 @@ from returns.result import Failure, Result, Success
 from taktora_connector.adapters.mqtt import MqttRouting
 from taktora_connector.adapters.mqtt.channels import MqttReader, MqttWriter
 from taktora_connector.adapters.mqtt.delivery import Delivery
+from taktora_connector.adapters.timeouts import shown, wait_seconds
 from taktora_connector.domain import (
     BackPressure,
     ChannelDescriptor,
@@ -71,6 +72,9 @@ class AsyncDelivery:
 
     async def delivered(self, timeout: float | None = None) -> Result[None, ConnectorError]:
         """Wait until delivered or failed; ``ConnectorTimeout`` after ``timeout`` s."""
+        seconds = wait_seconds(timeout)
+        if isinstance(seconds, ConfigurationError):
+            return Failure(seconds)
         result = self._delivery.result
         if result is not None:
             return result
@@ -78,10 +82,10 @@ class AsyncDelivery:
         future: asyncio.Future[None] = loop.create_future()
         self._delivery.on_done(threadsafe_resolver(loop, future))
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 await future
         except TimeoutError:
-            return Failure(ConnectorTimeout("delivery wait", timeout if timeout else 0.0))
+            return Failure(ConnectorTimeout("delivery wait", shown(seconds)))
         result = self._delivery.result
         assert result is not None  # the future resolves only on completion
         return result
@@ -150,14 +154,15 @@ class AsyncWriter(Generic[T]):
         """Accept ``value``, waiting up to ``timeout`` s (None: as long as it takes) for
         room in the outbound bridge; ``Failure(ConnectorTimeout)`` if none came, and
         then nothing was accepted. Every other failure comes back at once."""
-        if timeout is not None and timeout < 0:
-            return Failure(ConfigurationError(f"timeout must be >= 0 or None, got {timeout!r}"))
+        seconds = wait_seconds(timeout)
+        if isinstance(seconds, ConfigurationError):
+            return Failure(seconds)
         result = self.send_nowait(value, correlation_id=correlation_id)
         if not _is_full(result):
             return result
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 while True:
                     future: asyncio.Future[None] = loop.create_future()
                     if self._writer.when_room(threadsafe_resolver(loop, future)):
@@ -167,18 +172,21 @@ class AsyncWriter(Generic[T]):
                         return result
         except TimeoutError:
             return Failure(
-                ConnectorTimeout("send (waiting for room in the outbound bridge)", timeout or 0.0)
+                ConnectorTimeout("send (waiting for room in the outbound bridge)", shown(seconds))
             )
 
     async def flush(self, timeout: float | None = None) -> Result[None, ConnectorError]:
         """Wait until every message this writer accepted is delivered or failed
         (they complete in order: the last one's result)."""
+        seconds = wait_seconds(timeout)
+        if isinstance(seconds, ConfigurationError):
+            return Failure(seconds)
         last = self._last
         if last is None:
             return Success(None)
-        result = await AsyncDelivery(last).delivered(timeout)
+        result = await AsyncDelivery(last).delivered(seconds)
         if not last.done:
-            return Failure(ConnectorTimeout("flush", timeout if timeout is not None else 0.0))
+            return Failure(ConnectorTimeout("flush", shown(seconds)))
         return result
 
     def close(self) -> None:
@@ -230,15 +238,16 @@ class AsyncReader(Generic[T]):
         self, timeout: float | None = None
     ) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:
         """The next envelope, waiting up to ``timeout`` s (``Success(None)`` on timeout)."""
-        if timeout is not None and timeout < 0:
-            return Failure(ConfigurationError(f"timeout must be >= 0 or None, got {timeout!r}"))
+        seconds = wait_seconds(timeout)
+        if isinstance(seconds, ConfigurationError):
+            return Failure(seconds)
         result = self.try_recv()
         if not is_successful(result) or result.unwrap() is not None:
             return result
-        if timeout is None:
+        if seconds is None:
             return await self._next()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 return await self._next()
         except TimeoutError:
             return Success(None)

@@ -21,7 +21,13 @@ from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
 from taktora_connector.adapters.mqtt.connector import DEFAULT_CLOSE_TIMEOUT
-from taktora_connector.domain import ChannelDescriptor, ConnectorError, ConnectorHealth
+from taktora_connector.adapters.timeouts import wait_seconds
+from taktora_connector.domain import (
+    ChannelDescriptor,
+    ConfigurationError,
+    ConnectorError,
+    ConnectorHealth,
+)
 from taktora_connector.ports import PayloadCodec
 
 from .channels import AsyncReader, AsyncWriter
@@ -90,7 +96,14 @@ class AsyncMqttConnector(Generic[T]):
         return Success(reader)
 
     async def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> Result[None, ConnectorError]:
-        """Flush what was accepted (up to ``timeout`` s), disconnect, stop the sidecar."""
+        """Flush what was accepted (up to ``timeout`` s), disconnect, stop the sidecar.
+
+        As the thread API's ``close``: idempotent; ``Failure(ConnectorTimeout)`` when
+        messages were still undelivered at the deadline (``math.inf``: no deadline); a bad
+        timeout is a ``Failure(ConfigurationError)`` and closes nothing."""
+        checked = wait_seconds(timeout, "close timeout")
+        if isinstance(checked, ConfigurationError):
+            return Failure(checked)
         readers, self._readers = self._readers, []
         for reader in readers:
             reader.detach()

@@ -15,7 +15,8 @@ from types import TracebackType
 from typing import Self
 
 from taktora_connector.adapters.health import QueueHealthSubscription
-from taktora_connector.domain import HealthEvent
+from taktora_connector.adapters.timeouts import wait_seconds
+from taktora_connector.domain import ConfigurationError, HealthEvent
 
 from .wakeups import threadsafe_caller
 
@@ -29,9 +30,13 @@ class AsyncHealthEvents:
         subscription.on_push = threadsafe_caller(asyncio.get_running_loop(), self._pushed.set)
 
     async def next(self, timeout: float | None = None) -> HealthEvent | None:
-        """The next event, waiting up to ``timeout`` s; ``None`` on timeout or once ended."""
+        """The next event, waiting up to ``timeout`` s (None or math.inf: no deadline);
+        ``None`` on timeout or once ended. A bad timeout raises ``ConfigurationError``."""
+        seconds = wait_seconds(timeout)
+        if isinstance(seconds, ConfigurationError):
+            raise seconds
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 while True:
                     event = self._subscription.try_next()
                     if event is not None or self._subscription.ended:

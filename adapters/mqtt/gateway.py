@@ -675,10 +675,15 @@ class Gateway:
         max_inflight = self._options.max_inflight
         qos0_open = self._qos0_open()
         bridge = self.outbound
+        subscriptions = self._subscriptions
         for _ in range(PUMP_BATCH):
             item = self._held or bridge.peek()
             if item is None:
                 break
+            if subscriptions.pending:
+                # A reader created before this message was sent must be subscribed before
+                # it goes out (the step checked before the application added it).
+                self._send_subscriptions(subscriptions.changes())
             topic, payload, qos, retain, delivery = item
             if qos:
                 if len(self._qos1) >= max_inflight:
