@@ -109,3 +109,18 @@ def test_compare_puts_runs_side_by_side_with_links_to_evidence(
     bogus.write_text(json.dumps({"hello": 1}))
     assert compare_main([str(bogus), "--out", str(tmp_path / "none")]) == 2
     assert not (tmp_path / "none").exists()
+
+
+def test_example_rules_for_topics_and_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import math
+
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    from gmqtt_connector.connector import seconds, topic_matches
+
+    assert topic_matches("a/+/c", "a/b/c") and not topic_matches("a/+/c", "a/b/c/d")
+    assert topic_matches("a/#", "a") and topic_matches("a/#", "a/b/c")
+    assert not topic_matches("#", "$SYS/x") and topic_matches("$SYS/#", "$SYS/x")
+    assert seconds(None, "t") is None and seconds(math.inf, "t") is None
+    assert seconds(0.5, "t") == 0.5
+    for bad in (math.nan, -1, "1", True):
+        assert isinstance(seconds(bad, "t"), ValueError)

@@ -30,6 +30,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import os
 import ssl
 import threading
@@ -79,6 +80,21 @@ log = logging.getLogger(__name__)
 CONNECTION_LOST = "connection lost"
 OUTBOUND_BACKPRESSURE = "outbound backpressure"
 _AUTH_REFUSED = {4: "bad user name or password", 5: "not authorized"}
+
+
+# -- timeouts --------------------------------------------------------------------------
+
+
+def seconds(value: object, what: str) -> float | ConfigurationError | None:
+    """A timeout as the ports take it: ``None`` or ``math.inf`` wait without a deadline;
+    NaN, a negative number or a non-number is refused."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return ConfigurationError(f"{what} must be a number of seconds >= 0, got {value!r}")
+    if value < 0:
+        return ConfigurationError(f"{what} must be >= 0, got {value!r}")
+    return None if math.isinf(value) else float(value)
 
 
 # -- topics ------------------------------------------------------------------------------
@@ -149,6 +165,7 @@ class Health:
         self.down_reason = ""
         self.latches: dict[str, str] = {}
         self.streams: list[HealthStream] = []
+        self.last: HealthEvent | None = None
         self.drops_total = 0
         self._drops_since_armed = 0
         self._dropping: set[int] = set()
@@ -157,6 +174,8 @@ class Health:
         stream = HealthStream(self._forget)
         with self._lock:
             if self.phase == "down" and self.down_reason == "closed":
+                if self.last is not None:  # closed: the final state, then the end
+                    stream.push(self.last)
                 stream.end()
             else:
                 self.streams.append(stream)
@@ -237,6 +256,7 @@ class Health:
                 return
             event = transition(self.state, step, time.monotonic_ns())
             self.state = step
+            self.last = event
             for stream in list(self.streams):
                 stream.push(event)
 
@@ -263,8 +283,11 @@ class Delivery:
         return self._done.is_set()
 
     def wait(self, timeout: float | None = None) -> Result[None, ConnectorError]:
-        if not self._done.wait(timeout):
-            return Failure(ConnectorTimeout("delivery", timeout or 0.0))
+        limit = seconds(timeout, "wait timeout")
+        if isinstance(limit, ConfigurationError):
+            return Failure(limit)
+        if not self._done.wait(limit):
+            return Failure(ConnectorTimeout("delivery", limit or 0.0))
         return Failure(self._error) if self._error is not None else Success(None)
 
     def finish(self, error: ConnectorError | None = None) -> None:
@@ -333,6 +356,10 @@ class GmqttWriter(Generic[T]):
         return Success(SendOutcome(sequence, time.time_ns(), len(payload), delivery))
 
     def flush(self, timeout: float | None = None) -> Result[None, ConnectorError]:
+        limit = seconds(timeout, "flush timeout")
+        if isinstance(limit, ConfigurationError):
+            return Failure(limit)
+        timeout = limit
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             waiting = list(self._unfinished)
@@ -419,9 +446,10 @@ class GmqttReader(Generic[T]):
     def recv(
         self, timeout: float | None = None
     ) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:
-        if timeout is not None and timeout < 0:
-            return Failure(ConfigurationError(f"timeout must be >= 0 or None, got {timeout!r}"))
-        return self._receive(timeout)
+        limit = seconds(timeout, "recv timeout")
+        if isinstance(limit, ConfigurationError):
+            return Failure(limit)
+        return self._receive(limit)
 
     def _receive(
         self, timeout: float | None
@@ -527,7 +555,6 @@ class _Loop:
     wake_w: int
     stop: asyncio.Event | None = None
     wake_pending: bool = False
-    lost: asyncio.Event | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
@@ -551,6 +578,7 @@ class GmqttConnector(Generic[T]):
         self._sub_mids: dict[int, str] = {}
         self._subscribed_readers: set[int] = set()
         self._acks: _AckWatch | None = None
+        self._lost = asyncio.Event()
         self._ready = threading.Event()
 
     # -- the port -----------------------------------------------------------------------
@@ -629,6 +657,9 @@ class GmqttConnector(Generic[T]):
         return Success(reader)
 
     def close(self, timeout: float = 5.0) -> Result[None, ConnectorError]:
+        limit = seconds(timeout, "close timeout")
+        if isinstance(limit, ConfigurationError):
+            return Failure(limit)
         with self._lock:
             if self._closed:
                 return Success(None)
@@ -636,7 +667,7 @@ class GmqttConnector(Generic[T]):
             for writer in self._writers.values():
                 writer.close()
             run = self._run
-        deadline = time.monotonic() + timeout
+        deadline = math.inf if limit is None else time.monotonic() + limit
         if run is not None and self.health_state.phase == "connected":
             while time.monotonic() < deadline and self._outbound_busy():
                 self._wake()
@@ -649,7 +680,7 @@ class GmqttConnector(Generic[T]):
             item.delivery.finish(ConnectorDown("closed before the message was delivered"))
         if run is not None:
             self._wake()
-            run.thread.join(max(1.0, deadline - time.monotonic()))
+            run.thread.join(None if limit is None else max(1.0, deadline - time.monotonic()))
         for reader in list(self._readers):
             reader.release()
         self.health_state.close()
@@ -770,9 +801,10 @@ class GmqttConnector(Generic[T]):
                     await asyncio.wait_for(run.stop.wait(), delay)
                 continue
             attempts = 0
-            run.lost = asyncio.Event()
-            lost = run.lost
-            client.on_disconnect = self._lost_callback(lost)
+            lost = self._lost
+            if lost.is_set():  # lost between CONNACK and here
+                await self._discard(client)
+                continue
             self._client = client
             self._subscribed.clear()
             self._sub_mids.clear()
@@ -825,17 +857,34 @@ class GmqttConnector(Generic[T]):
         context: ssl.SSLContext | bool = False
         if options.tls is not None:
             context = options.tls.context()
-        try:
-            await asyncio.wait_for(
-                client.connect(
-                    options.host,
-                    options.port,
-                    ssl=context,
-                    keepalive=max(1, round(options.keep_alive)),
-                    version=MQTTv311,
-                ),
-                options.connect_timeout,
+        lost = asyncio.Event()  # a connection closed before CONNACK fails the attempt at once
+        client.on_disconnect = self._lost_callback(lost)
+        self._lost = lost
+        connecting = asyncio.ensure_future(
+            client.connect(
+                options.host,
+                options.port,
+                ssl=context,
+                keepalive=max(1, round(options.keep_alive)),
+                version=MQTTv311,
             )
+        )
+        closed = asyncio.ensure_future(lost.wait())
+        try:
+            await asyncio.wait(
+                {connecting, closed},
+                timeout=options.connect_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not connecting.done() and closed.done():  # a refusal may still be on its way
+                await asyncio.wait({connecting}, timeout=0.05)
+            if not connecting.done():
+                connecting.cancel()
+                await self._discard(client)
+                if closed.done():
+                    return None, "the connection closed before CONNACK"
+                return None, "no CONNACK within the connect timeout"
+            connecting.result()
         except MQTTConnectError as err:
             code = getattr(err, "_code", None)
             await self._discard(client)
@@ -854,6 +903,8 @@ class GmqttConnector(Generic[T]):
         except (OSError, TimeoutError, ssl.SSLError) as err:
             await self._discard(client)
             return None, _describe(err)
+        finally:
+            closed.cancel()
         return client, ""
 
     @staticmethod
