@@ -127,6 +127,9 @@ TESTS: Final[dict[str, TestCase]] = {
         TestCase("TEST_0134", "Multi-level wildcard subscription", "REQ_0254"),
         TestCase("TEST_2540", "Overlapping readers each get their copy", "REQ_0254"),
         TestCase("TEST_2541", "$ topics are not delivered to wildcard filters", "REQ_0254"),
+        TestCase(
+            "TEST_2542", "Shared subscription: each message once across the group", "REQ_0254"
+        ),
         TestCase("TEST_0135", "Username and password on CONNECT", "REQ_0255"),
         TestCase("TEST_0136", "TLS with a CA made at run time", "REQ_0256"),
         TestCase("TEST_2570", "CONNECT says MQTT level 4", "REQ_0257"),

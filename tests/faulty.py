@@ -431,3 +431,19 @@ CAUGHT_BY: dict[str, str] = {
 FAIR: dict[str, str] = {
     "wakes_asyncio_loop": "REQ_0258",
 }
+
+
+# Shared subscriptions (REQ_0254 on a broker that has them; not in BROKEN, whose runs use amqtt)
+
+
+class IgnoresShareGroup(Wrapper):
+    """Subscribes the plain filter: every member gets every message."""
+
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        routing = descriptor.routing
+        plain = MqttRouting(topic=routing.topic, filter=routing.filter, qos=routing.qos)
+        return self.inner.create_reader(ChannelDescriptor(descriptor.name, plain))
+
+
+def ignores_share_group(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return IgnoresShareGroup(MqttConnector(options, codec))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,3 +142,36 @@ def test_amqtt_accepts_a_shared_subscription_but_delivers_nothing(
 
     wait_until(heard_plain, 10, "the plain subscription to receive")
     assert reader.recv(timeout=0.5).unwrap() is None
+
+
+def _scenario(report: dict[str, Any]) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [s for s in report["scenarios"] if s["id"] == "TEST_2542"]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_kit_scenario_passes_the_reference_and_fails_a_connector_ignoring_the_group(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    from .test_conformance_kit import run_kit
+
+    url = ["--broker-url", mosquitto_broker.url, "-m", "TEST_2542"]
+    _, report, output = run_kit(tmp_path / "reference", *url)
+    assert _scenario(report)["outcome"] == "passed", output[-3000:]
+    code, report, output = run_kit(
+        tmp_path / "faulty", *url, "--connector-factory", "tests.faulty:ignores_share_group"
+    )
+    assert code == 1
+    assert _scenario(report)["outcome"] == "failed", output[-3000:]
+    assert (
+        "together received each numbered message exactly once" in _scenario(report)["failed_step"]
+    )
+
+
+def test_kit_scenario_is_not_run_on_amqtt_and_says_why(tmp_path: Path) -> None:
+    from .test_conformance_kit import run_kit
+
+    code, report, output = run_kit(tmp_path / "amqtt", "-m", "TEST_2542")
+    assert code == 3  # PARTIAL: nothing failed, something did not run
+    assert _scenario(report)["outcome"] == "skipped"
+    assert "does not support shared subscriptions" in output

@@ -30,6 +30,7 @@ pytest_plugins = tuple(
         "qos",
         "retained",
         "routing",
+        "shared_subscriptions",
         "sidecar",
         "tls",
         "wildcards",
