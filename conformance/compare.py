@@ -33,8 +33,11 @@ th{background:#f3f3f3}td.c{text-align:center;white-space:nowrap}
 td.c a{color:inherit;text-decoration:none;display:block}
 .PASS,.passed{background:#e3f6e3}.FAIL,.failed{background:#fbe0e0}.PARTIAL{background:#fff3cd}
 .NOT-RUN,.skipped,.absent{background:#f2f2f2;color:#555}.small{font-size:.85em;color:#555}
-tr.section th{background:#e8e8f0}
+tr.section th{background:#e8e8f0}td:nth-child(2){min-width:24em}
 """
+
+
+_LABEL: Final = {"passed": "PASS", "failed": "FAIL", "skipped": "NOT RUN"}
 
 
 @dataclass
@@ -130,11 +133,12 @@ def write_html(runs: Sequence[Run], out: Path) -> Path:
         for run in runs:
             result = _result(run, kind, key)
             css = result.replace(" ", "-")
+            shown = _LABEL.get(result, result)
             if result == "absent":
                 cells.append('<td class="c absent">absent</td>')
             else:
                 cells.append(
-                    f'<td class="c {css}"><a href="{e(run.link(out, key))}">{e(result)}</a></td>'
+                    f'<td class="c {css}"><a href="{e(run.link(out, key))}">{e(shown)}</a></td>'
                 )
         return f"<tr><td>{e(key)}</td><td>{e(title)}</td>{''.join(cells)}</tr>"
 
@@ -176,7 +180,8 @@ def write_markdown(runs: Sequence[Run], out: Path) -> Path:
         cells = []
         for run in runs:
             result = _result(run, kind, key)
-            cells.append(result if result == "absent" else f"[{result}]({run.link(out, key)})")
+            shown = _LABEL.get(result, result)
+            cells.append(result if result == "absent" else f"[{shown}]({run.link(out, key)})")
         return f"| {key} | {title.replace('|', '/')} | " + " | ".join(cells) + " |"
 
     lines += [line("req", key, title) for key, title in reqs]

@@ -103,7 +103,7 @@ def test_compare_puts_runs_side_by_side_with_links_to_evidence(
             assert f'id="{anchor}"' in report_page.read_text(), link
     assert any(link.endswith("#TEST_0132") for link in links)
     assert "| TEST_0132 |" in markdown
-    assert "[FAIL](" in markdown and "[passed](" in markdown
+    assert "[FAIL](" in markdown and "[PASS](" in markdown and "NOT RUN" in markdown
     # A file that is not a kit report is refused, nothing written.
     bogus = tmp_path / "bogus.json"
     bogus.write_text(json.dumps({"hello": 1}))

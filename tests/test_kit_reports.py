@@ -389,3 +389,13 @@ def test_a_third_party_pytest_run_gets_the_same_checks(tmp_path: Path) -> None:
     assert "returned None, not a Connector" in output
     assert " passed" not in output and " failed" not in output
     assert not (tmp_path / "r").exists()
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    from taktora_connector.conformance.cli import main
+
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for line in ("0  PASS", "1  FAIL", "2  usage", "3  PARTIAL", "4  broken"):
+        assert line in text
+    assert main(["--no-such-option"]) == 2
