@@ -7,9 +7,14 @@ depend on a broker's own behaviour (retained messages, persistent sessions).
 
 from __future__ import annotations
 
+import gc
 import math
+import os
+import select
 import selectors
+import signal
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +35,7 @@ from taktora_connector.domain import (
     ChannelDescriptor,
     ConfigurationError,
     ConnectorDown,
+    ConnectorTimeout,
     Down,
     HealthKind,
     StackError,
@@ -146,6 +152,10 @@ def test_1_a_message_on_a_1200_level_topic_reaches_its_reader(
         assert got is not None and got.value == b"deep"
         assert conn.health().kind is HealthKind.UP
     assert thread_errors == []
+
+
+def wait_up(conn: Any) -> None:
+    wait_until(lambda: conn.health().kind is HealthKind.UP, 10, "Up")
 
 
 def publish_after_subscribe(topic: str, payload: bytes, qos: int = 0) -> Any:
@@ -425,3 +435,87 @@ def test_5_a_loss_is_broadcast_even_while_a_drop_latch_is_set(
         assert kinds == [HealthKind.DEGRADED, HealthKind.CONNECTING, HealthKind.DOWN], kinds
         assert conn.last_error is not None and "gave up" in conn.last_error
     assert thread_errors == []
+
+
+# -- point 12: a connector dropped without close() stops its sidecar -----------------------------
+
+
+def test_12_a_dropped_connector_stops_its_sidecar_with_a_resource_warning(
+    thread_errors: list[Any],
+) -> None:
+    from taktora_connector.adapters.mqtt import MqttConnector
+
+    with ReactiveBroker() as fake:
+        conn: Any = MqttConnector(MqttConnectorOptions(host="127.0.0.1", port=fake.port))
+        conn.start().unwrap()
+        wait_up(conn)
+        reader = reader_of(conn, "drop/t")  # the application keeps a reader, not the connector
+        conn.create_writer(ChannelDescriptor("w", MqttRouting(topic="drop/t"))).unwrap()
+        sidecar = conn.sidecar
+        assert sidecar is not None and sidecar.is_alive()
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            del conn
+            gc.collect()
+        assert [w for w in seen if issubclass(w.category, ResourceWarning)]
+        assert "not closed" in str(seen[0].message)
+        wait_until(lambda: not sidecar.is_alive(), 10, "the sidecar to stop")
+        result = reader.recv(None)  # does not block: the reader learns its connector is gone
+        assert isinstance(result, Failure) and isinstance(result.failure(), ConnectorDown)
+    assert thread_errors == []
+
+
+# -- point 14: decided and documented edges -------------------------------------------------------
+
+
+def test_14_concurrent_close_calls_share_the_first_ones_outcome(connect: ConnectFn) -> None:
+    held: list[Session] = []
+
+    def never_ack(session: Session, packet: Packet) -> bool:
+        return packet.kind == 3  # PUBLISH: never acknowledged, so close has to wait
+
+    with ReactiveBroker(never_ack) as fake:
+        conn = connect(fake.port)
+        writer = conn.create_writer(ChannelDescriptor("w", MqttRouting(topic="c/t", qos=QOS1)))
+        writer.unwrap().send(1).unwrap()
+        first, first_result = in_thread(lambda: conn.close(0.5))
+        wait_until(lambda: conn._closed, 5, "the first close to begin")
+        second = conn.close(10)  # returns when the first is done, with its outcome
+        first.join(10)
+        assert not first.is_alive()
+        assert isinstance(first_result[0], Failure)
+        assert isinstance(first_result[0].failure(), ConnectorTimeout)
+        assert second == first_result[0]
+        assert not held
+
+
+def test_14_a_forked_child_refuses_to_send(connect: ConnectFn) -> None:
+    with ReactiveBroker() as fake:
+        conn = connect(fake.port, codec=BytesCodec())
+        writer = conn.create_writer(ChannelDescriptor("w", MqttRouting(topic="f/t"))).unwrap()
+        reader = reader_of(conn, "f/t")
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what send and recv said, then leave at once
+            try:
+                signal.alarm(20)  # whatever happens, the child ends
+                sent = writer.send(b"x")
+                got = reader.recv(5)
+                ok = (
+                    isinstance(sent, Failure)
+                    and isinstance(sent.failure(), ConnectorDown)
+                    and "fork" in str(sent.failure())
+                    and isinstance(got, Failure)
+                    and isinstance(got.failure(), ConnectorDown)
+                    and conn.health().kind is HealthKind.DOWN
+                )
+                os.write(write_end, b"ok" if ok else f"{sent!r} {got!r}".encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        assert select.select([read_end], [], [], 30)[0], "the child did not answer"
+        answer = os.read(read_end, 4096)
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        assert answer == b"ok", answer
+        assert writer.send(b"parent").unwrap().delivery.wait(10).unwrap() is None  # parent fine

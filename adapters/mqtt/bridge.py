@@ -52,6 +52,8 @@ class OutboundBridge(Generic[T]):
         self._lock = threading.Lock()
         self._wake = wake
         self._closed = False
+        #: What a refused offer tells the writer once closed.
+        self.closed_reason = "connector is closed"
         self._low = capacity // 2
         self._room_waiters: list[Callable[[], None]] = []
 
@@ -194,6 +196,11 @@ class InboundQueue(Generic[T]):
         if drained:
             self._on_drained()
         return item
+
+    def after_fork(self) -> None:
+        """In a forked child: a lock a parent thread held at the fork would stay held."""
+        self._lock = threading.Lock()
+        self._waiters.clear()
 
     def fail(self) -> None:
         """The reader has failed for good: wake every waiter now and every later one at once,

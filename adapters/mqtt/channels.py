@@ -123,7 +123,7 @@ class MqttWriter(Generic[T]):
             self._controller.trip_outbound()
             return Failure(BackPressure(self._bridge.capacity))
         if offered is Offer.CLOSED:
-            return Failure(ConnectorDown("connector is closed"))
+            return Failure(ConnectorDown(self._bridge.closed_reason))
         return Success(SendOutcome(sequence, time.time_ns(), size, delivery))
 
     def flush(self, timeout: float | None = None) -> Result[None, ConnectorError]:
@@ -216,6 +216,9 @@ class MqttReader(Generic[T]):
         sequence = self._next_sequence
         self._next_sequence = sequence + 1
         return self._queue.offer((payload, topic, qos, retain, timestamp_ns, sequence))
+
+    def after_fork(self) -> None:
+        self._queue.after_fork()
 
     def fail(self, error: ConnectorError) -> None:
         """Sidecar side: this reader failed for good (a refused subscription, a stopped

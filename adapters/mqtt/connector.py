@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
+import weakref
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -67,14 +70,29 @@ class MqttConnector(Generic[T]):
         self._codec: PayloadCodec[T] = codec if codec is not None else JsonCodec()
         self._broadcaster = HealthBroadcaster(Connecting(time.monotonic_ns()))
         self._controller = HealthController(self._broadcaster, self._options.inbound_drop_threshold)
-        self._subscriptions: Subscriptions[MqttReader[T]] = Subscriptions(self._wake)
+        # Nothing the sidecar holds may refer to this facade, so that dropping the
+        # last reference to it stops the sidecar (the finalizer below): callbacks
+        # into the facade are weak.
+        waker = _Waker()
+        self._subscriptions: Subscriptions[MqttReader[T]] = Subscriptions(waker)
         self._gateway = Gateway(
             self._options, self._controller, self._subscriptions, self._options.outbound_capacity
         )
+        waker.target = self._gateway.wake
         self._lock = threading.Lock()
         self._writers: dict[str, MqttWriter[T]] = {}
         self._readers: dict[str, MqttReader[T]] = {}
         self._closed = False
+        self._close_done = threading.Event()
+        self._close_result: Result[None, ConnectorError] = Success(None)
+        self._finalizer = weakref.finalize(
+            self,
+            _abandoned,
+            self._gateway,
+            self._controller,
+            self._broadcaster,
+            f"{self._options.broker_url()} client_id={self._options.client_id!r}",
+        )
 
     # -- Connector port ----------------------------------------------------------------
 
@@ -151,7 +169,7 @@ class MqttConnector(Generic[T]):
                 self._codec,
                 self._gateway.outbound,
                 self._controller,
-                self._forget_writer,
+                _weak_method(self._forget_writer),
             )
             self._writers[descriptor.name] = writer
         return Success(writer)
@@ -174,7 +192,7 @@ class MqttConnector(Generic[T]):
                 self._codec,
                 self._options.inbound_capacity,
                 self._controller,
-                self._forget_reader,
+                _weak_method(self._forget_reader),
             )
             self._readers[descriptor.name] = reader
             self._subscriptions.add(reader.topic_filter, reader, int(descriptor.routing.qos))
@@ -183,8 +201,9 @@ class MqttConnector(Generic[T]):
     def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> Result[None, ConnectorError]:
         """Flush what was accepted (up to ``timeout`` s), disconnect, stop the sidecar.
 
-        Idempotent. ``Failure(ConnectorTimeout)`` when messages were still
-        undelivered at the deadline (their handles fail with ``ConnectorDown``);
+        Idempotent: a later or concurrent call waits (up to its own timeout) for the
+        first to finish and returns its outcome. ``Failure(ConnectorTimeout)`` when
+        messages were still undelivered at the deadline (their handles fail with ``ConnectorDown``);
         the connector is closed either way. ``math.inf``: no deadline; NaN or
         a negative timeout is a ``Failure(ConfigurationError)`` and closes nothing.
         """
@@ -192,11 +211,24 @@ class MqttConnector(Generic[T]):
         if isinstance(seconds, ConfigurationError):
             return Failure(seconds)
         with self._lock:
-            if self._closed:
-                return Success(None)
+            closing = self._closed
             self._closed = True
             writers = list(self._writers.values())
             readers = list(self._readers.values())
+        if closing:
+            if not self._close_done.wait(seconds):
+                return Failure(ConnectorTimeout("close", shown(seconds)))
+            return self._close_result
+        self._finalizer.detach()
+        try:
+            self._close_result = self._close(seconds, writers, readers)
+        finally:
+            self._close_done.set()
+        return self._close_result
+
+    def _close(
+        self, seconds: float | None, writers: list[MqttWriter[T]], readers: list[MqttReader[T]]
+    ) -> Result[None, ConnectorError]:
         for writer in writers:
             writer.close()
         flushed = self._gateway.stop(seconds)
@@ -237,9 +269,6 @@ class MqttConnector(Generic[T]):
         """The sidecar thread (for diagnostics and tests), once started."""
         return self._gateway.thread
 
-    def _wake(self) -> None:
-        self._gateway.wake()
-
     def _forget_writer(self, writer: MqttWriter[Any]) -> None:
         with self._lock:
             if self._writers.get(writer.descriptor.name) is writer:
@@ -250,6 +279,52 @@ class MqttConnector(Generic[T]):
             if self._readers.get(reader.descriptor.name) is reader:
                 del self._readers[reader.descriptor.name]
         self._subscriptions.remove(reader.topic_filter, reader)
+
+
+class _Waker:
+    """Wakes the sidecar; set once the gateway exists (no reference to the facade)."""
+
+    __slots__ = ("target",)
+
+    def __init__(self) -> None:
+        self.target: Callable[[], None] | None = None
+
+    def __call__(self) -> None:
+        target = self.target
+        if target is not None:
+            target()
+
+
+def _weak_method(method: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``method`` of an object, called only while that object lives."""
+    ref = weakref.WeakMethod(method)
+
+    def call(arg: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(arg)
+
+    return call
+
+
+def _abandoned(
+    gateway: Gateway,
+    controller: HealthController,
+    broadcaster: HealthBroadcaster,
+    name: str,
+) -> None:
+    """The connector became unreachable without ``close()``: stop its sidecar, as an
+    unclosed file or socket would be, with a ``ResourceWarning``."""
+    warnings.warn(
+        f"MqttConnector {name} was not closed; its sidecar is stopped now "
+        "(call close() or use it as a context manager)",
+        ResourceWarning,
+        stacklevel=2,
+    )
+    reason = "connector was dropped without close()"
+    gateway.abandon(reason)
+    controller.set_phase(Phase.DOWN, reason)
+    broadcaster.close_all()
 
 
 def _check_descriptor(descriptor: object) -> ConnectorError | None:

@@ -31,6 +31,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from threading import TIMEOUT_MAX
@@ -138,6 +139,7 @@ class Gateway:
         self._subscribe_mids: dict[int, list[str]] = {}
         # Requests from application threads.
         self._restart_requested = False
+        self._abandoned: str | None = None
         self._stop_requested = False
         self._stop_deadline = 0.0
         self._flushed_on_stop = False
@@ -170,6 +172,7 @@ class Gateway:
                 self._restart_requested = True
                 self.wake(force=True)
             return
+        _LIVE.add(self)
         self._thread = threading.Thread(
             target=self._run, name=f"taktora-mqtt[{self._options.client_id}]", daemon=True
         )
@@ -183,6 +186,19 @@ class Gateway:
                 os.write(self._wake_w, b"\x01")
             except (BlockingIOError, OSError):  # full pipe: a wake-up is pending anyway
                 pass
+
+    def abandon(self, reason: str) -> None:
+        """Stop without waiting (the connector was dropped unclosed): fail what waits."""
+        self._abandoned = reason
+        if self._thread is None:
+            gone = ConnectorDown(reason)
+            for reader in self._subscriptions.all_readers():
+                reader.fail(gone)
+            self.stop(0)
+            return
+        self._stop_deadline = 0.0
+        self._stop_requested = True
+        self.wake(force=True)
 
     def stop(self, timeout: float | None) -> bool:
         """Flush for up to ``timeout`` s (None: no deadline), disconnect, end the thread;
@@ -223,6 +239,31 @@ class Gateway:
             self._die(err)
         finally:
             self._close_fds()
+
+    def _forked(self, pid: int) -> None:
+        """In a forked child (one thread, a copy of memory): this connector's sidecar,
+        socket and locks belong to the parent. Refuse everything with a clear error.
+        Locks a parent thread held at the fork stay held in the child, so the ones the
+        child can still reach are replaced before use."""
+        reason = (
+            f"this connector belongs to process {pid}; after fork() it cannot be used in "
+            "the child (create a new connector there)"
+        )
+        self.died = reason
+        self._gave_up = True
+        self._thread = None
+        bridge = self.outbound
+        bridge._lock = threading.Lock()
+        bridge.closed_reason = reason
+        bridge.close()
+        self._controller._lock = threading.RLock()
+        self._controller._broadcaster._lock = threading.Lock()
+        self._subscriptions._lock = threading.Lock()
+        down = ConnectorDown(reason)
+        for reader in self._subscriptions.all_readers():
+            reader.after_fork()
+            reader.fail(down)
+        self._controller.set_phase(Phase.DOWN, reason)
 
     def _die(self, err: BaseException) -> None:
         """An unexpected exception: report it once, go Down, fail everything that waits."""
@@ -783,6 +824,10 @@ class Gateway:
     # -- shutdown ----------------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        if self._abandoned is not None:
+            gone = ConnectorDown(self._abandoned)
+            for reader in self._subscriptions.all_readers():
+                reader.fail(gone)
         client = self._client
         if client is not None and self._socket_open:
             if self._connected:
@@ -827,6 +872,27 @@ class Gateway:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
+
+
+#: Started gateways, so that a forked child can disable the ones it inherited.
+_LIVE: weakref.WeakSet[Gateway] = weakref.WeakSet()
+_PARENT_PID = [os.getpid()]
+
+
+def _before_fork() -> None:
+    _PARENT_PID[0] = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    for gateway in list(_LIVE):
+        try:
+            gateway._forked(_PARENT_PID[0])
+        except Exception:  # never break the child's fork  # pragma: no cover
+            log.debug("after fork: could not disable a connector", exc_info=True)
+    _LIVE.clear()
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def _install_buffer(client: paho.Client) -> BufferedSocket:
