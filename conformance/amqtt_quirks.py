@@ -13,8 +13,12 @@ The kit's scenarios then hold for amqtt and mosquitto alike.
   the kit starts a fresh broker per scenario (it takes about a millisecond).
 - A publish to a ``$`` topic turns the connection into a zombie: the connector
   refuses such publishes before they reach the wire, so nothing to do here.
-- Offline QoS 1 queueing works only for authenticated, persistent sessions and
-  unacknowledged QoS 1 is not redelivered on reconnect: at-least-once across a
+- Offline QoS 1 queueing works only for persistent sessions that amqtt does not
+  call anonymous, and with anonymous access allowed it calls every session
+  anonymous (even one with a username); MQTT keeps a persistent session
+  whoever the client is. The broker below marks no session anonymous, so a
+  persistent session gets its backlog as on mosquitto.
+- Unacknowledged QoS 1 is not redelivered on reconnect: at-least-once across a
   broker restart is measured against mosquitto, not amqtt.
 - It logs warnings about its own PUBACK bookkeeping ("waiter ... already
   done", "unknown pending message") during normal QoS 1 traffic: its loggers
@@ -40,11 +44,17 @@ def quiet_logs() -> None:
 
 
 def patched_broker_class() -> type[Any]:
-    """amqtt's ``Broker`` with one copy per client at the granted QoS."""
+    """amqtt's ``Broker`` with one copy per client at the granted QoS, and
+    persistent sessions kept for every client."""
     from amqtt.broker import Broker
     from amqtt.contexts import Action
 
     class OneCopyBroker(Broker):  # type: ignore[misc]
+        async def _authenticate(self, session: Any, listener: Any) -> bool:
+            allowed: bool = await super()._authenticate(session, listener)
+            session.is_anonymous = False  # persistent sessions keep their messages
+            return allowed
+
         async def _run_broadcast(self, running_tasks: Any) -> None:
             broadcast = await self._broadcast_queue.get()
             topic: str = broadcast["topic"]

@@ -272,7 +272,8 @@ class FaultProxy:
         self._pairs: dict[socket.socket, tuple[socket.socket, _Decoder]] = {}
         self._connections = 0
         self._down = False
-        self._refused: frozenset[str] = frozenset()
+        self.refused = 0  # connections closed at once during an outage
+        self._refused_filters: frozenset[str] = frozenset()
         self._subscribed: dict[tuple[int, int | None], list[str]] = {}
         self._thread = threading.Thread(
             target=self._run, name="conformance-harness-proxy", daemon=True
@@ -312,7 +313,7 @@ class FaultProxy:
 
     def refuse_subscriptions(self, filters: set[str]) -> None:
         """From now on, the SUBACK for any of ``filters`` says 0x80 (failure)."""
-        self._refused = frozenset(filters)
+        self._refused_filters = frozenset(filters)
 
     def _rewrite(self, packet: WirePacket) -> WirePacket:
         """Note SUBSCRIBE filters; turn the SUBACK codes of refused filters into 0x80."""
@@ -325,13 +326,18 @@ class FaultProxy:
         filters = self._subscribed.pop(key, [])
         codes = bytearray(packet.body[2:])
         for position, name in enumerate(filters[: len(codes)]):
-            if name in self._refused:
+            if name in self._refused_filters:
                 codes[position] = 0x80
         if bytes(codes) == packet.body[2:]:
             return packet
         return replace(packet, body=packet.body[:2] + bytes(codes))
 
     # -- observation -------------------------------------------------------------------
+
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._pairs) // 2
 
     def seen(self, kind: PacketType, direction: str | None = None) -> list[WirePacket]:
         with self._lock:
@@ -368,6 +374,7 @@ class FaultProxy:
         except OSError:
             return
         if self._down:
+            self.refused += 1
             client.close()
             return
         try:
@@ -400,7 +407,7 @@ class FaultProxy:
         if not data:
             self._drop(sock)
             return
-        rules = bool(self._refused)
+        rules = bool(self._refused_filters)
         with self._lock:
             data = decoder.feed(
                 data,

@@ -117,11 +117,24 @@ TESTS: Final[dict[str, TestCase]] = {
     for t in (
         TestCase("TEST_2500", "Connector port: name, lifecycle, channels as Results", "REQ_0250"),
         TestCase("TEST_2501", "Channels created before start work after start", "REQ_0250"),
+        TestCase(
+            "TEST_2502",
+            "Connection loss: Degraded, Connecting, Up; subscriptions restored",
+            "REQ_0250",
+        ),
+        TestCase("TEST_2503", "close(timeout) delivers what was accepted at QoS 1", "REQ_0250"),
+        TestCase(
+            "TEST_2504", "close(timeout) without a broker fails the rest: ConnectorDown", "REQ_0250"
+        ),
+        TestCase("TEST_2505", "A reader's fileno() is readable while a message waits", "REQ_0250"),
+        TestCase("TEST_2506", "QoS 1 accepted during an outage is delivered after it", "REQ_0250"),
         TestCase("TEST_2510", "Received routing carries topic, QoS and retained flag", "REQ_0251"),
         TestCase("TEST_2511", "Invalid routings are refused", "REQ_0251"),
         TestCase("TEST_0130", "QoS 0 round trip preserves payload bytes", "REQ_0252"),
         TestCase("TEST_0131", "QoS 1 delivery completes only after PUBACK", "REQ_0252"),
+        TestCase("TEST_2521", "A persistent session gets the broker's backlog", "REQ_0252"),
         TestCase("TEST_0132", "Retained message reaches a later subscriber", "REQ_0253"),
+        TestCase("TEST_2531", "A second reader of a retained topic gets it too", "REQ_0253"),
         TestCase("TEST_0102", "Topic filter match table", "REQ_0254"),
         TestCase("TEST_0133", "Single-level wildcard subscription", "REQ_0254"),
         TestCase("TEST_0134", "Multi-level wildcard subscription", "REQ_0254"),
@@ -130,6 +143,7 @@ TESTS: Final[dict[str, TestCase]] = {
         TestCase(
             "TEST_2542", "Shared subscription: each message once across the group", "REQ_0254"
         ),
+        TestCase("TEST_2543", "A refused subscription reaches the reader as an error", "REQ_0254"),
         TestCase("TEST_0135", "Username and password on CONNECT", "REQ_0255"),
         TestCase("TEST_0136", "TLS with a CA made at run time", "REQ_0256"),
         TestCase("TEST_2570", "CONNECT says MQTT level 4", "REQ_0257"),

@@ -107,6 +107,7 @@ class World:
     accepted_before_refusal: int = 0
     threads_before: set[int] = field(default_factory=set)
     scratch: dict[str, Any] = field(default_factory=dict)
+    cleanups: list[Callable[[], object]] = field(default_factory=list)
     log_lines: list[str] = field(default_factory=list)
 
     # -- topics ------------------------------------------------------------------------
@@ -145,9 +146,10 @@ class World:
         codec: PayloadCodec[Any] | None = None,
         via_proxy: bool = True,
         tls: TlsOptions | None = None,
+        client_id: str | None = None,
         **options: Any,
     ) -> Party:
-        client_id = f"{self.ns}-{name}"
+        client_id = client_id or f"{self.ns}-{name}"
         proxy = None
         port = self.port
         if tls is not None:
@@ -317,6 +319,9 @@ class World:
     # -- teardown ----------------------------------------------------------------------
 
     def close(self) -> None:
+        for cleanup in self.cleanups:
+            with contextlib.suppress(Exception):
+                cleanup()
         for party in self.parties.values():
             if party.proxy is not None:  # a stalled path would only delay closing
                 party.proxy.resume()

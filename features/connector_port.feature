@@ -24,3 +24,83 @@ Feature: The connector satisfies the Connector port (REQ_0250)
     When "out" sends the value "hello"
     And "c" starts
     Then "in" receives the value "hello"
+
+  @REQ_0250 @TEST_2502
+  Scenario: After a lost connection it goes Degraded, Connecting, Up and its readers' subscriptions are restored
+    Given a broker
+    And a started connector "pub"
+    And a started connector "sub"
+    And a reader "in" on "sub" for topic "lost/t" at QoS 1
+    And a writer "out" on "pub" to topic "lost/t" at QoS 1
+    When "in" is subscribed, probed through "out"
+    And the broker goes away for "sub"
+    Then "sub" tries to reconnect
+    When the broker comes back for "sub"
+    Then "sub" reaches Up
+    And since the broker went away "sub" went to Degraded, then Connecting, and last to Up
+    When "in" is subscribed, probed through "out"
+    And "out" sends the value "after" and it is delivered
+    Then "in" receives the value "after"
+
+  @REQ_0250 @TEST_2506
+  Scenario: QoS 1 messages accepted while the broker is away are delivered after reconnecting
+    Given a broker
+    And a started connector "pub"
+    And a started connector "sub"
+    And a reader "in" on "sub" for topic "outage/t" at QoS 1
+    And a writer "out" on "pub" to topic "outage/t" at QoS 1
+    When "in" is subscribed, probed through "out"
+    And the broker goes away for "pub"
+    Then "pub" tries to reconnect
+    When "out" sends 3 values without waiting
+    And the broker comes back for "pub"
+    Then every delivery of "out" completes successfully
+    And "in" receives the values 0 to 2, each at least once
+
+  @REQ_0250 @TEST_2503
+  Scenario: close(timeout) first delivers every message accepted at QoS 1
+    Given a broker
+    And a started connector "pub"
+    And a started connector "sub"
+    And a reader "in" on "sub" for topic "flush/t" at QoS 1
+    And a writer "out" on "pub" to topic "flush/t" at QoS 1
+    When "in" is subscribed, probed through "out"
+    And the path from the broker to "pub" stalls
+    And "out" sends 5 values without waiting
+    And "pub" starts closing with a timeout of 10 seconds
+    And the path from the broker to "pub" is released
+    Then "pub" finished closing with Success
+    And every delivery of "out" completes successfully
+    And "in" receives the values 0 to 4, each at least once
+
+  @REQ_0250 @TEST_2504
+  Scenario: close(timeout) with the broker unreachable fails what it could not deliver with ConnectorDown
+    Given a broker
+    And a started connector "pub"
+    And a writer "out" on "pub" to topic "stuck/t" at QoS 1
+    When the path between "pub" and the broker stalls
+    And "out" sends 5 values without waiting
+    And "pub" starts closing with a timeout of 1 seconds
+    Then "pub" finished closing
+    And every delivery of "out" fails with ConnectorDown
+
+  @REQ_0250 @TEST_2505
+  Scenario: A reader's fileno() is readable exactly while a message or an error waits, usable with selectors
+    Given a broker
+    And a started connector "pub"
+    And a started connector "sub"
+    And the broker refuses subscriptions to "fd/denied" from "sub"
+    And a reader "in" on "sub" for topic "fd/t" at QoS 1
+    And a writer "out" on "pub" to topic "fd/t" at QoS 1
+    When "in" is subscribed, probed through "out"
+    And "in" is registered with a selector
+    Then the selector finds "in" not readable
+    When "out" sends 2 values and they are delivered
+    Then the selector finds "in" readable
+    And "in" receives the value 0
+    And the selector finds "in" readable
+    And "in" receives the value 1
+    And the selector finds "in" not readable
+    When a reader "denied" on "sub" for topic "fd/denied" at QoS 1
+    And "denied" is registered with a selector
+    Then the selector finds "denied" readable

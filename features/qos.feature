@@ -33,3 +33,21 @@ Feature: QoS 0 and QoS 1 (REQ_0252)
     When the path from the broker to "pub" is released
     Then the last delivery of "out" completes successfully
     And "in" receives the value "acked"
+
+  @REQ_0252 @TEST_2521
+  Scenario: A persistent session gets the QoS 1 messages the broker kept while it was away
+    Given a broker
+    And a started connector "pub"
+    And a writer "out" on "pub" to topic "session/t" at QoS 1
+    And a connector "sub" with a persistent session
+    And a reader "in" on "sub" for topic "session/t" at QoS 1
+    When "sub" starts
+    Then "sub" reaches Up
+    When "in" is subscribed, probed through "out"
+    And "sub" closes
+    And the broker has seen "sub" go
+    And "out" sends 3 values and they are delivered
+    And a connector "again" with the persistent session of "sub"
+    And a reader "in again" on "again" for topic "session/t" at QoS 1
+    And "again" starts
+    Then "in again" receives the values 0 to 2, each at least once

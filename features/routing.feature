@@ -12,17 +12,20 @@ Feature: MqttRouting carries topic, QoS and retained flag (REQ_0251)
     Then "in" receives the value 42 with topic "site/tank-7/level", QoS 1 and retained false
 
   @REQ_0251 @TEST_2511
-  Scenario Outline: Invalid routings are refused with the rule they break
+  Scenario Outline: Invalid routings are refused with the rule they break; the valid one next to it works
+    Given a broker
+    And a started connector "c"
     Then the routing <routing> is refused with a message containing "<words>"
+    And a reader on "c" with the routing <valid> receives what is published to a topic it matches
 
     Examples:
-      | routing                    | words                   |
-      | topic "a/b" at QoS 2       | QoS 2                   |
-      | topic "a/+/b" at QoS 0     | wildcard                |
-      | filter "a/#/b" at QoS 0    | '#' must be the last    |
-      | filter "a/b+" at QoS 0     | '+' must fill a whole   |
-      | topic "" at QoS 0          | must not be empty       |
-      | topic "a\x00b" at QoS 0    | NUL                     |
+      | routing                 | words                 | valid                   |
+      | topic "a/b" at QoS 2    | QoS 2                 | topic "a/b" at QoS 1    |
+      | topic "a/+/b" at QoS 0  | wildcard              | filter "a/+/b" at QoS 0 |
+      | filter "a/#/b" at QoS 0 | '#' must be the last  | filter "a/#" at QoS 0   |
+      | filter "a/b+" at QoS 0  | '+' must fill a whole | filter "a/+" at QoS 0   |
+      | topic "" at QoS 0       | must not be empty     | topic "a" at QoS 0      |
+      | topic "a\x00b" at QoS 0 | NUL                   | topic "a b" at QoS 0    |
 
   @REQ_0251 @TEST_2511
   Scenario: A writer may not publish to a $ topic, a reader may read one

@@ -74,3 +74,11 @@ Feature: Wildcard subscriptions and demultiplexing (REQ_0254)
     Then "sys" receives a message whose topic starts with "$SYS/"
     And "all" received no message whose topic starts with "$"
     And "plus" received no message whose topic starts with "$"
+
+  @REQ_0254 @TEST_2543
+  Scenario: A subscription the broker refuses reaches the reader as an error
+    Given a broker
+    And a started connector "sub"
+    And the broker refuses subscriptions to "deny/#" from "sub"
+    When a reader "in" on "sub" for filter "deny/#" at QoS 1
+    Then receiving on "in" fails with a StackError

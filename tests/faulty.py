@@ -8,22 +8,27 @@ each one breaks. Tests may use adapter internals here; the kit may not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import os
 import socket
 import threading
 import time
 from typing import Any
 
 from returns.pipeline import is_successful
-from returns.result import Result, Success
+from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
 from taktora_connector.domain import (
     ChannelDescriptor,
+    ConnectorDown,
     ConnectorError,
+    ConnectorTimeout,
     Degraded,
     RecvEnvelope,
     SendOutcome,
+    StackError,
 )
 from taktora_connector.ports import PayloadCodec
 
@@ -88,6 +93,94 @@ def nameless(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Nameles
     return Nameless(MqttConnector(options, codec))
 
 
+def never_reconnects(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
+    """Gives up on the first failed reconnect attempt (TEST_2502, TEST_2506)."""
+    return MqttConnector(options.replace(reconnect_attempt_ceiling=0), codec)
+
+
+class CloseWithoutFlush(Wrapper):
+    """close() disconnects at once, whatever waits to be delivered (TEST_2503)."""
+
+    def close(self, timeout: float = 5.0) -> Result[None, ConnectorError]:
+        self.inner.close(0.0)
+        return Success(None)
+
+
+def close_without_flush(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return CloseWithoutFlush(MqttConnector(options, codec))
+
+
+class _HangingDelivery:
+    """A delivery that, once its connector went down, never completes."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def _down(self) -> bool:
+        if not self.inner.done:
+            return False
+        result = self.inner.wait(0)
+        return not is_successful(result) and isinstance(result.failure(), ConnectorDown)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.inner.done) and not self._down()
+
+    def wait(self, timeout: float | None = None) -> Result[None, ConnectorError]:
+        result: Result[None, ConnectorError] = self.inner.wait(timeout)
+        if self._down():
+            time.sleep(timeout or 0.0)
+            return Failure(ConnectorTimeout("wait", timeout or 0.0))
+        return result
+
+
+class HangingDeliveryWriter(ChannelWrapper):
+    def send(self, value: Any, *, correlation_id: bytes | None = None) -> Any:
+        result = self.inner.send(value, correlation_id=correlation_id)
+        return result.map(
+            lambda o: SendOutcome(
+                o.sequence_number, o.timestamp_ns, o.bytes_written, _HangingDelivery(o.delivery)
+            )
+        )
+
+
+class PendingForeverAfterClose(Wrapper):
+    """What close() could not deliver stays pending for ever (TEST_2504)."""
+
+    def create_writer(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_writer(descriptor).map(HangingDeliveryWriter)
+
+
+def pending_forever_after_close(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return PendingForeverAfterClose(MqttConnector(options, codec))
+
+
+class DeafFilenoReader(ChannelWrapper):
+    """fileno() is a pipe nobody writes to: never readable (TEST_2505)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._read_end, self._write_end = os.pipe()
+
+    def fileno(self) -> int:
+        return self._read_end
+
+    def close(self) -> None:
+        self.inner.close()
+        for fd in (self._read_end, self._write_end):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class FilenoNeverReadable(Wrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(DeafFilenoReader)
+
+
+def fileno_never_readable(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return FilenoNeverReadable(MqttConnector(options, codec))
+
+
 # REQ_0251 -------------------------------------------------------------------------------
 
 
@@ -146,6 +239,11 @@ def early_delivery(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> W
     return EarlyDelivery(MqttConnector(options, codec))
 
 
+def no_persistent_session(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
+    """Always asks for a clean session, so the broker keeps nothing (TEST_2521)."""
+    return MqttConnector(options.replace(clean_session=True), codec)
+
+
 # REQ_0253 -------------------------------------------------------------------------------
 
 
@@ -157,6 +255,44 @@ class IgnoresRetained(Wrapper):
 
 def ignores_retained(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return IgnoresRetained(MqttConnector(options, codec))
+
+
+class RetainedBlindReader(ChannelWrapper):
+    """Never yields a retained message."""
+
+    def _keep(self, result: Any) -> Any:
+        envelope = result.unwrap() if is_successful(result) else None
+        if envelope is not None and envelope.routing.retained:
+            return Success(None)
+        return result
+
+    def recv(self, timeout: float | None = None) -> Any:
+        return self._keep(self.inner.recv(timeout))
+
+    def try_recv(self) -> Any:
+        return self._keep(self.inner.try_recv())
+
+
+class SecondRetainedReaderStarved(Wrapper):
+    """A later reader of a filter this connector already reads never sees the retained
+    message, as a connector that does not re-subscribe would (TEST_2531)."""
+
+    def __init__(self, inner: MqttConnector[Any]) -> None:
+        super().__init__(inner)
+        self.filters: set[str] = set()
+
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        filt = descriptor.routing.subscription_filter()
+        later = filt in self.filters
+        self.filters.add(filt)
+        result = self.inner.create_reader(descriptor)
+        return result.map(RetainedBlindReader) if later else result
+
+
+def second_retained_reader_starved(
+    options: MqttConnectorOptions, codec: PayloadCodec[Any]
+) -> Wrapper:
+    return SecondRetainedReaderStarved(MqttConnector(options, codec))
 
 
 # REQ_0254 -------------------------------------------------------------------------------
@@ -186,6 +322,37 @@ class ExactMatchOnly(Wrapper):
 
 def exact_match_only(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return ExactMatchOnly(MqttConnector(options, codec))
+
+
+class RefusalSwallowingReader(ChannelWrapper):
+    """Turns a failed subscription into silence: recv just times out."""
+
+    def _swallow(self, result: Any) -> Any:
+        if not is_successful(result) and isinstance(result.failure(), StackError):
+            return Success(None)
+        return result
+
+    def recv(self, timeout: float | None = None) -> Any:
+        result = self._swallow(self.inner.recv(timeout))
+        if is_successful(result) and result.unwrap() is None and timeout:
+            time.sleep(timeout)  # as if nothing came
+        return result
+
+    def try_recv(self) -> Any:
+        return self._swallow(self.inner.try_recv())
+
+
+class SwallowsRefusedSubscription(Wrapper):
+    """A subscription the broker refuses never reaches the reader (TEST_2543)."""
+
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(RefusalSwallowingReader)
+
+
+def swallows_refused_subscription(
+    options: MqttConnectorOptions, codec: PayloadCodec[Any]
+) -> Wrapper:
+    return SwallowsRefusedSubscription(MqttConnector(options, codec))
 
 
 # REQ_0255 -------------------------------------------------------------------------------
@@ -360,10 +527,17 @@ def never_reports_drops(options: MqttConnectorOptions, codec: PayloadCodec[Any])
 #: factory name -> the one requirement it breaks
 BROKEN: dict[str, str] = {
     "nameless": "REQ_0250",
+    "never_reconnects": "REQ_0250",
+    "close_without_flush": "REQ_0250",
+    "pending_forever_after_close": "REQ_0250",
+    "fileno_never_readable": "REQ_0250",
     "forgets_received_qos": "REQ_0251",
     "early_delivery": "REQ_0252",
+    "no_persistent_session": "REQ_0252",
     "ignores_retained": "REQ_0253",
+    "second_retained_reader_starved": "REQ_0253",
     "exact_match_only": "REQ_0254",
+    "swallows_refused_subscription": "REQ_0254",
     "drops_credentials": "REQ_0255",
     "ignores_tls": "REQ_0256",
     "speaks_mqtt31": "REQ_0257",
@@ -423,6 +597,13 @@ def wakes_asyncio_loop(options: MqttConnectorOptions, codec: PayloadCodec[Any]) 
 
 #: faulty factory name -> the scenario (test id) written to catch it
 CAUGHT_BY: dict[str, str] = {
+    "never_reconnects": "TEST_2502",
+    "close_without_flush": "TEST_2503",
+    "pending_forever_after_close": "TEST_2504",
+    "fileno_never_readable": "TEST_2505",
+    "no_persistent_session": "TEST_2521",
+    "second_retained_reader_starved": "TEST_2531",
+    "swallows_refused_subscription": "TEST_2543",
     "io_on_caller_thread": "TEST_2580",
     "leaks_thread": "TEST_2582",
 }

@@ -3,6 +3,7 @@ channels, sending and receiving, stalling the path."""
 
 from __future__ import annotations
 
+import selectors
 import time
 from typing import Any
 
@@ -11,8 +12,9 @@ from returns.pipeline import is_successful
 
 from taktora_connector.adapters.codecs import BytesCodec
 from taktora_connector.adapters.mqtt import Credentials
-from taktora_connector.conformance.world import PATIENCE, World
+from taktora_connector.conformance.world import PATIENCE, World, wait_for
 from taktora_connector.domain import (
+    ConnectorDown,
     Degraded,
     HealthKind,
 )
@@ -33,9 +35,16 @@ def _broker(conformance_world: World) -> None:
 
 
 @given(parsers.re(r'a connector "(?P<name>[^"]+)"(?P<rest>.*)$'))
+@when(parsers.re(r'a connector "(?P<name>[^"]+)"(?P<rest> with the persistent session of .*)$'))
 def _connector(conformance_world: World, name: str, rest: str) -> None:
     rest = rest.strip()
-    if rest.startswith("with the right username"):
+    if rest == "with a persistent session":
+        conformance_world.add_connector(name, clean_session=False)
+    elif rest.startswith("with the persistent session of "):
+        # The same client id as the named connector: the broker resumes its session.
+        other = conformance_world.party(rest.split('"')[1])
+        conformance_world.add_connector(name, clean_session=False, client_id=other.client_id)
+    elif rest.startswith("with the right username"):
         user, password = conformance_world.scratch["credentials"]
         if rest.endswith("a wrong password"):
             password = "not-" + password
@@ -220,3 +229,116 @@ def _release(conformance_world: World, name: str) -> None:
     proxy = conformance_world.party(name).proxy
     assert proxy is not None
     proxy.resume()
+
+
+# -- the broker going away and coming back (a connection loss, then an outage) ------------
+
+
+@when(parsers.parse('the broker goes away for "{name}"'))
+def _broker_goes_away(conformance_world: World, name: str) -> None:
+    proxy = conformance_world.party(name).proxy
+    assert proxy is not None, f"{name!r} does not go through the fault proxy"
+    # Health events from here on are the ones the loss caused.
+    conformance_world.scratch[f"events before loss {name}"] = len(
+        conformance_world.health_events(name)
+    )
+    proxy.outage()
+
+
+@then(parsers.parse('"{name}" tries to reconnect'))
+def _tries_to_reconnect(conformance_world: World, name: str) -> None:
+    proxy = conformance_world.party(name).proxy
+    assert proxy is not None
+    wait_for(lambda: proxy.refused >= 1, PATIENCE, f"{name!r} to try to reconnect")
+
+
+@when(parsers.parse('the broker comes back for "{name}"'))
+def _broker_comes_back(conformance_world: World, name: str) -> None:
+    proxy = conformance_world.party(name).proxy
+    assert proxy is not None
+    proxy.restore()
+
+
+# -- batches of sends and their deliveries ------------------------------------------------
+
+
+@when(parsers.parse('"{writer}" sends {count:d} values without waiting'))
+def _send_batch(conformance_world: World, writer: str, count: int) -> None:
+    batch = [conformance_world.send(writer, i) for i in range(count)]
+    conformance_world.scratch[f"batch {writer}"] = batch
+
+
+@then(parsers.parse('every delivery of "{writer}" completes successfully'))
+def _batch_delivered(conformance_world: World, writer: str) -> None:
+    for index, outcome in enumerate(conformance_world.scratch[f"batch {writer}"]):
+        result = outcome.delivery.wait(PATIENCE)
+        assert is_successful(result), f"delivery of value {index}: {result}"
+
+
+@then(parsers.parse('every delivery of "{writer}" fails with ConnectorDown'))
+def _batch_failed(conformance_world: World, writer: str) -> None:
+    for index, outcome in enumerate(conformance_world.scratch[f"batch {writer}"]):
+        result = outcome.delivery.wait(PATIENCE)
+        error = None if is_successful(result) else result.failure()
+        assert isinstance(error, ConnectorDown), (
+            f"delivery of value {index}: {result}, expected Failure(ConnectorDown)"
+        )
+
+
+@then(parsers.parse('"{reader}" receives the values {first:d} to {last:d}, each at least once'))
+def _receives_range(conformance_world: World, reader: str, first: int, last: int) -> None:
+    expected = set(range(first, last + 1))
+    seen: list[Any] = []
+    deadline = time.monotonic() + PATIENCE
+    while not expected <= set(seen) and time.monotonic() < deadline:
+        result = conformance_world.reader(reader).recv(max(0.0, deadline - time.monotonic()))
+        assert is_successful(result), f"recv on {reader!r} failed: {result}"
+        envelope = result.unwrap()
+        if envelope is not None:
+            seen.append(envelope.value)
+    missing = sorted(expected - set(seen))
+    assert not missing, f"{reader!r} never received {missing} (received {seen})"
+    stray = sorted({repr(v) for v in seen if v not in expected})
+    assert not stray, f"{reader!r} received values nobody sent in this step: {stray}"
+
+
+# -- readers in selectors ------------------------------------------------------------------
+
+
+@when(parsers.parse('"{reader}" is registered with a selector'))
+def _register_selector(conformance_world: World, reader: str) -> None:
+    selector = selectors.DefaultSelector()
+    conformance_world.cleanups.append(selector.close)
+    handle = conformance_world.reader(reader)
+    try:
+        selector.register(handle, selectors.EVENT_READ)  # uses handle.fileno()
+    except (OSError, ValueError, TypeError) as err:
+        raise AssertionError(f"{reader!r} cannot be registered with a selector: {err!r}") from None
+    conformance_world.scratch[f"selector {reader}"] = selector
+
+
+def _selected(world: World, reader: str, timeout: float) -> bool:
+    selector: selectors.BaseSelector = world.scratch[f"selector {reader}"]
+    handle = world.reader(reader)
+    return any(key.fileobj is handle for key, _ in selector.select(timeout))
+
+
+@then(parsers.parse('the selector finds "{reader}" readable'))
+def _selector_readable(conformance_world: World, reader: str) -> None:
+    assert _selected(conformance_world, reader, PATIENCE), (
+        f"{reader!r} was not readable within {PATIENCE:g} s though something waits for it"
+    )
+
+
+@then(parsers.parse('the selector finds "{reader}" not readable'))
+def _selector_not_readable(conformance_world: World, reader: str) -> None:
+    assert not _selected(conformance_world, reader, 0.3), (
+        f"{reader!r} is readable though nothing waits for it"
+    )
+
+
+@given(parsers.parse('the broker refuses subscriptions to "{filt}" from "{name}"'))
+def _refuses_subscriptions(conformance_world: World, filt: str, name: str) -> None:
+    proxy = conformance_world.party(name).proxy
+    assert proxy is not None, f"{name!r} does not go through the fault proxy"
+    proxy.refuse_subscriptions({conformance_world.topic(filt)})

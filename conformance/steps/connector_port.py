@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from pytest_bdd import parsers, then
+import threading
+import time
+from typing import Any
+
+from pytest_bdd import parsers, then, when
 from returns.pipeline import is_successful
 
 from taktora_connector.adapters.mqtt import MqttRouting
-from taktora_connector.conformance.world import World
+from taktora_connector.conformance.world import PATIENCE, World
 from taktora_connector.domain import (
     ChannelDescriptor,
     ConfigurationError,
     ConnectorDown,
+    HealthKind,
 )
 
 from .shared import (
@@ -60,3 +65,43 @@ def _channels_refuse(conformance_world: World, name: str) -> None:
     assert isinstance(writer.send("late").failure(), ConnectorDown)
     assert isinstance(reader.try_recv().failure(), ConnectorDown)
     assert isinstance(reader.recv(0.1).failure(), ConnectorDown)
+
+
+@then(
+    parsers.parse(
+        'since the broker went away "{name}" went to Degraded, then Connecting, and last to Up'
+    )
+)
+def _loss_sequence(conformance_world: World, name: str) -> None:
+    start = conformance_world.scratch[f"events before loss {name}"]
+    events = conformance_world.health_events(name)[start:]
+    kinds = [event.to.kind for event in events]
+    seen = f"health since the loss went to {[k.value for k in kinds]}"
+    assert kinds[:2] == [HealthKind.DEGRADED, HealthKind.CONNECTING], seen
+    assert kinds[-1:] == [HealthKind.UP], seen
+
+
+@when(parsers.parse('"{name}" starts closing with a timeout of {seconds:g} seconds'))
+def _starts_closing(conformance_world: World, name: str, seconds: float) -> None:
+    connector = conformance_world.party(name).connector
+    outcome: list[Any] = []
+    closer = threading.Thread(
+        target=lambda: outcome.append(connector.close(timeout=seconds)),
+        name="conformance-harness-closer",
+        daemon=True,
+    )
+    closer.start()
+    conformance_world.scratch[f"closing {name}"] = (closer, seconds, outcome)
+    time.sleep(0.2)  # close() is under way before the next step changes the path
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" finished closing(?P<how> with Success| with a Failure)?$'))
+def _finished_closing(conformance_world: World, name: str, how: str | None) -> None:
+    closer, seconds, outcome = conformance_world.scratch[f"closing {name}"]
+    closer.join(seconds + PATIENCE)
+    assert not closer.is_alive(), f"close(timeout={seconds:g}) of {name!r} did not return"
+    (result,) = outcome
+    if how == " with Success":
+        assert is_successful(result), f"close() of {name!r} returned {result}"
+    elif how == " with a Failure":
+        assert not is_successful(result), f"close() of {name!r} returned {result}"

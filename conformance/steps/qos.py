@@ -60,3 +60,13 @@ def _still_pending(conformance_world: World, writer: str, seconds: float) -> Non
 def _completes(conformance_world: World, writer: str) -> None:
     result = conformance_world.outcomes[writer][-1].delivery.wait(PATIENCE)
     assert is_successful(result), f"delivery: {result}"
+
+
+@when(parsers.parse('the broker has seen "{name}" go'))
+def _broker_saw_it_go(conformance_world: World, name: str) -> None:
+    """The connector's connection is closed at the proxy, and the broker had a moment
+    to end the session's connection (a persistent session then queues what comes)."""
+    proxy = conformance_world.party(name).proxy
+    assert proxy is not None
+    wait_for(lambda: proxy.open_connections == 0, PATIENCE, f"{name!r} to disconnect")
+    time.sleep(0.3)

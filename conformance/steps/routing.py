@@ -13,6 +13,8 @@ from taktora_connector.domain import (
     ConfigurationError,
 )
 
+from .shared import probe_all, routing_for
+
 
 @then(
     parsers.re(
@@ -48,3 +50,18 @@ def _routing_refused(kind: str, value: str, level: str, words: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         MqttRouting(**{kind: value, "qos": int(level)})  # type: ignore[arg-type]
     assert words in str(caught.value), f"{caught.value} does not contain {words!r}"
+
+
+@then(
+    parsers.re(
+        r'a reader on "(?P<name>[^"]+)" with the routing (?P<kind>topic|filter) "(?P<value>.*)" at QoS (?P<level>\d) receives what is published to a topic it matches$'
+    )
+)
+def _valid_neighbour(
+    conformance_world: World, name: str, kind: str, value: str, level: str
+) -> None:
+    world = conformance_world
+    world.add_reader(name, "valid", routing_for(world, kind, value, int(level)))
+    probe_all(
+        world, name
+    )  # publishes through "name" to a topic the reader matches, until it arrives

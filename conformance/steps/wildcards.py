@@ -10,6 +10,7 @@ from returns.pipeline import is_successful
 
 from taktora_connector.adapters.mqtt import MqttRouting
 from taktora_connector.conformance.world import PATIENCE, World, qos
+from taktora_connector.domain import StackError
 
 from .shared import (
     probe_all,
@@ -111,3 +112,10 @@ def _received_none_prefixed(conformance_world: World, reader: str, prefix: str) 
     got = conformance_world.drain(reader, quiet=0.3)
     leaked = [e.routing.topic for e in got if str(e.routing.topic).startswith(prefix)]
     assert not leaked, f"{reader!r} received {leaked}"
+
+
+@then(parsers.parse('receiving on "{reader}" fails with a StackError'))
+def _recv_fails(conformance_world: World, reader: str) -> None:
+    result = conformance_world.reader(reader).recv(PATIENCE)
+    error = None if is_successful(result) else result.failure()
+    assert isinstance(error, StackError), f"recv on {reader!r} returned {result}"
