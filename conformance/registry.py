@@ -122,17 +122,17 @@ TESTS: Final[dict[str, TestCase]] = {
             "Connection loss: Degraded, Connecting, Up; subscriptions restored",
             "REQ_0250",
         ),
-        TestCase("TEST_2503", "close(timeout) delivers what was accepted at QoS 1", "REQ_0250"),
-        TestCase(
-            "TEST_2504", "close(timeout) without a broker fails the rest: ConnectorDown", "REQ_0250"
-        ),
-        TestCase("TEST_2505", "A reader's fileno() is readable while a message waits", "REQ_0250"),
-        TestCase("TEST_2506", "QoS 1 accepted during an outage is delivered after it", "REQ_0250"),
+        TestCase("TEST_2503", "QoS 1 accepted during an outage is delivered after it", "REQ_0250"),
+        TestCase("TEST_2504", "A reader's fileno() is readable while something waits", "REQ_0250"),
         TestCase("TEST_2510", "Received routing carries topic, QoS and retained flag", "REQ_0251"),
         TestCase("TEST_2511", "Invalid routings are refused", "REQ_0251"),
         TestCase("TEST_0130", "QoS 0 round trip preserves payload bytes", "REQ_0252"),
         TestCase("TEST_0131", "QoS 1 delivery completes only after PUBACK", "REQ_0252"),
         TestCase("TEST_2521", "A persistent session gets the broker's backlog", "REQ_0252"),
+        TestCase("TEST_2522", "close(timeout) delivers what was accepted at QoS 1", "REQ_0252"),
+        TestCase(
+            "TEST_2523", "close(timeout) without a broker fails the rest: ConnectorDown", "REQ_0252"
+        ),
         TestCase("TEST_0132", "Retained message reaches a later subscriber", "REQ_0253"),
         TestCase("TEST_2531", "A second reader of a retained topic gets it too", "REQ_0253"),
         TestCase("TEST_0102", "Topic filter match table", "REQ_0254"),

@@ -42,7 +42,7 @@ Feature: The connector satisfies the Connector port (REQ_0250)
     And "out" sends the value "after" and it is delivered
     Then "in" receives the value "after"
 
-  @REQ_0250 @TEST_2506
+  @REQ_0250 @TEST_2503
   Scenario: QoS 1 messages accepted while the broker is away are delivered after reconnecting
     Given a broker
     And a started connector "pub"
@@ -57,34 +57,7 @@ Feature: The connector satisfies the Connector port (REQ_0250)
     Then every delivery of "out" completes successfully
     And "in" receives the values 0 to 2, each at least once
 
-  @REQ_0250 @TEST_2503
-  Scenario: close(timeout) first delivers every message accepted at QoS 1
-    Given a broker
-    And a started connector "pub"
-    And a started connector "sub"
-    And a reader "in" on "sub" for topic "flush/t" at QoS 1
-    And a writer "out" on "pub" to topic "flush/t" at QoS 1
-    When "in" is subscribed, probed through "out"
-    And the path from the broker to "pub" stalls
-    And "out" sends 5 values without waiting
-    And "pub" starts closing with a timeout of 10 seconds
-    And the path from the broker to "pub" is released
-    Then "pub" finished closing with Success
-    And every delivery of "out" completes successfully
-    And "in" receives the values 0 to 4, each at least once
-
   @REQ_0250 @TEST_2504
-  Scenario: close(timeout) with the broker unreachable fails what it could not deliver with ConnectorDown
-    Given a broker
-    And a started connector "pub"
-    And a writer "out" on "pub" to topic "stuck/t" at QoS 1
-    When the path between "pub" and the broker stalls
-    And "out" sends 5 values without waiting
-    And "pub" starts closing with a timeout of 1 seconds
-    Then "pub" finished closing
-    And every delivery of "out" fails with ConnectorDown
-
-  @REQ_0250 @TEST_2505
   Scenario: A reader's fileno() is readable exactly while a message or an error waits, usable with selectors
     Given a broker
     And a started connector "pub"

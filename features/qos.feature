@@ -51,3 +51,30 @@ Feature: QoS 0 and QoS 1 (REQ_0252)
     And a reader "in again" on "again" for topic "session/t" at QoS 1
     And "again" starts
     Then "in again" receives the values 0 to 2, each at least once
+
+  @REQ_0252 @TEST_2522
+  Scenario: close(timeout) first delivers every message accepted at QoS 1
+    Given a broker
+    And a started connector "pub"
+    And a started connector "sub"
+    And a reader "in" on "sub" for topic "flush/t" at QoS 1
+    And a writer "out" on "pub" to topic "flush/t" at QoS 1
+    When "in" is subscribed, probed through "out"
+    And the path from the broker to "pub" stalls
+    And "out" sends 5 values without waiting
+    And "pub" starts closing with a timeout of 10 seconds
+    And the path from the broker to "pub" is released
+    Then "pub" finished closing with Success
+    And every delivery of "out" completes successfully
+    And "in" receives the values 0 to 4, each at least once
+
+  @REQ_0252 @TEST_2523
+  Scenario: close(timeout) with the broker unreachable fails what it could not deliver with ConnectorDown
+    Given a broker
+    And a started connector "pub"
+    And a writer "out" on "pub" to topic "stuck/t" at QoS 1
+    When the path between "pub" and the broker stalls
+    And "out" sends 5 values without waiting
+    And "pub" starts closing with a timeout of 1 seconds
+    Then "pub" finished closing
+    And every delivery of "out" fails with ConnectorDown

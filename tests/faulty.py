@@ -94,12 +94,12 @@ def nameless(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Nameles
 
 
 def never_reconnects(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
-    """Gives up on the first failed reconnect attempt (TEST_2502, TEST_2506)."""
+    """Gives up on the first failed reconnect attempt (TEST_2502, TEST_2503)."""
     return MqttConnector(options.replace(reconnect_attempt_ceiling=0), codec)
 
 
 class CloseWithoutFlush(Wrapper):
-    """close() disconnects at once, whatever waits to be delivered (TEST_2503)."""
+    """close() disconnects at once, whatever waits to be delivered (TEST_2522)."""
 
     def close(self, timeout: float = 5.0) -> Result[None, ConnectorError]:
         self.inner.close(0.0)
@@ -145,7 +145,7 @@ class HangingDeliveryWriter(ChannelWrapper):
 
 
 class PendingForeverAfterClose(Wrapper):
-    """What close() could not deliver stays pending for ever (TEST_2504)."""
+    """What close() could not deliver stays pending for ever (TEST_2523)."""
 
     def create_writer(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
         return self.inner.create_writer(descriptor).map(HangingDeliveryWriter)
@@ -156,7 +156,7 @@ def pending_forever_after_close(options: MqttConnectorOptions, codec: PayloadCod
 
 
 class DeafFilenoReader(ChannelWrapper):
-    """fileno() is a pipe nobody writes to: never readable (TEST_2505)."""
+    """fileno() is a pipe nobody writes to: never readable (TEST_2504)."""
 
     def __init__(self, inner: Any) -> None:
         super().__init__(inner)
@@ -425,6 +425,13 @@ class SideConnection:
         self.sock: socket.socket | None = None
 
     def ping(self) -> None:
+        try:
+            self._ping()
+        except OSError:  # the broker went away: connect again next time
+            self.close()
+            self.sock = None
+
+    def _ping(self) -> None:
         if self.sock is None:
             self.sock = socket.create_connection((self.options.host, self.options.port), 5)
             client_id = f"{self.options.client_id}-side".encode()
@@ -528,12 +535,12 @@ def never_reports_drops(options: MqttConnectorOptions, codec: PayloadCodec[Any])
 BROKEN: dict[str, str] = {
     "nameless": "REQ_0250",
     "never_reconnects": "REQ_0250",
-    "close_without_flush": "REQ_0250",
-    "pending_forever_after_close": "REQ_0250",
     "fileno_never_readable": "REQ_0250",
     "forgets_received_qos": "REQ_0251",
     "early_delivery": "REQ_0252",
     "no_persistent_session": "REQ_0252",
+    "close_without_flush": "REQ_0252",
+    "pending_forever_after_close": "REQ_0252",
     "ignores_retained": "REQ_0253",
     "second_retained_reader_starved": "REQ_0253",
     "exact_match_only": "REQ_0254",
@@ -598,9 +605,9 @@ def wakes_asyncio_loop(options: MqttConnectorOptions, codec: PayloadCodec[Any]) 
 #: faulty factory name -> the scenario (test id) written to catch it
 CAUGHT_BY: dict[str, str] = {
     "never_reconnects": "TEST_2502",
-    "close_without_flush": "TEST_2503",
-    "pending_forever_after_close": "TEST_2504",
-    "fileno_never_readable": "TEST_2505",
+    "close_without_flush": "TEST_2522",
+    "pending_forever_after_close": "TEST_2523",
+    "fileno_never_readable": "TEST_2504",
     "no_persistent_session": "TEST_2521",
     "second_retained_reader_starved": "TEST_2531",
     "swallows_refused_subscription": "TEST_2543",

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any
-
-from pytest_bdd import parsers, then, when
+from pytest_bdd import parsers, then
 from returns.pipeline import is_successful
 
 from taktora_connector.adapters.mqtt import MqttRouting
-from taktora_connector.conformance.world import PATIENCE, World
+from taktora_connector.conformance.world import World
 from taktora_connector.domain import (
     ChannelDescriptor,
     ConfigurationError,
@@ -79,29 +75,3 @@ def _loss_sequence(conformance_world: World, name: str) -> None:
     seen = f"health since the loss went to {[k.value for k in kinds]}"
     assert kinds[:2] == [HealthKind.DEGRADED, HealthKind.CONNECTING], seen
     assert kinds[-1:] == [HealthKind.UP], seen
-
-
-@when(parsers.parse('"{name}" starts closing with a timeout of {seconds:g} seconds'))
-def _starts_closing(conformance_world: World, name: str, seconds: float) -> None:
-    connector = conformance_world.party(name).connector
-    outcome: list[Any] = []
-    closer = threading.Thread(
-        target=lambda: outcome.append(connector.close(timeout=seconds)),
-        name="conformance-harness-closer",
-        daemon=True,
-    )
-    closer.start()
-    conformance_world.scratch[f"closing {name}"] = (closer, seconds, outcome)
-    time.sleep(0.2)  # close() is under way before the next step changes the path
-
-
-@then(parsers.re(r'"(?P<name>[^"]+)" finished closing(?P<how> with Success| with a Failure)?$'))
-def _finished_closing(conformance_world: World, name: str, how: str | None) -> None:
-    closer, seconds, outcome = conformance_world.scratch[f"closing {name}"]
-    closer.join(seconds + PATIENCE)
-    assert not closer.is_alive(), f"close(timeout={seconds:g}) of {name!r} did not return"
-    (result,) = outcome
-    if how == " with Success":
-        assert is_successful(result), f"close() of {name!r} returned {result}"
-    elif how == " with a Failure":
-        assert not is_successful(result), f"close() of {name!r} returned {result}"
