@@ -519,3 +519,25 @@ def test_14_a_forked_child_refuses_to_send(connect: ConnectFn) -> None:
         os.waitpid(pid, 0)
         assert answer == b"ok", answer
         assert writer.send(b"parent").unwrap().delivery.wait(10).unwrap() is None  # parent fine
+
+
+def test_14_a_subscribe_the_broker_answers_by_hanging_up_fails_that_reader_only(
+    mosquitto_broker: Any, connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    """mosquitto closes the connection on a filter of more than 200 levels."""
+    conn = connect(mosquitto_broker.port, codec=BytesCodec(), reconnect_initial_backoff=0.01)
+    sub = conn.subscribe_health()
+    deep = reader_of(conn, "/".join(["d"] * 250), "deep")
+    failed = deep.recv(30)
+    assert isinstance(failed, Failure) and isinstance(failed.failure(), StackError), failed
+    assert "SUBSCRIBE" in str(failed.failure())
+    wait_up(conn)
+    normal = reader_of(conn, "n/t", "normal")
+    writer = conn.create_writer(ChannelDescriptor("w", MqttRouting(topic="n/t", qos=QOS1)))
+    writer.unwrap().send(b"still here").unwrap().delivery.wait(10).unwrap()
+    got = normal.recv(10).unwrap()
+    assert got is not None and got.value == b"still here"
+    losses = [e for e in iter(sub.try_next, None) if e.to.kind is HealthKind.CONNECTING]
+    assert 1 <= len(losses) <= 3  # a few reconnects to find the culprit, not a loop
+    assert isinstance(deep.recv(0), Failure)  # and it stays failed
+    assert thread_errors == []

@@ -136,7 +136,11 @@ class Gateway:
         self._held: Outbound | None = None
         self._qos0: deque[tuple[paho.MQTTMessageInfo, Delivery]] = deque()
         self._qos1: deque[tuple[paho.MQTTMessageInfo, Delivery]] = deque()
-        self._subscribe_mids: dict[int, list[str]] = {}
+        self._subscribe_mids: dict[int, list[str]] = {}  # in the order sent
+        #: Filters whose SUBSCRIBE was the oldest unanswered one when the broker hung up
+        #: (sent alone from then on); a second strike poisons the filter.
+        self._suspects: set[str] = set()
+        self._poisoned: set[str] = set()
         # Requests from application threads.
         self._restart_requested = False
         self._abandoned: str | None = None
@@ -537,6 +541,8 @@ class Gateway:
         self._socket_open = False
         self._connack_deadline = None
         self._settle_qos0(lost=True)
+        if was_connected and self._subscribe_mids:
+            self._blame_subscribe()
         self._subscribe_mids.clear()
         if self._stop_requested and not was_connected and self._refusal is None:
             return
@@ -782,8 +788,16 @@ class Gateway:
         assert client is not None
         subscribe = [(c.topic_filter, c.qos) for c in changes if c.qos is not None]
         unsubscribe = [c.topic_filter for c in changes if c.qos is None]
-        for start in range(0, len(subscribe), SUBSCRIBE_BATCH):
-            chunk = subscribe[start : start + SUBSCRIBE_BATCH]
+        if self._poisoned:
+            for topic_filter, _ in subscribe:
+                if topic_filter in self._poisoned:  # also a new reader of such a filter
+                    self._fail_readers(topic_filter, self._poison_error(topic_filter))
+            subscribe = [item for item in subscribe if item[0] not in self._poisoned]
+        suspects = self._suspects
+        chunks = [[item] for item in subscribe if item[0] in suspects]  # alone: to isolate
+        rest = [item for item in subscribe if item[0] not in suspects]
+        chunks += [rest[i : i + SUBSCRIBE_BATCH] for i in range(0, len(rest), SUBSCRIBE_BATCH)]
+        for chunk in chunks:
             rc, mid = client.subscribe(chunk)
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
                 self._subscribe_mids[mid] = [f for f, _ in chunk]
@@ -795,11 +809,39 @@ class Gateway:
     ) -> None:
         filters = self._subscribe_mids.pop(mid, [])
         for topic_filter, code in zip(filters, reason_codes, strict=False):
+            self._suspects.discard(topic_filter)
             if code.is_failure:
                 log.warning("broker refused the subscription to %r", topic_filter)
                 error = StackError(f"broker refused the subscription to {topic_filter!r}")
-                for reader in self._subscriptions.readers_of(topic_filter):
-                    reader.fail(error)
+                self._fail_readers(topic_filter, error)
+
+    def _fail_readers(self, topic_filter: str, error: ConnectorError) -> None:
+        for reader in self._subscriptions.readers_of(topic_filter):
+            reader.fail(error)
+
+    def _blame_subscribe(self) -> None:
+        """The broker hung up while SUBSCRIBEs were unanswered. A broker answers in
+        order, so the oldest unanswered one is the likely cause (mosquitto does this for
+        a filter of more than 200 levels). Its filters become suspects and go alone next
+        time; a suspect sent alone and answered the same way again is poisoned: its
+        readers fail with ``StackError`` and it is not subscribed again, instead of an
+        endless reconnect-and-resubscribe loop."""
+        oldest = next(iter(self._subscribe_mids.values()))
+        if len(oldest) == 1 and oldest[0] in self._suspects:
+            topic_filter = oldest[0]
+            self._suspects.discard(topic_filter)
+            self._poisoned.add(topic_filter)
+            log.error("broker hangs up on SUBSCRIBE %r; its readers fail", topic_filter)
+            self._fail_readers(topic_filter, self._poison_error(topic_filter))
+        else:
+            self._suspects.update(oldest)
+
+    @staticmethod
+    def _poison_error(topic_filter: str) -> StackError:
+        return StackError(
+            f"the broker closed the connection in answer to SUBSCRIBE {topic_filter!r} "
+            "(twice, the second time alone); it is not subscribed again"
+        )
 
     # -- inbound -----------------------------------------------------------------------
 
