@@ -541,3 +541,38 @@ def test_14_a_subscribe_the_broker_answers_by_hanging_up_fails_that_reader_only(
     assert 1 <= len(losses) <= 3  # a few reconnects to find the culprit, not a loop
     assert isinstance(deep.recv(0), Failure)  # and it stays failed
     assert thread_errors == []
+
+
+# -- point 10: a persistent session's backlog is not lost before a reader exists -----------------
+
+
+def test_10_persistent_backlog_waits_for_a_reader_created_after_start(
+    mosquitto_broker: Any, connect: ConnectFn
+) -> None:
+    topic, session = f"ps/{unique_id()}", unique_id("session")
+    first = connect(
+        mosquitto_broker.port, client_id=session, clean_session=False, codec=BytesCodec()
+    )
+    reader = reader_of(first, topic, qos=QOS1)
+    pub = connect(mosquitto_broker.port, codec=BytesCodec())
+    writer = pub.create_writer(ChannelDescriptor("w", MqttRouting(topic=topic, qos=QOS1)))
+    writer.unwrap().send(b"probe").unwrap().delivery.wait(10).unwrap()
+    assert reader.recv(10).unwrap() is not None  # subscribed
+    first.close()
+    for i in range(3):
+        writer.unwrap().send(b"%d" % i).unwrap().delivery.wait(10).unwrap()
+    again = connect(
+        mosquitto_broker.port, client_id=session, clean_session=False, codec=BytesCodec()
+    )
+    # The broker sends the backlog at once; no reader matches yet: counted and held.
+    wait_until(lambda: again.unrouted_inbound == 3, 10, "the backlog to arrive")
+    late = reader_of(again, topic, qos=QOS1)
+    got = [late.recv(10).unwrap() for _ in range(3)]
+    assert [e.value for e in got if e is not None] == [b"0", b"1", b"2"]
+
+
+def test_10_messages_that_match_no_reader_are_counted(connect: ConnectFn) -> None:
+    with ReactiveBroker(publish_after_subscribe("other/t", b"stray")) as fake:
+        conn = connect(fake.port, codec=BytesCodec())
+        reader_of(conn, "mine/t")  # its SUBSCRIBE makes the fake send a stray message
+        wait_until(lambda: conn.unrouted_inbound == 1, 10, "the stray message counted")

@@ -125,6 +125,14 @@ class MqttConnector(Generic[T]):
         return self._gateway.rejected_inbound
 
     @property
+    def unrouted_inbound(self) -> int:
+        """Inbound messages that matched no open reader when they arrived. With
+        ``clean_session=False`` the last ``inbound_capacity`` of them are held and go to
+        the first reader created for them (a session's backlog arrives before readers
+        created after ``start()`` exist)."""
+        return self._gateway.unrouted_inbound
+
+    @property
     def inbound_drops(self) -> int:
         """Inbound messages dropped across all readers so far."""
         return self._controller.inbound_drops

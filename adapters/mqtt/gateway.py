@@ -149,6 +149,12 @@ class Gateway:
         self._flushed_on_stop = False
         self._last_error: str | None = None
         self.rejected_inbound = 0
+        #: Inbound messages that matched no reader when they arrived.
+        self.unrouted_inbound = 0
+        self._unrouted: deque[tuple[bytes, str, int, bool, int]] = deque(
+            maxlen=options.inbound_capacity
+        )
+        self._unrouted_seen = 0  # len(matcher) when the held messages were last routed
 
     # -- application-thread side -------------------------------------------------
 
@@ -350,6 +356,8 @@ class Gateway:
             self._next_attempt = now
         if not self._socket_open and not self._gave_up and now >= self._next_attempt:
             self._attempt_connect(now)
+        if self._unrouted and len(self._subscriptions.matcher) != self._unrouted_seen:
+            self._route_unrouted()
         if self._connected:
             if self._subscriptions.pending:
                 self._send_subscriptions(self._subscriptions.changes())
@@ -852,16 +860,45 @@ class Gateway:
             self.rejected_inbound += 1
             log.warning("dropped an inbound message whose topic is not UTF-8")
             return
+        if self._unrouted and len(self._subscriptions.matcher) != self._unrouted_seen:
+            self._route_unrouted()  # readers changed: older held messages go first
         readers = self._match(topic)
-        if not readers:
-            return
         payload = message.payload
         qos = message.qos
         retain = message.retain
         now = time.time_ns()
+        if not readers:
+            self._hold_unrouted(payload, topic, qos, retain, now)
+            return
         for reader in readers:
             if reader.deliver(payload, topic, qos, retain, now) is not SENT:
                 self._controller.inbound_dropped(reader)
+
+    def _hold_unrouted(
+        self, payload: bytes, topic: str, qos: int, retain: bool, timestamp_ns: int
+    ) -> None:
+        """A message no reader matches: counted; with a persistent session (a backlog the
+        broker kept, arriving before the readers exist) held for the first reader that
+        matches, up to ``inbound_capacity`` messages (beyond that the oldest go). Retained
+        ones are not held: the broker sends them again on the reader's SUBSCRIBE."""
+        self.unrouted_inbound += 1
+        if self._options.clean_session or retain:
+            return
+        self._unrouted.append((payload, topic, qos, retain, timestamp_ns))
+        self._unrouted_seen = len(self._subscriptions.matcher)
+
+    def _route_unrouted(self) -> None:
+        """Hand held messages to the readers that match them now; keep the rest."""
+        self._unrouted_seen = len(self._subscriptions.matcher)
+        kept: deque[tuple[bytes, str, int, bool, int]] = deque(maxlen=self._unrouted.maxlen)
+        for payload, topic, qos, retain, timestamp_ns in self._unrouted:
+            readers = self._match(topic)
+            if not readers:
+                kept.append((payload, topic, qos, retain, timestamp_ns))
+            for reader in readers:
+                if reader.deliver(payload, topic, qos, retain, timestamp_ns) is not SENT:
+                    self._controller.inbound_dropped(reader)
+        self._unrouted = kept
 
     # -- shutdown ----------------------------------------------------------------------
 
