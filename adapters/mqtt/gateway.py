@@ -868,7 +868,7 @@ class Gateway:
         retain = message.retain
         now = time.time_ns()
         if not readers:
-            self._hold_unrouted(payload, topic, qos, retain, now)
+            self._hold_unrouted(bytes(payload), topic, qos, retain, now)
             return
         for reader in readers:
             if reader.deliver(payload, topic, qos, retain, now) is not SENT:
