@@ -38,6 +38,7 @@ from taktora_connector.domain import (
     ConnectorTimeout,
     Down,
     HealthKind,
+    PayloadOverflow,
     StackError,
 )
 
@@ -576,3 +577,37 @@ def test_10_messages_that_match_no_reader_are_counted(connect: ConnectFn) -> Non
         conn = connect(fake.port, codec=BytesCodec())
         reader_of(conn, "mine/t")  # its SUBSCRIBE makes the fake send a stray message
         wait_until(lambda: conn.unrouted_inbound == 1, 10, "the stray message counted")
+
+
+# -- point 11: a payload above a reader's limit is skipped, counted and reported -------------------
+
+
+def test_11_an_oversized_payload_is_reported_to_the_small_reader_only(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    big = b"x" * 32_768
+
+    def send_big_then_small(session: Session, packet: Packet) -> bool:
+        if packet.kind == SUBSCRIBE:
+            session.send(suback(packet.packet_id, bytes(min(q, 1) for _, q in packet.filters())))
+            if len(fake.seen(SUBSCRIBE)) == 1:  # both readers exist before start
+                session.publish("big/t", big)
+                session.publish("big/t", b"small")
+            return True
+        return False
+
+    with ReactiveBroker(send_big_then_small) as fake:
+        conn = connect(fake.port, codec=BytesCodec(), start=False)
+        small: Any = conn.create_reader(
+            ChannelDescriptor("small", MqttRouting(topic="big/t"), max_payload_size=1024)
+        ).unwrap()
+        large = reader_of(conn, "big/t", "large")
+        conn.start().unwrap()
+        first = small.recv(10)
+        assert isinstance(first, Failure) and isinstance(first.failure(), PayloadOverflow)
+        assert first.failure().actual == len(big) and first.failure().max == 1024
+        assert small.recv(10).unwrap().value == b"small"  # and it carries on
+        assert small.oversized == 1
+        assert large.recv(10).unwrap().value == big
+        assert large.recv(10).unwrap().value == b"small"
+    assert thread_errors == []

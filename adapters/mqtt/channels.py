@@ -55,8 +55,9 @@ _ROUTING_CACHE = 1024
 #: (beyond that, a re-sent retained message may reach it twice).
 _RETAINED_MEMORY = 100_000
 
-#: (payload, topic, qos, retain, timestamp_ns, sequence_number) as queued for a reader.
-_Inbound = tuple[bytes, str, int, bool, int, int]
+#: (payload, topic, qos, retain, timestamp_ns, sequence_number) as queued for a reader;
+#: the payload is a PayloadOverflow in place of one above the channel's limit.
+_Inbound = tuple[bytes | PayloadOverflow, str, int, bool, int, int]
 
 
 class MqttWriter(Generic[T]):
@@ -182,6 +183,9 @@ class MqttReader(Generic[T]):
         self._routings: dict[tuple[str, int, bool], MqttRouting] = {}
         #: Payloads that did not decode, so far.
         self.decode_failures = 0
+        #: Messages above ``max_payload_size``: not queued, each one a ``PayloadOverflow``.
+        self.oversized = 0
+        self._max_payload = descriptor.max_payload_size
         #: Retained messages skipped because this reader had received the same one before.
         self.retained_duplicates = 0
         self._retained_seen: dict[str, int] = {}  # topic -> hash of the retained payload
@@ -215,6 +219,11 @@ class MqttReader(Generic[T]):
                 seen[topic] = digest
         sequence = self._next_sequence
         self._next_sequence = sequence + 1
+        if len(payload) > self._max_payload:
+            # Above this channel's limit: not queued; reported in its place, in order.
+            self.oversized += 1
+            overflow = PayloadOverflow(len(payload), self._max_payload)
+            return self._queue.offer((overflow, topic, qos, retain, timestamp_ns, sequence))
         return self._queue.offer((payload, topic, qos, retain, timestamp_ns, sequence))
 
     def after_fork(self) -> None:
@@ -253,6 +262,8 @@ class MqttReader(Generic[T]):
                 return Failure(error)
             return Success(None)
         payload, topic, qos, retain, timestamp_ns, sequence = item
+        if isinstance(payload, PayloadOverflow):
+            return Failure(payload)
         decoded = self._codec.decode(payload)
         if not is_successful(decoded):
             self.decode_failures += 1
