@@ -1,41 +1,61 @@
-# One-stop commands. `make conformance` is the main job, `make test` runs the suite.
+# One-stop commands; `make` alone lists them. On a fresh machine `make conformance`
+# and `make test` first make .venv and install everything into it.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+DEPS   := $(VENV)/.installed-deps
 STAMP  := $(VENV)/.installed
-TYPECHECK := build/typecheck
+# Every folder of the import root: a file added or removed there changes the
+# folder's time, and the link tree below must be made again.
+SOURCE_DIRS := $(addsuffix /.,$(shell find domain ports adapters conformance features -type d -not -name __pycache__))
+PACKAGES := domain ports adapters conformance features
 
-.PHONY: install test lint typecheck contracts unit conformance example bench clean
+.DEFAULT_GOAL := help
+.PHONY: help install test lint typecheck contracts unit conformance example bench clean
+
+help:
+	@echo "make conformance  the conformance kit against the reference connector (and the gmqtt example); reports in reports/conformance/"
+	@echo "make test         ruff, mypy --strict, import-linter contracts, the tests under coverage (about 5 min)"
+	@echo "make example      the quick-start examples (threads and asyncio) on an embedded broker"
+	@echo "make bench        the benchmarks (mosquitto and amqtt); reports in reports/bench/"
+	@echo "make install      only make .venv and install the package with every extra (done by the others)"
+	@echo "make lint | typecheck | contracts | unit    one part of make test"
+	@echo "make clean        remove .venv, build output and reports"
 
 $(BIN)/python:
+	@echo "==> making $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall only when the project's metadata changed.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# The dependencies, again only when the project's metadata changed.
+$(DEPS): pyproject.toml | $(BIN)/python
+	@echo "==> installing taktora-connector with every extra into $(VENV) (about a minute the first time)"
+	$(BIN)/python -m pip install --progress-bar off -e '.[dev]' --config-settings editable_mode=strict
+	touch $@
+
+# setuptools' strict editable install: a tree of links, build/__editable__.*/taktora_connector,
+# that lays the design card's folders out under the import root, on the venv's path.
+# mypy and import-linter read it like any installed package (neither can walk the
+# default editable mode's import hook). It links files, not folders: a module
+# added or removed means linking again, which this rule does (a few seconds).
+$(STAMP): $(DEPS) $(SOURCE_DIRS)
+	@rm -rf build/typecheck "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/taktora-typecheck.pth"
+	$(BIN)/python -m pip install --quiet --no-deps -e . --config-settings editable_mode=strict
+	touch $@
 
 install: $(STAMP)
-
-# mypy does not follow setuptools' editable finder: give it a tree of links
-# that lays the folders out under the import root.
-# The .pth puts that tree on the venv's path too, so a plain `lint-imports` finds
-# the package (its graph builder cannot walk setuptools' editable finder either).
-$(TYPECHECK)/taktora_connector: | $(BIN)/python
-	mkdir -p $@
-	for d in domain ports adapters conformance features; do ln -sfn ../../../$$d $@/$$d; done
-	echo "$(CURDIR)/$(TYPECHECK)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/taktora-typecheck.pth"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP) $(TYPECHECK)/taktora_connector
-	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p taktora_connector
-	MYPYPATH=$(TYPECHECK) $(BIN)/mypy tests examples scripts benchmarks
+# taktora_connector is a namespace package (no folder of its own, so no py.typed
+# at its top): mypy checks its packages one by one.
+typecheck: $(STAMP)
+	$(BIN)/mypy $(foreach p,$(PACKAGES),-p taktora_connector.$(p))
+	$(BIN)/mypy tests examples scripts benchmarks
 
-contracts: $(STAMP) $(TYPECHECK)/taktora_connector
+contracts: $(STAMP)
 	$(BIN)/lint-imports
 
 unit: $(STAMP)
@@ -54,10 +74,13 @@ example: $(STAMP)
 # The kit on the reference and on the gmqtt example connector, then both side by side.
 # Runs all three steps; fails if any did not PASS.
 conformance: $(STAMP)
+	@echo "==> the conformance kit against the reference MqttConnector (a fresh amqtt broker per scenario)"
 	@rc=0; \
 	$(BIN)/taktora-conformance -q --report-dir reports/conformance/reference || rc=1; \
+	echo "==> the kit against the gmqtt example connector (examples/gmqtt_connector)"; \
 	PYTHONPATH=examples $(BIN)/taktora-conformance -q --report-dir reports/conformance/gmqtt \
 	    --connector-factory gmqtt_connector:make_connector || rc=1; \
+	echo "==> both side by side (reports/conformance/)"; \
 	$(BIN)/taktora-conformance compare reports/conformance/reference/report.json \
 	    reports/conformance/gmqtt/report.json --out reports/conformance || rc=1; \
 	exit $$rc

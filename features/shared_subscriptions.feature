@@ -2,10 +2,10 @@ Feature: Shared subscriptions (REQ_0254)
 
   A reader's MqttRouting(filter=..., share_group=...) subscribes $share/<group>/<filter>:
   the broker hands each message to one member of the group, and the member's
-  reader still matches the message's real topic against the filter. Brokers
-  without shared subscriptions (the kit's embedded amqtt among them) report this
-  scenario as not run, with the reason; run it with --broker-url against
-  mosquitto, EMQX, HiveMQ or VerneMQ.
+  reader still matches the message's real topic against the filter. The kit's
+  embedded amqtt has no shared subscriptions, so without --broker-url this
+  scenario runs on a mosquitto the kit starts (NOT RUN, with the reason, where
+  mosquitto is not installed); with --broker-url it runs on that broker.
 
   @REQ_0254 @TEST_2542
   Scenario: A share group gets every message exactly once, a plain subscriber gets all

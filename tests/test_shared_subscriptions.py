@@ -13,7 +13,7 @@ from taktora_connector.adapters.mqtt.subscriptions import FilterChange, Subscrip
 from taktora_connector.conformance.brokers import EmbeddedBroker, MosquittoBroker
 from taktora_connector.domain import ChannelDescriptor, ConfigurationError
 
-from .conftest import ConnectFn, unique_id, wait_until
+from .conftest import ConnectFn, require_mosquitto, unique_id, wait_until
 
 
 def test_shared_routing_subscribes_with_the_prefix_and_matches_without() -> None:
@@ -168,10 +168,22 @@ def test_kit_scenario_passes_the_reference_and_fails_a_connector_ignoring_the_gr
     )
 
 
-def test_kit_scenario_is_not_run_on_amqtt_and_says_why(tmp_path: Path) -> None:
+def test_kit_scenario_runs_on_a_mosquitto_it_starts(tmp_path: Path) -> None:
     from .test_conformance_kit import run_kit
 
-    code, report, output = run_kit(tmp_path / "amqtt", "-m", "TEST_2542")
-    assert code == 3  # PARTIAL: nothing failed, something did not run
-    assert _scenario(report)["outcome"] == "skipped"
-    assert "does not support shared subscriptions" in output
+    require_mosquitto()
+    _, report, output = run_kit(tmp_path / "own", "-m", "TEST_2542")
+    assert _scenario(report)["outcome"] == "passed", output[-3000:]
+
+
+def test_kit_scenario_is_not_run_without_mosquitto_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from taktora_connector.conformance.steps import shared_subscriptions as steps
+    from taktora_connector.conformance.world import World
+
+    monkeypatch.setattr(steps, "mosquitto_binary", lambda: None)
+    world = World(lambda options, codec: None, None)  # type: ignore[arg-type,return-value]
+    with pytest.raises(pytest.skip.Exception, match="mosquitto, which the kit would start"):
+        steps._sharing_broker(world, None)  # type: ignore[arg-type]
+    assert world.broker is None and world.port == 0  # nothing was started

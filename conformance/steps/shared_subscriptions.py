@@ -1,9 +1,10 @@
 """Steps of features/shared_subscriptions.feature.
 
-A broker that does not support shared subscriptions makes the scenario NOT RUN
-with the reason: the kit's embedded amqtt (it accepts ``$share/...`` and
-delivers nothing to it), or a broker that refuses the SUBSCRIBE (the reader
-reports ``StackError``). Only the members' and the watcher's messages are
+The kit's embedded broker, amqtt, has no shared subscriptions (it accepts
+``$share/...`` and delivers nothing to it), so without ``--broker-url`` this
+scenario runs on a mosquitto the kit starts for it, and is NOT RUN, with that
+reason, where mosquitto is not installed. A broker that refuses the SUBSCRIBE
+(the reader reports ``StackError``) makes it NOT RUN too. Only the members' and the watcher's messages are
 judged, never how the broker spreads them over the group (MQTT does not say).
 """
 
@@ -16,23 +17,35 @@ from pytest_bdd import given, parsers, then, when
 from returns.pipeline import is_successful
 
 from taktora_connector.adapters.mqtt import MqttRouting
+from taktora_connector.conformance.brokers import MosquittoBroker, mosquitto_binary
 from taktora_connector.conformance.world import PATIENCE, World, qos
 from taktora_connector.domain import StackError
 
 from .shared import probe_all, routing_for
 
 AMQTT_HAS_NO_SHARED_SUBSCRIPTIONS = (
-    "the kit's embedded broker (amqtt) does not support shared subscriptions: it accepts "
-    "a SUBSCRIBE to $share/<group>/<filter> and delivers nothing to it; run the kit with "
-    "--broker-url against a broker that does (mosquitto, EMQX, HiveMQ, VerneMQ)"
+    "the kit's embedded broker (amqtt) does not support shared subscriptions (it accepts "
+    "a SUBSCRIBE to $share/<group>/<filter> and delivers nothing to it) and mosquitto, "
+    "which the kit would start instead, is not installed; install mosquitto or run the kit "
+    "with --broker-url against a broker that has them (mosquitto, EMQX, HiveMQ, VerneMQ)"
 )
 
 
 @given("a broker that supports shared subscriptions")
-def _sharing_broker(conformance_world: World) -> None:
-    conformance_world.start_broker()
-    if conformance_world.broker is not None:
+def _sharing_broker(conformance_world: World, request: pytest.FixtureRequest) -> None:
+    world = conformance_world
+    if world.broker_url is not None:
+        world.start_broker()
+        return
+    if mosquitto_binary() is None:
         pytest.skip(AMQTT_HAS_NO_SHARED_SUBSCRIPTIONS)
+    broker = MosquittoBroker().start()
+    request.addfinalizer(broker.close)
+    world.host, world.port = "127.0.0.1", broker.port
+    world.log_lines.append(
+        f"shared subscriptions: this scenario runs on mosquitto at {broker.url}, "
+        "started by the kit (its embedded amqtt has none)"
+    )
 
 
 @given(
