@@ -109,3 +109,23 @@ def test_wheel_carries_the_licence_and_the_metadata(tmp_path: Path) -> None:
     entry_points = archive.read("taktora_connector-0.1.0.dist-info/entry_points.txt").decode()
     assert "taktora-conformance = taktora_connector.conformance.entry:main" in entry_points
     assert "taktora_conformance = taktora_connector.conformance.entry" in entry_points
+
+
+def test_kit_console_shows_no_pytest_configfile(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "taktora-conformance"),
+            "-m",
+            "TEST_2500",
+            "--report-dir",
+            str(tmp_path / "reports"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert "TEST_2500" in done.stdout, done.stderr
+    assert "configfile" not in done.stdout + done.stderr
+    assert "dev/null" not in done.stdout + done.stderr

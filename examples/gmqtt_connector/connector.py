@@ -385,7 +385,8 @@ class GmqttReader(Generic[T]):
     ) -> None:
         self._owner = owner
         self._descriptor = descriptor
-        self.filter = descriptor.routing.subscription_filter()
+        self.filter = descriptor.routing.broker_filter()  # $share/<group>/... when shared
+        self.match_filter = descriptor.routing.subscription_filter()
         #: retained (topic, payload) pairs this reader already has on this connection
         self.seen_retained: set[tuple[str, bytes]] = set()
         self.qos = int(descriptor.routing.qos)
@@ -946,7 +947,7 @@ class GmqttConnector(Generic[T]):
     def _on_message(self, client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
         retain = bool(props.get("retain", 0)) if isinstance(props, dict) else False
         with self._lock:
-            readers = [r for r in self._readers if topic_matches(r.filter, topic)]
+            readers = [r for r in self._readers if topic_matches(r.match_filter, topic)]
         for reader in readers:
             reader.offer(topic, bytes(payload), qos, retain)
         return 0
