@@ -13,7 +13,9 @@ import os
 import select
 import selectors
 import signal
+import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -610,4 +612,33 @@ def test_11_an_oversized_payload_is_reported_to_the_small_reader_only(
         assert small.oversized == 1
         assert large.recv(10).unwrap().value == big
         assert large.recv(10).unwrap().value == b"small"
+    assert thread_errors == []
+
+
+def test_14_close_interrupts_a_hanging_tcp_connect(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    """A listener whose accept queue is full never completes a TCP handshake."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        conn = connect(port, wait_up=False, connect_timeout=60)
+        wait_until(lambda: conn.sidecar is not None and conn.sidecar.is_alive(), 5)
+        started = time.monotonic()
+        conn.close(0.5)
+        # Generous bound: without the interruption close waits for connect_timeout (60 s).
+        assert time.monotonic() - started < 20
+        assert conn.sidecar is not None and not conn.sidecar.is_alive()
+    finally:
+        for filler in fillers:
+            filler.close()
+        server.close()
     assert thread_errors == []

@@ -22,6 +22,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -322,6 +323,9 @@ class Gateway:
         client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         client.connect_timeout = options.connect_timeout
+        # paho's TCP connect blocks for up to connect_timeout; this one also ends when
+        # close() wakes the sidecar (paho calls it from connect; see its docstring).
+        client._create_socket_connection = self._open_tcp  # type: ignore[method-assign]
         if options.credentials is not None:
             # paho types the password as str, but sends bytes as they are.
             password: Any = options.credentials.password
@@ -335,6 +339,55 @@ class Gateway:
         # With a write-registration callback paho only queues packets; this loop writes them.
         client.on_socket_register_write = _ignore_socket
         return client
+
+    def _open_tcp(self) -> socket.socket:
+        """A TCP connection to the broker within ``connect_timeout``, that ``close()``
+        interrupts (it wakes the sidecar through the wake pipe). Stands in for paho's
+        private ``_create_socket_connection`` (same contract: a connected socket with
+        the connect timeout set, or an ``OSError``)."""
+        options = self._options
+        deadline = time.monotonic() + options.connect_timeout
+        last: OSError = OSError("no address to connect to")
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            options.host, options.port, type=socket.SOCK_STREAM
+        ):
+            sock = socket.socket(family, kind, proto)
+            try:
+                self._connect_interruptibly(sock, address, deadline)
+            except OSError as err:
+                sock.close()
+                last = err
+                if isinstance(err, ConnectionAbortedError | TimeoutError):
+                    raise
+                continue
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            return sock
+        raise last
+
+    def _connect_interruptibly(self, sock: socket.socket, address: Any, deadline: float) -> None:
+        sock.setblocking(False)
+        code = sock.connect_ex(address)
+        if code == 0:
+            return
+        if code not in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            raise OSError(code, os.strerror(code))
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        poller.register(self._wake_r, select.POLLIN)
+        while True:
+            if self._stop_requested:
+                raise ConnectionAbortedError("closed while connecting")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            ready = dict(poller.poll(min(left, IDLE_TICK) * 1000))
+            if self._wake_r in ready:
+                self._drain_wake()
+            if sock.fileno() in ready:
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    raise OSError(code, os.strerror(code))
+                return
 
     def _should_exit(self) -> bool:
         if not self._stop_requested:
