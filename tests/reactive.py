@@ -115,6 +115,10 @@ class ReactiveBroker:
             ).start()
 
     def _answer(self, session: Session) -> None:
+        with contextlib.suppress(OSError):  # the test or a handler closed the session
+            self._converse(session)
+
+    def _converse(self, session: Session) -> None:
         sock = session.sock
         sock.settimeout(0.2)
         buffer = b""

@@ -375,11 +375,16 @@ class Gateway:
         poller.register(sock, select.POLLOUT)
         poller.register(self._wake_r, select.POLLIN)
         while True:
-            if self._stop_requested:
+            now = time.monotonic()
+            if self._stop_requested and now >= self._stop_deadline:
+                # close() is waiting and its flush time is up (with time left, the
+                # connection may still come in time to flush what was accepted)
                 raise ConnectionAbortedError("closed while connecting")
-            left = deadline - time.monotonic()
+            left = deadline - now
             if left <= 0:
                 raise TimeoutError("timed out")
+            if self._stop_requested:
+                left = min(left, max(self._stop_deadline - now, 0.0))
             ready = dict(poller.poll(min(left, IDLE_TICK) * 1000))
             if self._wake_r in ready:
                 self._drain_wake()
