@@ -108,6 +108,9 @@ class World:
     threads_before: set[int] = field(default_factory=set)
     scratch: dict[str, Any] = field(default_factory=dict)
     cleanups: list[Callable[[], object]] = field(default_factory=list)
+    #: When the scenario began, on the wall clock and on the monotonic clock (ns).
+    began_ns: int = field(default_factory=time.time_ns)
+    began_monotonic_ns: int = field(default_factory=time.monotonic_ns)
     log_lines: list[str] = field(default_factory=list)
 
     # -- topics ------------------------------------------------------------------------

@@ -13,6 +13,6 @@ Feature: Username and password authentication (REQ_0255)
     Given a broker that requires a username and password
     And a connector "c" with the right username and a wrong password
     When "c" starts
-    Then "c" reaches Down with a reason mentioning "auth"
+    Then "c" reaches Down with a reason about authentication
     And the password appears in no health reason, error or log line of "c"
     And after 1 seconds the wire carried exactly 1 CONNECT from "c"

@@ -10,6 +10,7 @@ Feature: MqttRouting carries topic, QoS and retained flag (REQ_0251)
     When "in" is subscribed, probed through "w"
     And "w" sends the value 42
     Then "in" receives the value 42 with topic "site/tank-7/level", QoS 1 and retained false
+    And the last send through "w" and the last message "in" received carry wall-clock timestamps
 
   @REQ_0251 @TEST_2511
   Scenario Outline: Invalid routings are refused with the rule they break; the valid one next to it works

@@ -15,5 +15,5 @@ Feature: TLS (REQ_0256)
     Given a broker with a TLS listener and a CA made at run time
     And a TLS connector "c" trusting another CA, giving up after 1 retry
     When "c" starts
-    Then "c" reaches Down with a reason mentioning "certificate"
+    Then "c" reaches Down with a reason about certificate verification
     And "c" was never Up

@@ -223,9 +223,10 @@ def test_fair_connector_passes(tmp_path: Path, name: str) -> None:
     code, report, output = run_kit(
         tmp_path / "reports", "--connector-factory", f"tests.faulty:{name}"
     )
-    assert code == 0, output[-3000:]
-    assert results(report)[FAIR[name]] == "PASS"
-    assert report["verdict"] == "PASS"
+    outcome = results(report)
+    assert "FAIL" not in outcome.values(), output[-3000:]
+    assert outcome[FAIR[name]] == "PASS"
+    assert code in (0, 3), output[-3000:]  # PASS, or PARTIAL where the broker cannot run one
 
 
 # -- other brokers and the command line ----------------------------------------------------

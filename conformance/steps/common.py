@@ -3,6 +3,7 @@ channels, sending and receiving, stalling the path."""
 
 from __future__ import annotations
 
+import re
 import selectors
 import time
 from typing import Any
@@ -20,8 +21,11 @@ from taktora_connector.domain import (
 )
 
 from .shared import (
+    DROPPED_REASON,
     KINDS,
+    REASONS,
     events_settled,
+    illegal_events,
     options_from,
     routing_for,
     stall,
@@ -83,12 +87,15 @@ def _reaches(conformance_world: World, name: str, kind: str) -> None:
     conformance_world.wait_health(name, KINDS[kind.lower()])
 
 
-@then(parsers.parse('"{name}" reaches Down with a reason mentioning "{words}"'))
-def _reaches_down_because(conformance_world: World, name: str, words: str) -> None:
+@then(parsers.parse('"{name}" reaches Down with a reason about {topic}'))
+def _reaches_down_because(conformance_world: World, name: str, topic: str) -> None:
     conformance_world.wait_health(name, HealthKind.DOWN, timeout=PATIENCE * 2)
     health = conformance_world.party(name).connector.health()
     reason = str(getattr(health, "reason", ""))
-    assert words.lower() in reason.lower(), f"Down reason {reason!r} does not mention {words!r}"
+    pattern = REASONS[topic]
+    assert re.search(pattern, reason, re.IGNORECASE), (
+        f"Down reason {reason!r} does not match /{pattern}/i ({topic})"
+    )
 
 
 @given(parsers.parse('a health subscription "{sub}" on "{name}"'))
@@ -98,18 +105,26 @@ def _health_subscription(conformance_world: World, sub: str, name: str) -> None:
     ).connector.subscribe_health()
 
 
-@then(
-    parsers.re(
-        r'"(?P<sub>[^"]+)" saw exactly one event, to (?P<kind>\w+)(?: mentioning "(?P<words>[^"]+)")?$'
-    )
-)
-def _exactly_one_event(conformance_world: World, sub: str, kind: str, words: str | None) -> None:
+@then(parsers.re(r'"(?P<sub>[^"]+)" saw exactly one event, to (?P<kind>\w+)$'))
+def _exactly_one_event(conformance_world: World, sub: str, kind: str) -> None:
     found = events_settled(conformance_world, sub)
     assert [e.to.kind for e in found] == [KINDS[kind.lower()]], f"events seen: {found}"
-    if words is not None:
-        target = found[0].to
-        assert isinstance(target, Degraded)
-        assert target.reason == words, f"reason {target.reason!r}, expected {words!r}"
+    assert not illegal_events(found), illegal_events(found)
+
+
+@then(
+    parsers.parse(
+        '"{sub}" saw exactly one event, to Degraded saying it dropped at least {threshold:d} inbound frames'
+    )
+)
+def _exactly_one_drop_event(conformance_world: World, sub: str, threshold: int) -> None:
+    found = events_settled(conformance_world, sub)
+    assert [e.to.kind for e in found] == [HealthKind.DEGRADED], f"events seen: {found}"
+    target = found[0].to
+    assert isinstance(target, Degraded)
+    match = re.search(DROPPED_REASON, target.reason)
+    assert match, f"reason {target.reason!r} does not match /{DROPPED_REASON}/"
+    assert int(match.group(1)) >= threshold, f"reason {target.reason!r}: N below {threshold}"
 
 
 @given(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from pytest_bdd import parsers, then
 from returns.pipeline import is_successful
 
@@ -16,6 +18,7 @@ from taktora_connector.domain import (
 
 from .shared import (
     KINDS,
+    illegal_events,
 )
 
 
@@ -75,3 +78,10 @@ def _loss_sequence(conformance_world: World, name: str) -> None:
     seen = f"health since the loss went to {[k.value for k in kinds]}"
     assert kinds[:2] == [HealthKind.DEGRADED, HealthKind.CONNECTING], seen
     assert kinds[-1:] == [HealthKind.UP], seen
+    everything = conformance_world.health_events(name)
+    assert not illegal_events(everything), illegal_events(everything)
+    # HealthEvent.at is monotonic-clock nanoseconds, in order.
+    stamps = [event.at for event in everything]
+    low, high = conformance_world.began_monotonic_ns - 10**9, time.monotonic_ns() + 10**9
+    assert all(low <= at <= high for at in stamps), f"HealthEvent.at not monotonic ns: {stamps}"
+    assert stamps == sorted(stamps), f"HealthEvent.at goes back in time: {stamps}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from pytest_bdd import parsers, then
 from returns.pipeline import is_successful
@@ -65,3 +67,18 @@ def _valid_neighbour(
     probe_all(
         world, name
     )  # publishes through "name" to a topic the reader matches, until it arrives
+
+
+@then(
+    parsers.parse(
+        'the last send through "{writer}" and the last message "{reader}" received carry wall-clock timestamps'
+    )
+)
+def _wall_clock(conformance_world: World, writer: str, reader: str) -> None:
+    """SendOutcome.timestamp_ns and RecvEnvelope.timestamp_ns are time.time_ns() values
+    (Unix epoch), taken when the send was accepted and when the message arrived."""
+    sent = conformance_world.outcomes[writer][-1].timestamp_ns
+    got = conformance_world.received[reader][-1].timestamp_ns
+    low, high = conformance_world.began_ns - 10**9, time.time_ns() + 10**9
+    assert low <= sent <= high, f"send timestamp_ns {sent} is not wall-clock ns of this run"
+    assert low <= got <= high, f"received timestamp_ns {got} is not wall-clock ns of this run"

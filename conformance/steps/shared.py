@@ -14,6 +14,8 @@ from taktora_connector.adapters.mqtt import MqttRouting
 from taktora_connector.conformance.factory import ConnectorFactory
 from taktora_connector.conformance.world import World, qos
 from taktora_connector.domain import (
+    LEGAL_TRANSITIONS,
+    HealthEvent,
     HealthKind,
 )
 
@@ -25,6 +27,31 @@ PAYLOADS: dict[str, bytes] = {
 
 
 KINDS = {kind.value: kind for kind in HealthKind}
+
+#: What a Down or Degraded reason must say, as documented in docs/connector-contract.md:
+#: a pattern (case-insensitive), never one implementation's exact wording.
+REASONS: dict[str, str] = {
+    "authentication": r"auth|password|credential",
+    "certificate verification": r"certif|verif|trust",
+}
+
+#: The inbound-drop Degraded reason (REQ_0261): "dropped N inbound frames".
+DROPPED_REASON = r"dropped (\d+) inbound frames?"
+
+
+def illegal_events(events: list[HealthEvent]) -> list[str]:
+    """Events that are not one of the nine legal edges, or do not start where the
+    previous one ended."""
+    problems = []
+    previous: HealthKind | None = None
+    for event in events:
+        edge = (event.from_.kind, event.to.kind)
+        if edge not in LEGAL_TRANSITIONS:
+            problems.append(f"illegal edge {edge[0].value} -> {edge[1].value}")
+        if previous is not None and event.from_.kind is not previous:
+            problems.append(f"event from {edge[0].value} after one to {previous.value}")
+        previous = event.to.kind
+    return problems
 
 
 @pytest.fixture
