@@ -72,7 +72,8 @@ example: $(STAMP)
 	$(BIN)/python examples/with_embedded_broker.py examples/async_quickstart.py
 
 # The kit on the reference and on the gmqtt example connector, then both side by side.
-# Runs all three steps; fails if any did not PASS.
+# On a mosquitto the kit starts per scenario, so every scenario runs (amqtt has no
+# shared subscriptions). Runs all three steps; fails if any did not PASS.
 conformance: $(STAMP)
 	@echo "==> the conformance kit against the reference MqttConnector (a fresh amqtt broker per scenario)"
 	@rc=0; \

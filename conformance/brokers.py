@@ -210,6 +210,23 @@ def mosquitto_binary() -> str | None:
     return None
 
 
+def mosquitto_version() -> str:
+    """The installed mosquitto's version ("2.0.18"), or "unknown"."""
+    binary = mosquitto_binary()
+    if binary is None:
+        return "unknown"
+    try:
+        done = subprocess.run(
+            [binary, "-h"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    for word in (done.stdout + done.stderr).split():
+        if word[:1].isdigit() and word.count(".") >= 1:
+            return word
+    return "unknown"
+
+
 @dataclass
 class MosquittoBroker:
     """A mosquitto 2.x process on a loopback port, with optional users and TLS."""

@@ -20,7 +20,7 @@ import pytest
 
 from .factory import DEFAULT_FACTORY
 from .paths import DEFAULT_REPORT_DIR, SUITE
-from .preflight import check_broker, check_factory, unknown_tags
+from .preflight import check_broker, check_broker_choice, check_factory, unknown_tags
 from .registry import REQUIREMENTS, TESTS
 from .reports import Matrix
 
@@ -57,6 +57,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="run against this broker (mqtt://host:port, anonymous) instead of an in-process "
         "amqtt; scenarios that need a configured broker (credentials, TLS) are then not run",
+    )
+    parser.add_argument(
+        "--broker",
+        choices=("amqtt", "mosquitto"),
+        default="amqtt",
+        help="the broker the kit starts for each scenario: amqtt (in process, the default; "
+        "the shared-subscription scenario, which amqtt cannot run, gets a mosquitto) or "
+        "mosquitto (a process, for every scenario)",
     )
     parser.add_argument(
         "--report-dir", default=str(DEFAULT_REPORT_DIR), help="where reports are written"
@@ -114,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-header",
         f"--connector-factory={args.connector_factory}",
         f"--report-dir={args.report_dir}",
+        f"--broker={args.broker}",
         "-q",
         # Only the plugins the kit needs, whatever else is installed.
         "--disable-plugin-autoload",
@@ -163,6 +172,8 @@ def _preflight(args: argparse.Namespace) -> str | None:
                 f"{', '.join(sorted(TESTS))}"
             )
     problem = check_factory(args.connector_factory)
+    if problem is None:
+        problem = check_broker_choice(args.broker, args.broker_url)
     if problem is None and args.broker_url:
         problem = check_broker(args.broker_url)
     return problem

@@ -32,10 +32,11 @@ from typing import Any
 
 import pytest
 
+from .brokers import mosquitto_binary, mosquitto_version
 from .factory import DEFAULT_FACTORY, ConnectorFactory, load_factory
 from .identity import RunKey, identity, run_ids
 from .paths import DEFAULT_REPORT_DIR
-from .preflight import check_broker, check_factory, unknown_tags
+from .preflight import check_broker, check_broker_choice, check_factory, unknown_tags
 from .registry import REQUIREMENTS, TESTS, requirement_of, tests_of
 from .reports import (
     FAILED,
@@ -66,6 +67,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--broker-url",
         default=None,
         help="mqtt://host:port of an external broker (default: an in-process amqtt per scenario)",
+    )
+    group.addoption(
+        "--broker",
+        default="amqtt",
+        choices=("amqtt", "mosquitto"),
+        help="the broker the kit starts for each scenario: amqtt (in process, the default) "
+        "or mosquitto (a process, for every scenario)",
     )
     group.addoption(
         "--report-dir",
@@ -175,6 +183,8 @@ class KitSession:
             return
         problem = check_factory(str(self.config.getoption("--connector-factory")))
         url = self.config.getoption("--broker-url")
+        if problem is None:
+            problem = check_broker_choice(str(self.config.getoption("--broker")), url)
         if problem is None and url:
             problem = check_broker(str(url))
         if problem is not None:
@@ -352,16 +362,11 @@ class KitSession:
     def finish(self) -> Matrix:
         url = self.config.getoption("--broker-url")
         factory = str(self.config.getoption("--connector-factory"))
-        limits = []
-        if url:
-            limits.append(
-                "an external broker: scenarios that need a broker the kit configures "
-                "(credentials, TLS) are not run"
-            )
+        broker, limits = describe_broker(str(self.config.getoption("--broker")), url)
         meta = {
             "connector": factory,
             "identity": identity(factory),
-            "broker": str(url) if url else "in-process amqtt (a fresh broker per scenario)",
+            "broker": broker,
             "broker_limits": limits,
             "selection": {
                 "-k": self.config.getoption("keyword", "") or "",
@@ -375,6 +380,27 @@ class KitSession:
         self.matrix = build_matrix(ordered, meta)
         write_all(self.matrix, self.directory)
         return self.matrix
+
+
+def describe_broker(managed: str, url: object) -> tuple[str, list[str]]:
+    """The broker of a run for the reports, and what it cannot check."""
+    if url:
+        return str(url), [
+            "an external broker: scenarios that need a broker the kit configures "
+            "(credentials, TLS) are not run"
+        ]
+    if managed == "mosquitto":
+        return f"mosquitto {mosquitto_version()} started by the kit (a fresh one per scenario)", []
+    if mosquitto_binary() is not None:
+        return (
+            "in-process amqtt (a fresh broker per scenario; the shared-subscription "
+            "scenario on a mosquitto the kit starts, as amqtt has none)",
+            [],
+        )
+    return "in-process amqtt (a fresh broker per scenario)", [
+        "amqtt has no shared subscriptions and mosquitto is not installed: "
+        "the shared-subscription scenario is not run"
+    ]
 
 
 def _scenario_of(item: pytest.Item) -> Any:

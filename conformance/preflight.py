@@ -197,6 +197,24 @@ def probe_broker(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> str | 
     return None
 
 
+def check_broker_choice(managed: str, url: object) -> str | None:
+    """``--broker`` and ``--broker-url`` together, and mosquitto when it is asked for."""
+    if url and managed != "amqtt":
+        return (
+            f"--broker {managed} and --broker-url both name a broker: "
+            "use --broker-url for a broker you run, --broker for one the kit starts"
+        )
+    if managed == "mosquitto":
+        from .brokers import mosquitto_binary
+
+        if mosquitto_binary() is None:
+            return (
+                "--broker mosquitto: mosquitto is not installed "
+                "(apt-get install mosquitto, or brew install mosquitto)"
+            )
+    return None
+
+
 def check_broker(url: str) -> str | None:
     parsed = parse_broker_url(url)
     if isinstance(parsed, str):

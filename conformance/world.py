@@ -50,7 +50,7 @@ from taktora_connector.ports import (
     PayloadCodec,
 )
 
-from .brokers import EmbeddedBroker, TlsMaterial
+from .brokers import EmbeddedBroker, MosquittoBroker, TlsMaterial
 from .factory import ConnectorFactory
 from .proxy import FaultProxy, PacketType, WirePacket
 
@@ -91,7 +91,10 @@ class World:
     factory: ConnectorFactory
     broker_url: str | None
     ns: str = field(default_factory=lambda: f"k{uuid.uuid4().hex[:10]}")
-    broker: EmbeddedBroker | None = None
+    broker: EmbeddedBroker | None = None  # the in-process amqtt, when the kit uses it
+    #: which broker the kit starts per scenario: "amqtt" (in process) or "mosquitto"
+    managed: str = "amqtt"
+    mosquitto: MosquittoBroker | None = None
     host: str = "127.0.0.1"
     port: int = 0
     tls_port: int = 0
@@ -135,10 +138,17 @@ class World:
             self.host = parts.hostname or "127.0.0.1"
             self.port = parts.port or 1883
             return
-        self.broker = EmbeddedBroker(users=users, tls=tls).start()
-        self.port = self.broker.port
-        self.tls_port = self.broker.tls_port
-        self.tls_material = self.broker.tls_material
+        started: EmbeddedBroker | MosquittoBroker
+        if self.managed == "mosquitto":
+            # sys_interval: mosquitto publishes $SYS topics every second, which the
+            # $-topic scenario waits for (amqtt's are published by the kit instead).
+            started = MosquittoBroker(users=users, tls=tls, extra_config="sys_interval 1")
+            self.mosquitto = started.start()
+        else:
+            started = self.broker = EmbeddedBroker(users=users, tls=tls).start()
+        self.port = started.port
+        self.tls_port = started.tls_port
+        self.tls_material = started.tls_material
 
     # -- connectors --------------------------------------------------------------------
 
@@ -164,7 +174,9 @@ class World:
         options.setdefault("reconnect_max_backoff", 0.5)
         options.setdefault("connect_timeout", 5.0)
         made = MqttConnectorOptions(
-            host="127.0.0.1" if proxy is not None or self.broker is not None else self.host,
+            host="127.0.0.1"
+            if proxy is not None or self.broker is not None or self.mosquitto is not None
+            else self.host,
             port=port,
             client_id=client_id,
             tls=tls,
@@ -340,6 +352,10 @@ class World:
             with contextlib.suppress(Exception):
                 self.broker.close()
         self.broker = None
+        if self.mosquitto is not None:
+            with contextlib.suppress(Exception):
+                self.mosquitto.close()
+        self.mosquitto = None
 
 
 def harness_thread(thread: threading.Thread) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ FACTORY = "gmqtt_connector:make_connector"
 
 @pytest.fixture(scope="module")
 def gmqtt_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], str, Path]:
+    require_mosquitto()  # a mosquitto the kit starts: every scenario can run
     report_dir = tmp_path_factory.mktemp("gmqtt") / "reports"
     code, report, output = run_kit(
-        report_dir, "--connector-factory", FACTORY, path=ROOT / "examples"
+        report_dir, "--connector-factory", FACTORY, "--broker", "mosquitto", path=ROOT / "examples"
     )
     return code, report, output, report_dir
 
@@ -124,3 +126,57 @@ def test_example_rules_for_topics_and_timeouts(monkeypatch: pytest.MonkeyPatch) 
     assert seconds(0.5, "t") == 0.5
     for bad in (math.nan, -1, "1", True):
         assert isinstance(seconds(bad, "t"), ValueError)
+
+
+def test_qos0_on_a_stalled_path_is_bounded_and_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gmqtt buffers writes without bound; the example stops feeding it and refuses instead."""
+    from returns.pipeline import is_successful
+
+    from taktora_connector.adapters.codecs import BytesCodec
+    from taktora_connector.adapters.mqtt import MqttConnectorOptions, MqttRouting
+    from taktora_connector.conformance.brokers import EmbeddedBroker
+    from taktora_connector.conformance.proxy import FaultProxy
+    from taktora_connector.domain import BackPressure, ChannelDescriptor, HealthKind
+
+    from .conftest import wait_until
+
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    from gmqtt_connector import make_connector
+
+    with EmbeddedBroker() as broker, FaultProxy(broker.port) as proxy:
+        options = MqttConnectorOptions(
+            host="127.0.0.1", port=proxy.port, client_id="gmqtt-qos0", outbound_capacity=8
+        )
+        connector = make_connector(options, BytesCodec())
+        try:
+            connector.start().unwrap()
+            wait_until(lambda: connector.health().kind is HealthKind.UP, 10, "Up")
+            writer = connector.create_writer(
+                ChannelDescriptor("w", MqttRouting(topic="stall/t"))
+            ).unwrap()
+            proxy.pause()
+            payload = bytes(65_536)
+            accepted = 0
+            refusal = None
+            refused_since: float | None = None
+            # Send until the connector keeps refusing for half a second (a steady stall),
+            # or until 2,000 x 64 KiB went in, which no bounded path can hold.
+            while accepted < 2_000:
+                result = writer.send(payload)
+                if is_successful(result):
+                    accepted += 1
+                    refused_since = None
+                    continue
+                refusal = result.failure()
+                refused_since = refused_since or time.monotonic()
+                if time.monotonic() - refused_since > 0.5:
+                    break
+                time.sleep(0.01)  # the loop may still move what the socket takes
+            assert isinstance(refusal, BackPressure)
+            assert accepted < 2_000  # 128 MiB would have gone into gmqtt's buffer
+            wait_until(lambda: connector.health().kind is HealthKind.DEGRADED, 10, "Degraded")
+            proxy.resume()
+            wait_until(lambda: connector.health().kind is HealthKind.UP, 20, "Up again")
+            assert is_successful(writer.send(b"after"))
+        finally:
+            connector.close(2.0)

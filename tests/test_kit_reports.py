@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from taktora_connector.conformance import preflight
-from taktora_connector.conformance.brokers import MosquittoBroker, free_port
+from taktora_connector.conformance.brokers import MosquittoBroker, free_port, mosquitto_binary
 from taktora_connector.conformance.identity import features_sha256, run_ids
 from taktora_connector.conformance.registry import TESTS
 from taktora_connector.conformance.reports import (
@@ -170,6 +170,28 @@ def test_bad_broker_urls_are_refused(url: str, words: str) -> None:
     assert "pw" not in problem
 
 
+def test_broker_choice_is_checked() -> None:
+    problem = preflight.check_broker_choice("mosquitto", "mqtt://127.0.0.1:1883")
+    assert problem is not None and "both name a broker" in problem
+    assert preflight.check_broker_choice("amqtt", "mqtt://127.0.0.1:1883") is None
+    assert preflight.check_broker_choice("amqtt", None) is None
+
+
+def test_broker_mosquitto_runs_credentials_and_tls_on_a_broker_the_kit_starts(
+    tmp_path: Path,
+) -> None:
+    require_mosquitto()
+    code, report, output = run_kit(
+        tmp_path / "r", "--broker", "mosquitto", "-m", "REQ_0255 or REQ_0256"
+    )
+    assert code == 3, output[-2000:]  # PARTIAL: two requirements selected
+    outcome = {r["id"]: r["result"] for r in report["requirements"]}
+    assert outcome["REQ_0255"] == outcome["REQ_0256"] == "PASS"
+    assert report["meta"]["broker"].startswith("mosquitto ")
+    assert "started by the kit" in report["meta"]["broker"]
+    assert report["meta"]["broker_limits"] == []
+
+
 def test_good_broker_urls_parse() -> None:
     assert preflight.parse_broker_url("mqtt://127.0.0.1:1884") == ("127.0.0.1", 1884)
     assert preflight.parse_broker_url("mqtt://localhost") == ("localhost", 1883)
@@ -285,8 +307,8 @@ def failing_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str
 def test_a_failure_is_named_by_its_step_with_the_wire_log(failing_run: Any) -> None:
     code, report, output, _ = failing_run
     assert code == 1
-    (failed,) = [s for s in report["scenarios"] if s["outcome"] == "failed"]
-    assert failed["id"] == "TEST_0132"
+    failed = next(s for s in report["scenarios"] if s["id"] == "TEST_0132")
+    assert failed["outcome"] == "failed"
     assert failed["feature_file"] == "retained.feature" and failed["line"] > 0
     assert failed["failed_step"].startswith('Then "in" receives the value 21 flagged as retained')
     assert failed["detail"].startswith("Step failed: Then")
@@ -325,7 +347,11 @@ def test_reports_record_identity_selection_and_step_locations(failing_run: Any) 
     assert meta["identity"]["kit_version"]
     assert "distribution" in meta["identity"]
     assert meta["selection"]["-m"] == "REQ_0253 or REQ_0255"
-    assert meta["broker_limits"] == []
+    assert meta["broker"].startswith("in-process amqtt")
+    if mosquitto_binary() is None:  # the shared-subscription scenario needs it
+        assert any("shared subscriptions" in limit for limit in meta["broker_limits"])
+    else:
+        assert meta["broker_limits"] == []
     cucumber = json.loads((report_dir / "cucumber.json").read_text())
     steps = [st for feature in cucumber for el in feature["elements"] for st in el["steps"]]
     assert steps and all(st["match"]["location"] for st in steps)

@@ -61,6 +61,7 @@ def conformance_world(
     """A fresh world per scenario, torn down whatever happened."""
     url = request.config.getoption("--broker-url")
     world = World(connector_factory, str(url) if url else None)
+    world.managed = str(request.config.getoption("--broker", None) or "amqtt")
     handler = _LineCollector(world.log_lines)
     root = logging.getLogger()
     level = root.level

@@ -34,7 +34,7 @@ AMQTT_HAS_NO_SHARED_SUBSCRIPTIONS = (
 @given("a broker that supports shared subscriptions")
 def _sharing_broker(conformance_world: World, request: pytest.FixtureRequest) -> None:
     world = conformance_world
-    if world.broker_url is not None:
+    if world.broker_url is not None or world.managed == "mosquitto":
         world.start_broker()
         return
     if mosquitto_binary() is None:

@@ -6,9 +6,10 @@ How it meets the contract the kit checks (docs/connector-contract.md):
   everything gmqtt does happens on the connector's one thread, which ``close``
   joins;
 - outbound: the bridge holds ``outbound_capacity`` messages; the loop moves them
-  to gmqtt while fewer than ``max_inflight`` QoS 1 messages wait for PUBACK. A
-  full bridge refuses with ``BackPressure`` and turns health Degraded once; it
-  turns back when the bridge and the in-flight window are both empty;
+  to gmqtt while fewer than ``max_inflight`` QoS 1 messages wait for PUBACK and
+  the socket has taken all but ``WRITE_HIGH_WATER`` bytes. A full bridge refuses
+  with ``BackPressure`` and turns health Degraded once; it turns back when the
+  bridge, the in-flight window and the socket's buffer are all empty;
 - deliveries: QoS 0 completes when handed to the transport, QoS 1 at its PUBACK
   (seen through the storage object gmqtt reports PUBACKs to); unacknowledged
   QoS 1 messages are published again after a reconnect (at least once);
@@ -537,6 +538,27 @@ class _AckWatch(PersistentStorage):  # type: ignore[misc]
         self._on_ack(mid)
 
 
+#: Bytes gmqtt may hold unwritten before the loop stops handing it messages.
+WRITE_HIGH_WATER = 64 * 1024
+
+
+def _unwritten(client: gmqtt.Client) -> int:
+    """Bytes waiting in the asyncio transport under gmqtt's connection.
+
+    gmqtt has no public flow control: its publish() writes to the transport,
+    whose buffer grows without bound while the socket does not take bytes. This
+    reads the buffer's size through gmqtt's connection object; if a gmqtt
+    version stores it elsewhere, the answer is 0 and only the in-flight window
+    (QoS 1) bounds what leaves the bridge.
+    """
+    transport = getattr(getattr(client, "_connection", None), "_transport", None)
+    size = getattr(transport, "get_write_buffer_size", None)
+    try:
+        return int(size()) if callable(size) else 0
+    except Exception:
+        return 0
+
+
 def _describe(err: BaseException) -> str:
     if isinstance(err, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {err.verify_message or err}"
@@ -580,6 +602,7 @@ class GmqttConnector(Generic[T]):
         self._subscribed_readers: set[int] = set()
         self._acks: _AckWatch | None = None
         self._lost = asyncio.Event()
+        self._pump_scheduled = False
         self._ready = threading.Event()
 
     # -- the port -----------------------------------------------------------------------
@@ -921,10 +944,11 @@ class GmqttConnector(Generic[T]):
             wanted: dict[str, int] = {}
             fresh: set[str] = set()
             for reader in self._readers:
-                wanted[reader.filter] = max(wanted.get(reader.filter, 0), reader.qos)
+                key = reader.filter
+                wanted[key] = max(wanted.get(key, 0), reader.qos)
                 if id(reader) not in self._subscribed_readers:
                     self._subscribed_readers.add(id(reader))
-                    fresh.add(reader.filter)  # SUBSCRIBE again: the broker resends retained
+                    fresh.add(key)  # SUBSCRIBE again: the broker resends retained
         for topic_filter, qos in wanted.items():
             if topic_filter in fresh or self._subscribed.get(topic_filter, -1) < qos:
                 mid = client.subscribe(topic_filter, qos=qos)
@@ -961,6 +985,11 @@ class GmqttConnector(Generic[T]):
         assert storage is not None
         window = self.options.max_inflight
         while True:
+            if _unwritten(client) > WRITE_HIGH_WATER:
+                # The socket is not taking bytes (a stalled path): keep the rest in the
+                # bounded bridge, where a full bridge is BackPressure, and look again soon.
+                self._schedule_pump()
+                break
             with self._lock:
                 if not self._bridge:
                     break
@@ -976,6 +1005,16 @@ class GmqttConnector(Generic[T]):
                 head.delivery.finish()
         self._check_drained()
 
+    def _schedule_pump(self) -> None:
+        run = self._run
+        if run is not None and not self._pump_scheduled:
+            self._pump_scheduled = True
+            run.loop.call_later(0.005, self._scheduled_pump)
+
+    def _scheduled_pump(self) -> None:
+        self._pump_scheduled = False
+        self._pump()
+
     def _acked(self, mid: int) -> None:
         with self._lock:
             item = self._inflight.pop(mid, None)
@@ -984,5 +1023,11 @@ class GmqttConnector(Generic[T]):
         self._pump()
 
     def _check_drained(self) -> None:
-        if "outbound" in self.health_state.latches and not self._outbound_busy():
-            self.health_state.clear("outbound")
+        """Clear the backpressure latch once nothing waits: bridge, window and socket."""
+        if "outbound" not in self.health_state.latches or self._outbound_busy():
+            return
+        client = self._client
+        if client is not None and _unwritten(client):
+            self._schedule_pump()  # look again once the socket took the bytes
+            return
+        self.health_state.clear("outbound")
