@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from importlib import metadata
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from taktora_connector.adapters.mqtt.buffered_socket import BufferedSocket
-from taktora_connector.adapters.mqtt.gateway import _install_buffer
+from taktora_connector.adapters.mqtt.gateway import _install_buffer, _install_ids
+from taktora_connector.adapters.mqtt.packet_ids import PacketIds, PacketIdsExhausted
 from taktora_connector.conformance.brokers import EmbeddedBroker
 
 from .conftest import ConnectFn
@@ -23,32 +25,33 @@ def pair() -> tuple[BufferedSocket, socket.socket]:
     return BufferedSocket(left), right
 
 
-def test_small_reads_are_served_from_one_recv() -> None:
+def test_the_data_plane_reads_the_socket_and_paho_reads_only_what_it_is_handed() -> None:
     wire, peer = pair()
-    peer.sendall(b"\x30\x05hello\x40\x02\x00\x01")
-    assert wire.recv(1) == b"\x30"
-    assert wire.buffered == 10
-    assert wire.recv(1) == b"\x05"
-    assert wire.recv(5) == b"hello"
-    assert wire.recv(100) == b"\x40\x02\x00\x01"  # never more than what was read
-    assert wire.pending() == 0
+    assert wire.receive() is None  # nothing waits
+    peer.sendall(b"\x30\x05hello\x90\x03\x00\x01\x00")
+    assert wire.receive() == b"\x30\x05hello\x90\x03\x00\x01\x00"
+    with pytest.raises(BlockingIOError):
+        wire.recv(1)  # paho sees nothing it was not handed
+    wire.to_session(b"\x90\x03\x00\x01\x00")
+    assert wire.recv(1) == b"\x90"
+    assert wire.recv(100) == b"\x03\x00\x01\x00"  # never more than the packet
     with pytest.raises(BlockingIOError):
         wire.recv(1)
     peer.close()
-    assert wire.recv(1) == b""  # the peer closed
+    assert wire.receive() == b""  # the peer closed ...
+    assert wire.recv(1) == b""  # ... and paho is told so on its next read
 
 
-def test_writes_collect_until_flushed() -> None:
+def test_both_planes_write_into_one_buffer_in_order() -> None:
     wire, peer = pair()
-    assert wire.send(b"abc") == 3
-    assert wire.send(memoryview(b"def")) == 3
-    assert wire.unflushed == 6
-    peer.setblocking(False)
-    with pytest.raises(BlockingIOError):
-        peer.recv(10)  # nothing reached the kernel yet
+    wire.send(b"\x82")  # paho's bytes
+    wire.write(b"\x30")  # the data plane's
+    assert wire.unflushed == 2
+    assert wire.queued_total == 2
+    assert wire.flushed_total == 0
     assert wire.flush() is True
-    assert peer.recv(10) == b"abcdef"
-    assert wire.unflushed == 0
+    assert peer.recv(10) == b"\x82\x30"
+    assert wire.flushed_total == 2
 
 
 def test_a_full_kernel_buffer_leaves_the_rest_for_later() -> None:
@@ -77,11 +80,15 @@ def test_close_tries_once_and_counts_what_was_lost() -> None:
 
 
 def test_paho_internals_the_gateway_relies_on(amqtt_broker: EmbeddedBroker) -> None:
-    """Fails loudly when a paho release moves what ``_install_buffer`` replaces."""
+    """Fails loudly when a paho release moves what ``_install_buffer`` and
+    ``_install_ids`` replace (the private ``_sock`` and ``_mid_generate``)."""
     version = tuple(int(p) for p in metadata.version("paho-mqtt").split(".")[:2])
     assert (2, 1) <= version < (2, 3), "re-check the buffered socket against this paho release"
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="internals")
     client.on_socket_register_write = lambda *a: None
+    ids = PacketIds()
+    in_flight = {ids.take() for _ in range(5)}  # e.g. QoS 1 PUBLISHes of the data plane
+    _install_ids(client, ids.take)
     client.connect("127.0.0.1", amqtt_broker.port)
     raw: Any = client.socket()
     wire = _install_buffer(client)
@@ -89,19 +96,41 @@ def test_paho_internals_the_gateway_relies_on(amqtt_broker: EmbeddedBroker) -> N
     assert wire.raw is raw
     connected: list[Any] = []
     client.on_connect = lambda *a: connected.append(a[3])
-    for _ in range(100):  # paho's own loop now reads and writes through the wrapper
+    for _ in range(100):  # paho reads what it is handed and writes through the wrapper
         client.loop_write()
         wire.flush()
-        client.loop_read()
+        data = wire.receive()
+        if data:
+            wire.to_session(data)  # the CONNACK, whole
+            client.loop_read()
         if connected:
             break
-        import time
-
         time.sleep(0.01)
     assert connected
     assert not connected[0].is_failure
+    _, sub_id = client.subscribe("a/b", 1)
+    _, unsub_id = client.unsubscribe("a/b")
+    # paho's identifiers came from the shared allocator: none collides (MQTT-2.3.1-2).
+    assert sub_id is not None and unsub_id is not None
+    assert ids.in_use(sub_id) and ids.in_use(unsub_id)
+    assert len({sub_id, unsub_id} | in_flight) == 7
     client.disconnect()
     client.loop_write()
+
+
+def test_packet_ids_skip_those_in_flight_never_0_and_cycle() -> None:
+    ids = PacketIds()
+    assert [ids.take() for _ in range(3)] == [1, 2, 3]
+    ids.release(2)
+    assert ids.take() == 4  # a freed identifier is not reused at once
+    for _ in range(65_535 - 4):
+        ids.take()
+    assert len(ids) == 65_534
+    assert ids.take() == 2  # after the wrap, the only free one; never 0
+    with pytest.raises(PacketIdsExhausted):
+        ids.take()
+    ids.release(40_000)
+    assert ids.take() == 40_000
 
 
 def test_the_connector_runs_on_the_buffered_socket(

@@ -169,13 +169,13 @@ def test_callbacks_never_run_on_the_application_thread(
         ChannelDescriptor("out", MqttRouting(topic="cb/t", qos=MqttQos.AT_LEAST_ONCE))
     ).unwrap()
     seen: list[int] = []
-    original = reader.deliver
+    original = reader.deliver_many
 
     def spy(*args: Any) -> Any:
         seen.append(threading.get_ident())
         return original(*args)
 
-    monkeypatch.setattr(reader, "deliver", spy)
+    monkeypatch.setattr(reader, "deliver_many", spy)
     wait_subscribed(reader, writer, "x")
     assert seen and main not in seen
     assert pub.sidecar is not None and set(seen) == {pub.sidecar.ident}

@@ -184,13 +184,13 @@ def boom(*args: Any, **kwargs: Any) -> Any:
 # Where an unexpected exception is injected: (object to patch, attribute).
 Injection = Callable[[Any, Any], tuple[Any, str]]
 INJECTIONS: dict[str, Injection] = {
-    "a reader's deliver (on_message)": lambda conn, reader: (reader, "deliver"),
+    "a reader's deliver (data plane)": lambda conn, reader: (reader, "deliver_many"),
     "the subscription step (on_connect)": lambda conn, reader: (
         conn._gateway,
         "_send_subscriptions",
     ),
     "the health controller (a step)": lambda conn, reader: (conn._controller, "outbound_drained"),
-    "the matcher": lambda conn, reader: (conn._gateway, "_match"),
+    "the matcher": lambda conn, reader: (conn._gateway._plane, "_match"),
 }
 
 

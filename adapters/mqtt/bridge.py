@@ -82,6 +82,21 @@ class OutboundBridge(Generic[T]):
             callback()
         return item
 
+    def take(self, limit: int, admit: Callable[[T], bool]) -> list[T]:
+        """Remove and return up to ``limit`` items, oldest first, under one lock,
+        stopping at the first one ``admit`` refuses (it stays queued)."""
+        taken: list[T] = []
+        with self._lock:
+            items = self._items
+            while items and len(taken) < limit and admit(items[0]):
+                taken.append(items.popleft())
+            if not self._room_waiters or len(items) > self._low:
+                return taken
+            waiters, self._room_waiters = self._room_waiters, []
+        for callback in waiters:
+            callback()
+        return taken
+
     def when_room(self, callback: Callable[[], None]) -> bool:
         """Call ``callback`` once (from the sidecar) when the bridge is at most half
         full or closed; ``False``, and no call, when that is already so."""
@@ -132,20 +147,35 @@ class InboundQueue(Generic[T]):
         return self._closed
 
     def offer(self, item: T) -> InboundOutcome:
+        """Queue one item: ``SENT``, or ``Dropped`` with the running total."""
+        return Dropped(self.dropped) if self.offer_many([item]) else SENT
+
+    def offer_many(self, batch: list[T]) -> int:
+        """Queue ``batch`` in order under one lock; return how many were dropped (the
+        newest ones, beyond the capacity)."""
         with self._lock:
             if self._closed:
-                return SENT  # the reader is gone; nobody is left to count this for
+                return 0  # the reader is gone; nobody is left to count this for
             items = self._items
-            if len(items) >= self.capacity:
-                self.dropped += 1
+            was_empty = not items
+            room = self.capacity - len(items)
+            if room >= len(batch):
+                items.extend(batch)
+                dropped = 0
+            else:
+                room = max(room, 0)
+                if room:
+                    items.extend(batch[:room])
+                dropped = len(batch) - room
+                self.dropped += dropped
                 self._overflowed = True
-                return Dropped(self.dropped)
-            items.append(item)
-            if len(items) == 1 and self._pipe is not None:
-                os.write(self._pipe[1], b"\x01")
-            if self._waiters:
-                self._waiters.popleft().release()
-        return SENT
+            if items:
+                if was_empty and self._pipe is not None:
+                    os.write(self._pipe[1], b"\x01")
+                waiters = self._waiters
+                for _ in range(min(len(waiters), len(items))):
+                    waiters.popleft().release()
+        return dropped
 
     def take(self, timeout: float | None) -> T | None:
         """The oldest item; wait up to ``timeout`` (0: not at all, None: forever).

@@ -1,17 +1,20 @@
-"""A socket wrapper that turns many small reads and writes into few system calls.
+"""The connection's socket as both planes see it: few system calls, one byte order.
 
-paho reads each packet with several small ``recv`` calls (one byte of type,
-one per byte of length, then the rest) and writes each packet with its own
-``send``. Wrapped in this, reads are served from one large ``recv`` and writes
-collect in a buffer that the gateway flushes once per pass of its loop.
+The data plane reads the socket itself (``receive``: one large ``recv``),
+splits the bytes into packets and hands the control packets, whole, to paho
+(``to_session``); paho, which believes this object is its socket, reads them
+back with ``recv``. Both planes write into one buffer (paho through ``send``,
+the data plane through ``write``) in the order they made their packets, and the
+gateway flushes it once per pass of its loop.
 
 Rules of this module:
-- ``send`` always takes every byte (paho then sees each packet as written);
-  what has really reached the kernel is only known after ``flush``, so the
-  gateway completes QoS 0 deliveries and gates new QoS 0 messages on
-  ``unflushed``, not on paho's view;
-- ``recv`` raises what the socket raises (``BlockingIOError``, TLS want-read
-  errors), which paho already handles; an empty read means the peer closed;
+- ``send`` and ``write`` always take every byte; what has reached the kernel is
+  only known after ``flush``: ``flushed_total`` counts those bytes, so a QoS 0
+  delivery completes once the flushed count passes the end of its packet;
+- paho's ``recv`` only ever sees whole packets, then ``BlockingIOError`` (none
+  waiting), or ``b""`` once the peer closed;
+- ``receive`` returns ``None`` when nothing waits (TLS want-read included) and
+  raises other socket errors to the gateway, which treats them as a lost connection;
 - everything else (``fileno``, ``setblocking``, TLS details) is the socket's.
 """
 
@@ -22,12 +25,23 @@ from typing import Any, Final
 
 READ_CHUNK: Final = 65_536
 
+_NOTHING_NOW: Final = (
+    BlockingIOError,
+    InterruptedError,
+    ssl.SSLWantReadError,
+    ssl.SSLWantWriteError,
+)
+
 
 class BufferedSocket:
     def __init__(self, sock: Any) -> None:
         self._sock = sock
-        self._read = bytearray()
+        self._session = bytearray()  # whole control packets waiting for paho
         self._write = bytearray()
+        self._peer_closed = False
+        #: Bytes ever taken by ``send``/``write``, and those of them that reached the kernel.
+        self.queued_total = 0
+        self.flushed_total = 0
         #: Bytes that were still unwritten when the socket closed (lost with it).
         self.lost_on_close = 0
 
@@ -37,30 +51,49 @@ class BufferedSocket:
 
     @property
     def unflushed(self) -> int:
-        """Bytes taken by ``send`` that have not reached the kernel yet."""
+        """Bytes taken by ``send`` or ``write`` that have not reached the kernel yet."""
         return len(self._write)
 
-    @property
-    def buffered(self) -> int:
-        """Bytes read from the socket that paho has not consumed yet."""
-        return len(self._read)
+    # -- reading: the data plane reads, paho gets the control packets ------------------------
+
+    def receive(self) -> bytes | None:
+        """One read from the socket: bytes, ``b""`` once the peer closed, ``None`` for none now."""
+        try:
+            data: bytes = self._sock.recv(READ_CHUNK)
+        except _NOTHING_NOW:
+            return None
+        if not data:
+            self._peer_closed = True
+        return data
+
+    def to_session(self, packet: bytes) -> None:
+        """Queue one whole control packet for paho's next ``recv`` calls."""
+        self._session += packet
 
     def recv(self, size: int) -> bytes:
-        buffer = self._read
+        """paho's read: the control packets handed over, then nothing (or the close)."""
+        buffer = self._session
         if not buffer:
-            data = self._sock.recv(READ_CHUNK)
-            if not data:
+            if self._peer_closed:
                 return b""
-            if len(data) <= size:
-                return bytes(data)
-            buffer += data
+            raise BlockingIOError
         chunk = bytes(buffer[:size])
         del buffer[:size]  # deleting from the front of a bytearray is amortised O(1)
         return chunk
 
+    def pending(self) -> int:
+        """Bytes readable without touching the network (TLS keeps a buffer of its own)."""
+        inner = getattr(self._sock, "pending", None)
+        return inner() if inner is not None else 0
+
+    # -- writing: both planes, one buffer -------------------------------------------------------
+
     def send(self, data: bytes | bytearray | memoryview) -> int:
         self._write += data
+        self.queued_total += len(data)
         return len(data)
+
+    write = send
 
     def flush(self) -> bool:
         """Write what the kernel takes now; True when nothing is left."""
@@ -77,22 +110,21 @@ class BufferedSocket:
             if not sent:
                 return False
             del buffer[:sent]
+            self.flushed_total += sent
         return True
-
-    def pending(self) -> int:
-        """Bytes readable without touching the network (for TLS, its own buffer too)."""
-        inner = getattr(self._sock, "pending", None)
-        return len(self._read) + (inner() if inner is not None else 0)
 
     def close(self) -> None:
         if self._write:  # e.g. a DISCONNECT paho queued just before closing: one try
             try:
-                del self._write[: self._sock.send(self._write)]
+                sent = self._sock.send(self._write)
+                del self._write[:sent]
+                self.flushed_total += sent
             except OSError:
                 pass
             self.lost_on_close = len(self._write)
             self._write.clear()
-        self._read.clear()
+        self._session.clear()
+        self._peer_closed = True  # paho's next read sees the end and tears the session down
         self._sock.close()
 
     def fileno(self) -> int:

@@ -24,7 +24,6 @@ from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.timeouts import shown, wait_seconds
 from taktora_connector.domain import (
-    SENT,
     ZERO_CORRELATION_ID,
     BackPressure,
     ChannelDescriptor,
@@ -33,7 +32,6 @@ from taktora_connector.domain import (
     ConnectorDown,
     ConnectorError,
     ConnectorTimeout,
-    InboundOutcome,
     PayloadOverflow,
     RecvEnvelope,
     SendOutcome,
@@ -202,29 +200,35 @@ class MqttReader(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
-    def deliver(
-        self, payload: bytes, topic: str, qos: int, retain: bool, timestamp_ns: int
-    ) -> InboundOutcome:
-        """Sidecar side: queue one message. Dropped ones use a sequence number too,
-        so a gap in a reader's sequence numbers shows where messages were dropped."""
-        if retain:
-            # Retained copies come in answer to every SUBSCRIBE of a matching filter,
-            # also those made for another reader: skip one this reader already has.
-            seen = self._retained_seen
-            digest = hash(payload)
-            if seen.get(topic) == digest:
-                self.retained_duplicates += 1
-                return SENT
-            if len(seen) < _RETAINED_MEMORY or topic in seen:
-                seen[topic] = digest
+    def deliver_many(self, items: list[tuple[bytes, str, int, bool, int]]) -> int:
+        """Sidecar side: queue (payload, topic, qos, retain, timestamp_ns) items in order,
+        under one lock; return how many were dropped. Dropped ones use a sequence number
+        too, so a gap in a reader's sequence numbers shows where messages were dropped."""
         sequence = self._next_sequence
-        self._next_sequence = sequence + 1
-        if len(payload) > self._max_payload:
-            # Above this channel's limit: not queued; reported in its place, in order.
-            self.oversized += 1
-            overflow = PayloadOverflow(len(payload), self._max_payload)
-            return self._queue.offer((overflow, topic, qos, retain, timestamp_ns, sequence))
-        return self._queue.offer((payload, topic, qos, retain, timestamp_ns, sequence))
+        batch: list[_Inbound] = []
+        append = batch.append
+        limit = self._max_payload
+        for payload, topic, qos, retain, timestamp_ns in items:
+            if retain:
+                # Retained copies come in answer to every SUBSCRIBE of a matching filter,
+                # also those made for another reader: skip one this reader already has.
+                seen = self._retained_seen
+                digest = hash(payload)
+                if seen.get(topic) == digest:
+                    self.retained_duplicates += 1
+                    continue
+                if len(seen) < _RETAINED_MEMORY or topic in seen:
+                    seen[topic] = digest
+            if len(payload) > limit:
+                # Above this channel's limit: not queued; reported in its place, in order.
+                self.oversized += 1
+                overflow = PayloadOverflow(len(payload), limit)
+                append((overflow, topic, qos, retain, timestamp_ns, sequence))
+            else:
+                append((payload, topic, qos, retain, timestamp_ns, sequence))
+            sequence += 1
+        self._next_sequence = sequence
+        return self._queue.offer_many(batch) if batch else 0
 
     def after_fork(self) -> None:
         self._queue.after_fork()

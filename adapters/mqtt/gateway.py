@@ -2,16 +2,22 @@
 
 Rules of this module:
 - it is the only module that imports paho; no paho type leaves it;
-- paho runs through its external-loop API (``socket``, ``loop_read``,
-  ``loop_write``, ``want_write``, ``loop_misc``) inside this thread alone, so
-  every paho callback runs here and never on an application thread;
+- paho is the session engine (CONNECT/CONNACK, keep-alive, TLS set-up,
+  SUBSCRIBE/UNSUBSCRIBE, DISCONNECT) and runs through its external-loop API
+  (``socket``, ``loop_read``, ``loop_write``, ``want_write``, ``loop_misc``)
+  inside this thread alone, so every paho callback runs here and never on an
+  application thread;
+- the data plane (PUBLISH both ways, PUBACK) is ``DataPlane``'s: this loop reads
+  the socket, the data plane splits the bytes and hands control packets back
+  here for paho (``_to_session``); both write into one ``BufferedSocket``, paho's
+  queued packets first, so the wire keeps the order things were asked for;
 - application threads talk to it only through the bounded bridges, the
   subscription registry and ``wake()``; it never blocks on them;
-- messages are handed to paho only while paho has room: QoS 1 while fewer than
-  ``max_inflight`` are unacknowledged, QoS 0 while paho has no unsent bytes,
-  so a stalled broker fills the outbound bridge (BackPressure), not memory;
-- deliveries complete in order: QoS 0 once written, QoS 1 on PUBACK (a broker
-  acknowledges in the order it received, MQTT-4.6.0-2);
+- a reader created before a send subscribes first, and new PUBLISHes wait while
+  a SUBSCRIBE is unacknowledged (at most ``connect_timeout``), so it gets the message;
+- every packet identifier, paho's included, comes from one ``PacketIds``
+  (MQTT-2.3.1-2); paho takes its own through ``_install_ids``;
+- liveness counts complete packets only (``DataPlane.packets_received``);
 - no exception ends the sidecar unnoticed: expected I/O faults are handled as a
   broken connection where they happen; anything else (a bug, in a step or in a
   paho callback, which paho re-raises into the loop) reaches the one guard in
@@ -36,35 +42,29 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from threading import TIMEOUT_MAX
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
-from taktora_connector.domain import (
-    SENT,
-    ConnectorDown,
-    ConnectorError,
-    InboundOutcome,
-    StackError,
-)
+from taktora_connector.domain import ConnectorDown, ConnectorError, StackError
 
 from .backoff import Backoff
 from .bridge import OutboundBridge
 from .buffered_socket import BufferedSocket
-from .delivery import Delivery
+from .data_plane import DataPlane, Outbound
 from .health_control import HealthController, Phase
 from .options import MqttConnectorOptions
+from .packet_ids import PacketIds
+from .packets import ProtocolViolation
 from .subscriptions import FilterChange, Subscriptions
 
 log = logging.getLogger("taktora_connector.mqtt")
 
-#: Messages handed to paho per pass of the loop, so reads are never starved.
-PUMP_BATCH: Final = 64
 #: Filters per SUBSCRIBE or UNSUBSCRIBE packet.
 SUBSCRIBE_BATCH: Final = 100
-#: Packets read per readable event before the loop looks at other work.
-READ_BURST: Final = 256
+#: Socket reads (up to 64 KiB each) per readable event before the loop looks at other work.
+READ_BURST: Final = 16
 #: The longest the loop sleeps, so keep-alive and deadlines are checked often.
 IDLE_TICK: Final = 0.5
 #: A connection that ends sooner than this after CONNACK counts as a flap: the
@@ -76,19 +76,6 @@ _AUTH_REFUSALS: Final = frozenset({"Bad user name or password", "Not authorized"
 _PERMANENT_REFUSALS: Final = frozenset(
     {"Unsupported protocol version", "Client identifier not valid"}
 )
-
-#: (topic, payload, qos, retain, delivery) as queued by a writer.
-Outbound = tuple[str, bytes, int, bool, Delivery]
-
-
-class InboundSink(Protocol):
-    """What the gateway needs of a reader: somewhere to put a received message."""
-
-    def deliver(
-        self, payload: bytes, topic: str, qos: int, retain: bool, timestamp_ns: int
-    ) -> InboundOutcome: ...
-
-    def fail(self, error: ConnectorError) -> None: ...
 
 
 class Gateway:
@@ -105,6 +92,11 @@ class Gateway:
         self._controller = controller
         self._subscriptions = subscriptions
         self._match = subscriptions.matcher.match
+        self._ids = PacketIds()
+        self._session_ids: set[int] = set()  # identifiers paho took and has in flight
+        self._plane = DataPlane(
+            self._match, controller, self._ids, options.max_inflight, self._hold_unrouted
+        )
         self.outbound: OutboundBridge[Outbound] = OutboundBridge(bridge_capacity, self.wake)
         self._backoff = Backoff(options.reconnect_initial_backoff, options.reconnect_max_backoff)
         self._wake_r, self._wake_w = os.pipe()
@@ -127,17 +119,15 @@ class Gateway:
         self._next_attempt = 0.0
         self._connack_deadline: float | None = None
         self._last_packet_in = 0.0  # monotonic time of the last complete inbound packet
-        self._packet_seen: object = None
+        self._packets_seen = 0  # the data plane's count of complete packets, last looked at
         self._refusal: tuple[bool, str] | None = None  # (permanent, reason)
         self._drop_reason: str | None = None
         self._gave_up = False
         #: Why the sidecar stopped on an unexpected exception (terminal), else None.
         self.died: str | None = None
         self._next_misc = 0.0
-        self._held: Outbound | None = None
-        self._qos0: deque[tuple[paho.MQTTMessageInfo, Delivery]] = deque()
-        self._qos1: deque[tuple[paho.MQTTMessageInfo, Delivery]] = deque()
         self._subscribe_mids: dict[int, list[str]] = {}  # in the order sent
+        self._hold_until = 0.0  # new PUBLISHes wait for SUBACKs until then
         #: Filters whose SUBSCRIBE was the oldest unanswered one when the broker hung up
         #: (sent alone from then on); a second strike poisons the filter.
         self._suspects: set[str] = set()
@@ -149,7 +139,6 @@ class Gateway:
         self._stop_deadline = 0.0
         self._flushed_on_stop = False
         self._last_error: str | None = None
-        self.rejected_inbound = 0
         #: Inbound messages that matched no reader when they arrived.
         self.unrouted_inbound = 0
         self._unrouted: deque[tuple[bytes, str, int, bool, int]] = deque(
@@ -168,6 +157,11 @@ class Gateway:
     @last_error.setter
     def last_error(self, value: str | None) -> None:
         self._last_error = value
+
+    @property
+    def rejected_inbound(self) -> int:
+        """Inbound messages dropped because their topic is not UTF-8."""
+        return self._plane.rejected_inbound
 
     @property
     def started(self) -> bool:
@@ -298,17 +292,9 @@ class Gateway:
 
     def _fail_outbound(self, error: ConnectorError) -> None:
         """Fail every message accepted and not delivered, and accept no more."""
-        if self._held is not None:
-            self._held[4].fail(error)
-            self._held = None
+        self._plane.fail_all(error)
         for item in self.outbound.close():
             item[4].fail(error)
-        for _, delivery in self._qos0:
-            delivery.fail(error)
-        self._qos0.clear()
-        for _, delivery in self._qos1:
-            delivery.fail(error)
-        self._qos1.clear()
 
     def _make_client(self) -> paho.Client:
         options = self._options
@@ -319,9 +305,7 @@ class Gateway:
             protocol=MQTTProtocolVersion.MQTTv311,
             reconnect_on_failure=False,
         )
-        # The connector enforces the in-flight window; paho must neither queue nor limit.
-        client.max_inflight_messages_set(0)
-        client.max_queued_messages_set(0)
+        _install_ids(client, self._session_id)
         client.connect_timeout = options.connect_timeout
         # paho's TCP connect blocks for up to connect_timeout; this one also ends when
         # close() wakes the sidecar (paho calls it from connect; see its docstring).
@@ -334,8 +318,8 @@ class Gateway:
             client.tls_set_context(options.tls.context())
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         # With a write-registration callback paho only queues packets; this loop writes them.
         client.on_socket_register_write = _ignore_socket
         return client
@@ -403,7 +387,7 @@ class Gateway:
         return time.monotonic() >= self._stop_deadline or self._gave_up
 
     def _nothing_to_flush(self) -> bool:
-        return not (self._held or len(self.outbound) or self._qos0 or self._qos1)
+        return self._plane.idle and not len(self.outbound)
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -417,8 +401,6 @@ class Gateway:
         if self._unrouted and len(self._subscriptions.matcher) != self._unrouted_seen:
             self._route_unrouted()
         if self._connected:
-            if self._subscriptions.pending:
-                self._send_subscriptions(self._subscriptions.changes())
             self._pump()
         if self._socket_open:
             self._write()
@@ -544,6 +526,7 @@ class Gateway:
             self._attempt_failed(f"cannot connect to {options.broker_url()}: {_describe(err)}")
         else:
             self._wire = _install_buffer(client)
+            self._plane.attach(self._wire)
             self._socket_open = True
             self._connack_deadline = now + options.connect_timeout
             self._last_packet_in = now
@@ -594,6 +577,7 @@ class Gateway:
         log.info("connected to %s", self._options.broker_url())
         self._controller.set_phase(Phase.CONNECTED)
         self._send_subscriptions(self._subscriptions.everything())
+        self._plane.resend()
 
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
@@ -606,10 +590,13 @@ class Gateway:
         self._connected = False
         self._socket_open = False
         self._connack_deadline = None
-        self._settle_qos0(lost=True)
+        self._plane.connection_lost()
         if was_connected and self._subscribe_mids:
             self._blame_subscribe()
         self._subscribe_mids.clear()
+        for packet_id in self._session_ids:  # their acknowledgements died with the connection
+            self._ids.release(packet_id)
+        self._session_ids.clear()
         if self._stop_requested and not was_connected and self._refusal is None:
             return
         refusal, self._refusal = self._refusal, None
@@ -673,41 +660,63 @@ class Gateway:
             return None
 
     def _read(self) -> None:
-        """Read packets while bytes wait: buffered ones first, then what the kernel has."""
-        client = self._client
-        assert client is not None
-        read = client.loop_read
-        success = MQTTErrorCode.MQTT_ERR_SUCCESS
-        try:
-            for _ in range(READ_BURST):
-                wire = self._wire
-                if not self._socket_open or read() is not success:
-                    break
-                if wire is not self._wire or not self._socket_open:
-                    break  # the connection changed under the read
-                if wire is not None and wire.pending():
-                    continue  # a whole packet may already be in the buffer
-                sock = client.socket()
-                if sock is None or not self._readable_now(sock):
-                    break
-        except (OSError, ValueError, ssl.SSLError) as err:
-            log.warning("protocol I/O failed: %s", _describe(err))
-            if self._socket_open and client.socket() is not None:
+        """Read what the socket has; the data plane splits it, paho gets the control packets."""
+        wire = self._wire
+        if wire is None or not self._socket_open:
+            return
+        if self._unrouted and len(self._subscriptions.matcher) != self._unrouted_seen:
+            self._route_unrouted()  # readers changed: older held messages go first
+        for _ in range(READ_BURST):
+            try:
+                data = wire.receive()
+            except (OSError, ValueError) as err:
+                log.warning("protocol I/O failed: %s", _describe(err))
                 self._force_close(f"I/O error: {_describe(err)}")
+                break
+            if data is None:
+                break
+            if not data:  # the broker closed: paho reads the end and tears the session down
+                self._client_call(lambda c: c.loop_read())
+                break
+            try:
+                self._plane.receive(data, self._to_session)
+            except ProtocolViolation as err:
+                log.warning("broker broke the protocol: %s", err)
+                self._force_close(f"protocol error: {err}")
+                break
+            if wire is not self._wire or not self._socket_open:
+                break  # the connection changed under the read
+            if not wire.pending() and not self._readable_now(wire):
+                break
         self._note_complete_packets()
-        self._settle_qos1()
         if self._connected:
             self._pump()
             self._write()
 
+    def _to_session(self, packet: bytes) -> bool:
+        """Hand one whole control packet to paho; False if the connection is gone after it."""
+        wire = self._wire
+        if wire is None:
+            return False
+        wire.to_session(packet)
+        self._client_call(lambda c: c.loop_read())
+        self._session_writes()  # e.g. the SUBSCRIBEs of on_connect, before any PUBLISH
+        return self._socket_open and self._wire is wire
+
+    def _session_writes(self) -> None:
+        """Move what paho queued into the shared buffer, so the wire keeps the order of
+        events: a SUBSCRIBE made before a PUBLISH is written before it."""
+        client = self._client
+        if client is not None and self._socket_open and client.want_write():
+            self._client_call(lambda c: c.loop_write())
+
     def _note_complete_packets(self) -> None:
         """Liveness counts complete packets only (a PINGRESP, a PUBLISH, ...), never a
-        byte trickle. paho starts a new ``_in_packet`` dict after each complete packet,
-        so a new one means at least one arrived (``test_4_an_idle_healthy_link_stays_up``)."""
-        client = self._client
-        packet = getattr(client, "_in_packet", None)
-        if packet is not self._packet_seen:
-            self._packet_seen = packet
+        byte trickle: the data plane counts whole packets as it splits the stream
+        (``test_4_an_idle_healthy_link_stays_up``)."""
+        seen = self._plane.packets_received
+        if seen != self._packets_seen:
+            self._packets_seen = seen
             self._last_packet_in = time.monotonic()
 
     def _link_silent(self, now: float) -> bool:
@@ -718,9 +727,6 @@ class Gateway:
 
     def _readable_now(self, sock: Any) -> bool:
         """Whether more bytes wait on ``sock`` (poll, which has no descriptor limit)."""
-        wire = self._wire
-        if wire is not None and wire.buffered:
-            return True
         peek = self._peek
         if peek is None or peek[0] is not sock:
             poller = select.poll()
@@ -742,7 +748,7 @@ class Gateway:
                 wire.flush()
             except OSError as err:
                 self._force_close(f"I/O error: {_describe(err)}")
-        self._settle_qos0(lost=False)
+        self._plane.settle_qos0()
         self._check_drained()
 
     def _check_drained(self) -> None:
@@ -755,97 +761,29 @@ class Gateway:
             return
         wire = self._wire
         if (
-            self._held is None
+            self._plane.idle
             and not len(self.outbound)
-            and not self._qos1
-            and not self._qos0
             and not (wire is not None and wire.unflushed)
         ):
             self._controller.outbound_drained()
 
-    def _qos0_open(self) -> bool:
-        """QoS 0 goes to paho only while nothing of ours waits to be written."""
-        client = self._client
-        wire = self._wire
-        return (
-            client is not None
-            and not client.want_write()
-            and not (wire is not None and wire.unflushed)
-        )
-
     def _can_pump(self) -> bool:
-        item = self._held or self.outbound.peek()
-        if item is None:
-            return False
-        if item[2]:
-            return len(self._qos1) < self._options.max_inflight
-        return self._qos0_open()
+        return not self._publishing_held() and self._plane.can_pump(self.outbound)
+
+    def _publishing_held(self) -> bool:
+        """New PUBLISHes wait while a SUBSCRIBE is unacknowledged (for at most
+        ``connect_timeout``): a reader created before a send then gets the message
+        also from a broker that handles a connection's packets concurrently (amqtt)."""
+        return bool(self._subscribe_mids) and time.monotonic() < self._hold_until
 
     def _pump(self) -> None:
-        """Hand queued messages to paho while it has room."""
-        client = self._client
-        assert client is not None
-        max_inflight = self._options.max_inflight
-        qos0_open = self._qos0_open()
-        bridge = self.outbound
-        subscriptions = self._subscriptions
-        for _ in range(PUMP_BATCH):
-            item = self._held or bridge.peek()
-            if item is None:
-                break
-            if subscriptions.pending:
-                # A reader created before this message was sent must be subscribed before
-                # it goes out (the step checked before the application added it).
-                self._send_subscriptions(subscriptions.changes())
-            topic, payload, qos, retain, delivery = item
-            if qos:
-                if len(self._qos1) >= max_inflight:
-                    break
-            elif not qos0_open:
-                break
-            if self._held is not None:
-                self._held = None
-            else:
-                bridge.pop()
-            try:
-                info = client.publish(topic, payload, qos, retain)
-            except (ValueError, TypeError) as err:
-                delivery.fail(StackError(f"paho refused the message: {err}"))
-                continue
-            rc = info.rc
-            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                (self._qos1 if qos else self._qos0).append((info, delivery))
-            elif rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-                self._held = item  # its message id is still in flight: try again later
-                break
-            elif qos and rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
-                self._qos1.append((info, delivery))  # paho keeps it and resends on CONNACK
-            else:
-                delivery.fail(
-                    ConnectorDown("connection lost before the message was written")
-                    if rc == MQTTErrorCode.MQTT_ERR_NO_CONN
-                    else StackError(paho.error_string(rc))
-                )
+        """Encode queued messages into the socket's buffer while the window allows."""
+        if self._subscriptions.pending:  # a reader made before a send subscribes first
+            self._send_subscriptions(self._subscriptions.changes())
+        self._session_writes()
+        if not self._publishing_held():
+            self._plane.pump(self.outbound)
         self._check_drained()
-
-    def _settle_qos0(self, *, lost: bool) -> None:
-        queue = self._qos0
-        wire = self._wire
-        on_the_wire = wire is None or not (wire.unflushed or wire.lost_on_close)
-        while queue:
-            info, delivery = queue[0]
-            if _published(info) and on_the_wire:
-                delivery.succeed()
-            elif lost or info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                delivery.fail(ConnectorDown("connection lost before the message was written"))
-            else:
-                return
-            queue.popleft()
-
-    def _settle_qos1(self) -> None:
-        queue = self._qos1
-        while queue and _published(queue[0][0]):
-            queue.popleft()[1].succeed()
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -867,12 +805,14 @@ class Gateway:
             rc, mid = client.subscribe(chunk)
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
                 self._subscribe_mids[mid] = [f for f, _ in chunk]
+                self._hold_until = time.monotonic() + self._options.connect_timeout
         for start in range(0, len(unsubscribe), SUBSCRIBE_BATCH):
             client.unsubscribe(unsubscribe[start : start + SUBSCRIBE_BATCH])
 
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
     ) -> None:
+        self._session_acknowledged(mid)
         filters = self._subscribe_mids.pop(mid, [])
         for topic_filter, code in zip(filters, reason_codes, strict=False):
             self._suspects.discard(topic_filter)
@@ -880,6 +820,22 @@ class Gateway:
                 log.warning("broker refused the subscription to %r", topic_filter)
                 error = StackError(f"broker refused the subscription to {topic_filter!r}")
                 self._fail_readers(topic_filter, error)
+
+    def _on_unsubscribe(
+        self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
+        self._session_acknowledged(mid)
+
+    def _session_id(self) -> int:
+        """A packet identifier for paho (SUBSCRIBE, UNSUBSCRIBE) from the one allocator."""
+        packet_id = self._ids.take()
+        self._session_ids.add(packet_id)
+        return packet_id
+
+    def _session_acknowledged(self, packet_id: int) -> None:
+        if packet_id in self._session_ids:
+            self._session_ids.discard(packet_id)
+            self._ids.release(packet_id)
 
     def _fail_readers(self, topic_filter: str, error: ConnectorError) -> None:
         for reader in self._subscriptions.readers_of(topic_filter):
@@ -911,27 +867,6 @@ class Gateway:
 
     # -- inbound -----------------------------------------------------------------------
 
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            self.rejected_inbound += 1
-            log.warning("dropped an inbound message whose topic is not UTF-8")
-            return
-        if self._unrouted and len(self._subscriptions.matcher) != self._unrouted_seen:
-            self._route_unrouted()  # readers changed: older held messages go first
-        readers = self._match(topic)
-        payload = message.payload
-        qos = message.qos
-        retain = message.retain
-        now = time.time_ns()
-        if not readers:
-            self._hold_unrouted(bytes(payload), topic, qos, retain, now)
-            return
-        for reader in readers:
-            if reader.deliver(payload, topic, qos, retain, now) is not SENT:
-                self._controller.inbound_dropped(reader)
-
     def _hold_unrouted(
         self, payload: bytes, topic: str, qos: int, retain: bool, timestamp_ns: int
     ) -> None:
@@ -954,8 +889,9 @@ class Gateway:
             if not readers:
                 kept.append((payload, topic, qos, retain, timestamp_ns))
             for reader in readers:
-                if reader.deliver(payload, topic, qos, retain, timestamp_ns) is not SENT:
-                    self._controller.inbound_dropped(reader)
+                dropped = reader.deliver_many([(payload, topic, qos, retain, timestamp_ns)])
+                if dropped:
+                    self._controller.inbound_dropped(reader, dropped)
         self._unrouted = kept
 
     # -- shutdown ----------------------------------------------------------------------
@@ -967,19 +903,23 @@ class Gateway:
                 reader.fail(gone)
         client = self._client
         if client is not None and self._socket_open:
+            wire = self._wire
             if self._connected:
                 self._connected = False
                 client.disconnect()
                 deadline = time.monotonic() + 1.0
-                while client.want_write() and client.socket() is not None:
-                    if time.monotonic() >= deadline:
-                        break
+                while client.socket() is not None:
                     try:
-                        client.loop_write()
+                        if client.want_write():
+                            client.loop_write()
+                        if wire is None or wire.flush():
+                            break
                     except (OSError, ValueError, ssl.SSLError):
                         break
-                    if client.want_write():
-                        time.sleep(0.001)
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.001)
+                self._plane.settle_qos0()
             sock = client.socket()
             if sock is not None:
                 try:
@@ -987,16 +927,7 @@ class Gateway:
                 except OSError:
                     pass
             self._socket_open = False
-        closed = ConnectorDown("connector closed before the message was delivered")
-        if self._held is not None:
-            self._held[4].fail(closed)
-            self._held = None
-        for item in self.outbound.close():
-            item[4].fail(closed)
-        self._settle_qos0(lost=True)
-        for _, delivery in self._qos1:
-            delivery.fail(closed)
-        self._qos1.clear()
+        self._fail_outbound(ConnectorDown("connector closed before the message was delivered"))
 
     def _close_fds(self) -> None:
         try:
@@ -1038,7 +969,7 @@ def _install_buffer(client: paho.Client) -> BufferedSocket:
     paho has no public hook for this: it replaces the private ``_sock``, which
     paho 2.1 and 2.2 (the pinned range) create in ``connect`` and use only
     through ``recv``, ``send``, ``close``, ``fileno``, ``setblocking`` and
-    ``pending``. ``tests/test_paho_internals.py`` fails loudly if that changes.
+    ``pending``. ``tests/test_buffered_socket.py`` fails loudly if that changes.
     """
     raw = client.socket()
     if raw is None or isinstance(raw, BufferedSocket):
@@ -1048,17 +979,18 @@ def _install_buffer(client: paho.Client) -> BufferedSocket:
     return wire
 
 
+def _install_ids(client: paho.Client, take: Callable[[], int]) -> None:
+    """Make paho take its packet identifiers (SUBSCRIBE, UNSUBSCRIBE) from ``take``.
+
+    paho has no public hook for this either: it replaces the private
+    ``_mid_generate``, which paho 2.1 and 2.2 call for every identifier they
+    use. ``tests/test_buffered_socket.py`` fails loudly if that changes.
+    """
+    client._mid_generate = take  # type: ignore[method-assign]  # see the docstring
+
+
 def _ignore_socket(client: paho.Client, userdata: Any, sock: Any) -> None:
     """Write registration hook: its presence makes paho queue instead of writing inline."""
-
-
-def _published(info: paho.MQTTMessageInfo) -> bool:
-    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-        return False
-    try:
-        return info.is_published()
-    except (ValueError, RuntimeError):
-        return False
 
 
 def _has_buffered_input(sock: Any) -> bool:

@@ -142,16 +142,19 @@ class HealthController:
                 self._latches.pop(OUTBOUND_BACKPRESSURE, None)
                 self._apply()
 
-    def inbound_dropped(self, reader: Hashable) -> None:
-        """One inbound message for ``reader`` was dropped."""
+    def inbound_dropped(self, reader: Hashable, count: int = 1) -> None:
+        """``count`` inbound messages for ``reader`` were dropped (one batch counts as
+        ``count`` single drops: the reason names the drop that reached the threshold)."""
         with self._lock:
-            self._drops_total += 1
+            total = self._drops_total
+            self._drops_total = total + count
             self._overflowed_readers.add(reader)
             if "inbound" in self._latches:
                 return
-            self._drops_since_armed += 1
-            if self._drops_since_armed >= self._threshold:
-                self._latches["inbound"] = f"dropped {self._drops_total} inbound frames"
+            needed = self._threshold - self._drops_since_armed
+            self._drops_since_armed += count
+            if count >= needed:
+                self._latches["inbound"] = f"dropped {total + max(needed, 1)} inbound frames"
                 self._apply()
 
     def inbound_drained(self, reader: Hashable) -> None:

@@ -1,0 +1,349 @@
+"""The data plane: PUBLISH in both directions and PUBACK, off paho's per-message path.
+
+paho stays the session engine (CONNECT/CONNACK, keep-alive, SUBSCRIBE and
+UNSUBSCRIBE, DISCONNECT); the messages themselves are encoded and decoded here
+with the project's own codec (``packets``), in batches.
+
+Rules of this module:
+- it never imports paho and runs on the sidecar thread only; the gateway hands
+  it each new connection's socket (``attach``) and the bytes it reads (``receive``);
+- inbound: the bytes are split into packets; PUBLISH and PUBACK are handled
+  here, every other packet goes whole, and in stream order, to the session
+  engine through the ``to_session`` callback, which answers whether the
+  connection is still the same afterwards;
+- a complete packet is the liveness signal: ``packets_received`` counts them
+  (partial bytes never count);
+- readers get messages in batches: one queue lock per reader per read, never one
+  per message; a QoS 1 PUBLISH is acknowledged once it was offered to its
+  readers (queued, or dropped and counted), as before; a QoS 2 PUBLISH breaks
+  MQTT-3.8.4-6 (the connector never subscribes above QoS 1) and ends the connection;
+- outbound: messages are taken from the bridge in batches and encoded straight
+  into the socket's write buffer: QoS 1 while fewer than ``max_inflight`` are
+  unacknowledged, QoS 0 while less than ``WRITE_HIGH_WATER`` bytes wait to be
+  flushed, so a stalled broker fills the bridge (BackPressure), not memory;
+- deliveries complete in order: QoS 0 once its bytes reached the kernel, QoS 1
+  on PUBACK (a broker acknowledges in the order it received, MQTT-4.6.0-2);
+  unacknowledged QoS 1 messages go again, DUP set and same identifier, on the
+  next connection (``resend``);
+- every packet identifier comes from the connection's one ``PacketIds``
+  (MQTT-2.3.1-2), shared with the session engine's SUBSCRIBE and UNSUBSCRIBE.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Final, Protocol
+
+from taktora_connector.domain import ConnectorDown, ConnectorError, StackError
+
+from .bridge import OutboundBridge
+from .buffered_socket import BufferedSocket
+from .delivery import Delivery
+from .packet_ids import LARGEST, PacketIds
+from .packets import (
+    NeedData,
+    PacketReader,
+    ProtocolViolation,
+    PubAck,
+    Publish,
+    encode_publish,
+)
+
+log = logging.getLogger("taktora_connector.mqtt")
+
+#: Messages taken from the bridge at once, and at most per pass of the loop.
+TAKE_BATCH: Final = 256
+PUMP_LIMIT: Final = 1024
+#: QoS 0 messages are encoded only while fewer unflushed bytes wait than this.
+WRITE_HIGH_WATER: Final = 256 * 1024
+#: Identifiers kept free for the session engine's SUBSCRIBE and UNSUBSCRIBE.
+SESSION_IDS: Final = 1024
+
+#: (topic, payload, qos, retain, delivery) as queued by a writer.
+Outbound = tuple[str, bytes, int, bool, Delivery]
+#: (payload, topic, qos, retain, timestamp_ns) as handed to a reader.
+Inbound = tuple[bytes, str, int, bool, int]
+
+
+class InboundSink(Hashable, Protocol):
+    """What the data plane needs of a reader."""
+
+    def deliver_many(self, items: list[Inbound]) -> int:
+        """Queue ``items`` in order under one lock; return how many were dropped."""
+        ...
+
+    def fail(self, error: ConnectorError) -> None: ...
+
+
+class DropCounter(Protocol):
+    def inbound_dropped(self, reader: Hashable, count: int = 1) -> None: ...
+
+
+Match = Callable[[str], list[InboundSink]]
+#: Called for a message no reader matches: (payload, topic, qos, retain, timestamp_ns).
+Unrouted = Callable[[bytes, str, int, bool, int], None]
+#: None: the topic is not UTF-8; else the topic and each matching reader's batch
+#: (None when no reader matches).
+_Route = tuple[str, list[list[Inbound]] | None] | None
+
+
+class DataPlane:
+    def __init__(
+        self,
+        match: Match,
+        drops: DropCounter,
+        ids: PacketIds,
+        max_inflight: int,
+        unrouted: Unrouted,
+    ) -> None:
+        self._match = match
+        self._unrouted = unrouted
+        self._drops = drops
+        self._ids = ids
+        self._max_inflight = min(max_inflight, LARGEST - SESSION_IDS)
+        self._reader = PacketReader()
+        self._wire: BufferedSocket | None = None
+        self._qos0: deque[tuple[int, Delivery]] = deque()  # (end of its bytes, delivery)
+        self._inflight: dict[int, tuple[bytes, Delivery]] = {}  # unacknowledged QoS 1
+        self._order: deque[int] = deque()  # QoS 1 identifiers in the order sent
+        self._acked_early: dict[int, Delivery] = {}  # acknowledged before an older one
+        self._topics: dict[str, bytes] = {}
+        #: Inbound messages dropped because their topic is not UTF-8.
+        self.rejected_inbound = 0
+        #: Complete packets received (the liveness signal; partial bytes never count).
+        self.packets_received = 0
+
+    # -- the connection -----------------------------------------------------------------------
+
+    def attach(self, wire: BufferedSocket) -> None:
+        """A new connection: a fresh packet reader over its socket."""
+        self._wire = wire
+        self._reader = PacketReader()
+
+    def connection_lost(self) -> None:
+        """QoS 0 messages whose bytes did not reach the kernel fail; QoS 1 ones wait."""
+        self.settle_qos0()
+        lost = ConnectorDown("connection lost before the message was written")
+        while self._qos0:
+            self._qos0.popleft()[1].fail(lost)
+        self._wire = None
+
+    def resend(self) -> None:
+        """After CONNACK: every unacknowledged QoS 1 message again, DUP set (MQTT-4.4.0-1)."""
+        wire = self._wire
+        if wire is None or not self._inflight:
+            return
+        packets = self._inflight
+        wire.write(
+            b"".join(
+                bytes((packets[pid][0][0] | 0x08,)) + packets[pid][0][1:]
+                for pid in self._order
+                if pid in packets
+            )
+        )
+
+    # -- inbound --------------------------------------------------------------------------------
+
+    def receive(self, data: bytes, to_session: Callable[[bytes], bool]) -> None:  # noqa: PLR0915 - one hot loop, one frame
+        """Handle every whole packet in ``data`` (and what was left over before it).
+
+        Raises ``ProtocolViolation`` for bytes that are not MQTT 3.1.1; the
+        messages before them are still delivered.
+        """
+        reader = self._reader
+        reader.receive_data(data)
+        next_event = reader.next_event
+        wire = self._wire
+        routes: dict[bytes, _Route] = {}
+        batches: dict[InboundSink, list[Inbound]] = {}
+        acks: list[bytes] = []
+        now = time.time_ns()
+        count = 0
+        try:
+            while True:
+                packet = next_event()
+                kind = type(packet)
+                if kind is Publish:
+                    assert isinstance(packet, Publish)
+                    count += 1
+                    topic_raw = packet.topic
+                    if topic_raw in routes:
+                        route = routes[topic_raw]
+                    else:
+                        route = routes[topic_raw] = self._route(topic_raw, batches)
+                    qos = packet.qos
+                    if qos == 2:
+                        raise ProtocolViolation(
+                            "QoS 2 PUBLISH on a subscription of QoS 1 at most (MQTT-3.8.4-6)"
+                        )
+                    if route is not None:
+                        batches_of = route[1]
+                        if batches_of is None:
+                            self._unrouted(packet.payload, route[0], qos, packet.retain, now)
+                        else:
+                            item = (packet.payload, route[0], qos, packet.retain, now)
+                            for batch in batches_of:
+                                batch.append(item)
+                    if qos:
+                        assert packet.packet_id is not None
+                        acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
+                elif kind is PubAck:
+                    assert isinstance(packet, PubAck)
+                    count += 1
+                    self._acknowledged(packet.packet_id)
+                elif isinstance(packet, NeedData):
+                    return
+                else:
+                    count += 1
+                    # Messages before a control packet reach readers before paho sees it.
+                    self._deliver(batches)
+                    routes.clear()
+                    if not to_session(reader.last_raw()):
+                        return  # the connection ended or changed under the session engine
+        finally:
+            self.packets_received += count
+            self._deliver(batches)
+            if acks and wire is not None and self._wire is wire:
+                wire.write(b"".join(acks))
+
+    def _route(self, topic_raw: bytes, batches: dict[InboundSink, list[Inbound]]) -> _Route:
+        try:
+            topic = topic_raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.rejected_inbound += 1
+            log.warning("dropped an inbound message whose topic is not UTF-8")
+            return None
+        readers = self._match(topic)
+        if not readers:
+            return topic, None
+        return topic, [batches.setdefault(reader, []) for reader in readers]
+
+    def _deliver(self, batches: dict[InboundSink, list[Inbound]]) -> None:
+        for reader, items in batches.items():
+            if items:
+                dropped = reader.deliver_many(items)
+                if dropped:
+                    self._drops.inbound_dropped(reader, dropped)
+        batches.clear()
+
+    def _acknowledged(self, packet_id: int) -> None:
+        entry = self._inflight.pop(packet_id, None)
+        if entry is None:
+            log.debug("PUBACK for packet %d, which is not in flight", packet_id)
+            return
+        self._ids.release(packet_id)
+        order = self._order
+        if order[0] != packet_id:
+            self._acked_early[packet_id] = entry[1]
+            return
+        order.popleft()
+        entry[1].succeed()
+        early = self._acked_early
+        while early and order and order[0] in early:
+            early.pop(order.popleft()).succeed()
+
+    # -- outbound -------------------------------------------------------------------------------
+
+    def can_pump(self, bridge: OutboundBridge[Outbound]) -> bool:
+        item = bridge.peek()
+        if item is None or self._wire is None:
+            return False
+        if item[2]:
+            return len(self._inflight) < self._max_inflight
+        return self._wire.unflushed < WRITE_HIGH_WATER
+
+    def pump(self, bridge: OutboundBridge[Outbound]) -> None:
+        """Encode queued messages into the write buffer while the window and buffer allow.
+
+        Only what can be sent now leaves the bridge, so the bridge and the
+        in-flight window are the whole outbound bound (a stalled broker means
+        BackPressure after ``outbound_capacity + max_inflight`` messages)."""
+        wire = self._wire
+        if wire is None:
+            return
+        slots = self._max_inflight - len(self._inflight)
+        budget = WRITE_HIGH_WATER - wire.unflushed
+
+        def admit(item: Outbound) -> bool:
+            nonlocal slots, budget
+            if item[2]:
+                slots -= 1
+                return slots >= 0
+            if budget <= 0:
+                return False
+            budget -= len(item[1]) + len(item[0]) + 5
+            return True
+
+        inflight = self._inflight
+        order = self._order
+        qos0 = self._qos0
+        topics = self._topics
+        take_id = self._ids.take
+        out: list[bytes] = []
+        queued = wire.queued_total
+        for _ in range(PUMP_LIMIT // TAKE_BATCH):
+            batch = bridge.take(TAKE_BATCH, admit)
+            for topic, payload, qos, retain, delivery in batch:
+                raw_topic = topics.get(topic)
+                if raw_topic is None:
+                    if len(topics) >= 1024:
+                        topics.clear()
+                    raw_topic = topics[topic] = topic.encode("utf-8")
+                try:
+                    if qos:
+                        packet_id = take_id()
+                        try:
+                            packet = encode_publish(raw_topic, payload, 1, retain, packet_id)
+                        except ProtocolViolation:
+                            self._ids.release(packet_id)
+                            raise
+                        inflight[packet_id] = (packet, delivery)
+                        order.append(packet_id)
+                    else:
+                        packet = encode_publish(raw_topic, payload, 0, retain)
+                        qos0.append((queued + len(packet), delivery))
+                except ProtocolViolation as err:
+                    delivery.fail(StackError(f"cannot encode the message: {err}"))
+                    continue
+                out.append(packet)
+                queued += len(packet)
+            if len(batch) < TAKE_BATCH:
+                break
+        if out:
+            wire.write(b"".join(out))
+
+    def settle_qos0(self) -> None:
+        """Complete the QoS 0 deliveries whose bytes reached the kernel."""
+        wire = self._wire
+        queue = self._qos0
+        if wire is None or not queue:
+            return
+        flushed = wire.flushed_total
+        while queue and queue[0][0] <= flushed:
+            queue.popleft()[1].succeed()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing taken from the bridge is unflushed or unacknowledged."""
+        return not (self._qos0 or self._inflight or self._acked_early)
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def fail_all(self, error: ConnectorError) -> None:
+        """Fail every message taken from the bridge and not delivered (in order)."""
+        while self._qos0:
+            self._qos0.popleft()[1].fail(error)
+        early = self._acked_early
+        for packet_id in self._order:
+            entry = self._inflight.pop(packet_id, None)
+            if entry is not None:
+                self._ids.release(packet_id)
+                entry[1].fail(error)
+            elif packet_id in early:
+                early.pop(packet_id).succeed()
+        self._order.clear()
