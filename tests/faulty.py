@@ -570,8 +570,10 @@ class LoopWakingWriter(ChannelWrapper):
         self.woken = woken
 
     def send(self, value: Any, *, correlation_id: bytes | None = None) -> Any:
-        self.loop.call_soon_threadsafe(self.woken.append, 1)
-        return self.inner.send(value, correlation_id=correlation_id)
+        result = self.inner.send(value, correlation_id=correlation_id)
+        if not self.loop.is_closed():  # after close() the loop is gone, the send refused
+            self.loop.call_soon_threadsafe(self.woken.append, 1)
+        return result
 
 
 class WakesAsyncioLoop(Wrapper):

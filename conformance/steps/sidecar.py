@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import sys
 import threading
 import time
@@ -112,7 +113,23 @@ def _no_io_on_caller(conformance_world: World, count: int, writer: str, reader: 
     assert not calls, f"MQTT socket I/O on the application thread: {sorted(set(calls))}"
 
 
-_FORBIDDEN = ("paho", "asyncio", "amqtt")
+#: Packages of MQTT stacks and event loops whose types must not reach the application
+#: (docs/connector-contract.md lists them).
+_FORBIDDEN = (
+    "paho",
+    "gmqtt",
+    "aiomqtt",
+    "asyncio_mqtt",
+    "amqtt",
+    "hbmqtt",
+    "asyncio",
+    "anyio",
+    "trio",
+    "uvloop",
+    "gevent",
+    "twisted",
+    "tornado",
+)
 
 
 def _leaks(value: Any, where: str, seen: set[int]) -> list[str]:
@@ -135,7 +152,7 @@ def _leaks(value: Any, where: str, seen: set[int]) -> list[str]:
                 signature = str(inspect.signature(member))
             except (TypeError, ValueError):
                 continue
-            if any(bad in signature for bad in _FORBIDDEN):
+            if any(re.search(rf"\b{bad}\.", signature) for bad in _FORBIDDEN):
                 problems.append(f"{where}.{name}{signature} names a forbidden type")
     return problems
 
