@@ -13,6 +13,7 @@ Rules of this module:
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import socket
@@ -66,11 +67,19 @@ def check_factory(reference: str) -> str | None:
     except ValueError as err:
         message = str(err)
         if "cannot be imported" in message:
-            where = os.environ.get("PYTHONPATH") or "(not set)"
-            message += (
-                f"\n  hint: the factory's module must be importable; put its folder on "
-                f"PYTHONPATH (now {where}), e.g. PYTHONPATH=path/to/folder taktora-conformance ..."
-            )
+            module = reference.partition(":")[0]
+            if _findable(module):  # the module is there: something it imports is not
+                message += (
+                    f"\n  hint: {module!r} was found, but something it imports is missing "
+                    "or failed; install the connector's dependencies"
+                )
+            else:
+                where = os.environ.get("PYTHONPATH") or "(not set)"
+                message += (
+                    "\n  hint: the factory's module must be importable; put its folder on "
+                    f"PYTHONPATH (now {where}), e.g. "
+                    "PYTHONPATH=path/to/folder taktora-conformance ..."
+                )
         return message
     from taktora_connector.adapters.codecs import JsonCodec
     from taktora_connector.adapters.mqtt import MqttConnectorOptions
@@ -106,6 +115,13 @@ def check_factory(reference: str) -> str | None:
         if callable(close):
             with contextlib.suppress(Exception):
                 close(timeout=1.0)
+
+
+def _findable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _has(made: object, member: str) -> bool:

@@ -425,3 +425,15 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
     for line in ("0  PASS", "1  FAIL", "2  usage", "3  PARTIAL", "4  broken"):
         assert line in text
     assert main(["--no-such-option"]) == 2
+
+
+def test_a_missing_dependency_is_not_blamed_on_pythonpath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "needs_more.py").write_text("import no_such_dependency_xyz  # noqa\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    problem = preflight.check_factory("needs_more:make")
+    assert problem is not None
+    assert "no_such_dependency_xyz" in problem
+    assert "install the connector's dependencies" in problem
+    assert "PYTHONPATH" not in problem
