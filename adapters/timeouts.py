@@ -16,11 +16,15 @@ import threading
 
 from taktora_connector.domain import ConfigurationError
 
+_FAST_MAX = float(threading.TIMEOUT_MAX)
+
 
 def wait_seconds(timeout: object, what: str = "timeout") -> float | ConfigurationError | None:
     """``None`` (wait forever), seconds to wait, or the error for a bad value."""
     if timeout is None:
         return None
+    if type(timeout) is float and 0.0 <= timeout < _FAST_MAX:  # the common case, cheaply
+        return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         return ConfigurationError(f"{what} must be a number of seconds or None, got {timeout!r}")
     if isinstance(timeout, int) and timeout >= threading.TIMEOUT_MAX:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,7 +26,18 @@ def run(case: str, qos: int, rounds: int, count: int) -> None:
     with MosquittoBroker(extra_config="queue_qos0_messages true") as broker:
         for _ in range(rounds):
             if case == "drain":
-                seconds = k.drain("connector", broker.port, qos, b"x" * 64, count)
+                # The backlog is published by another process: the profile shows the reader.
+                code = (
+                    "from benchmarks.capacity import prepare_backlog;"
+                    f"print(*prepare_backlog({broker.port}, {qos}, b'x' * 64, {count}))"
+                )
+                made = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, check=True
+                )
+                ident, topic = made.stdout.split()
+                started = time.perf_counter()
+                k.drain_connector(broker.port, qos, count + 1, ident, topic)
+                seconds = time.perf_counter() - started
             else:
                 seconds = k.publish_connector(broker.port, qos, b"x" * 64, count)
             print(f"{case} QoS {qos}: {count / seconds:,.0f} msg/s", flush=True)

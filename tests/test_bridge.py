@@ -6,6 +6,7 @@ import os
 import select
 import threading
 import time
+from typing import Any
 
 from taktora_connector.adapters.mqtt.bridge import InboundQueue, Offer, OutboundBridge
 from taktora_connector.adapters.mqtt.delivery import Delivery
@@ -127,3 +128,46 @@ def test_a_timed_take_waits_its_whole_timeout_when_another_reader_wins() -> None
     started = time.monotonic()
     assert queue.take(0.05) is None
     assert time.monotonic() - started >= 0.045
+
+
+def test_take_many_takes_a_batch_under_one_lock_and_unget_puts_it_back_in_order() -> None:
+    queue: InboundQueue[int] = InboundQueue(10, lambda: None)
+    assert queue.offer_many([1, 2, 3, 4, 5]) == 0
+    fd = queue.fileno()
+    assert queue.take_many(3, 0) == [1, 2, 3]
+    assert queue.take_many(10, 0) == [4, 5]
+    assert not select.select([fd], [], [], 0)[0]  # nothing waits: not readable
+    queue.unget([4, 5])
+    assert select.select([fd], [], [], 0)[0]  # readable again
+    assert queue.take(0) == 4
+    assert queue.take_many(10, 0) == [5]
+    assert queue.take_many(10, 0) == []
+
+
+def test_offer_many_drops_the_newest_beyond_capacity_and_counts_them() -> None:
+    queue: InboundQueue[int] = InboundQueue(3, lambda: None)
+    assert queue.offer_many([1, 2]) == 0
+    assert queue.offer_many([3, 4, 5]) == 2
+    assert queue.dropped == 2
+    assert queue.take_many(10, 0) == [1, 2, 3]
+
+
+def test_leaving_an_iteration_early_loses_no_message() -> None:
+    from taktora_connector.adapters.codecs import BytesCodec
+    from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
+    from taktora_connector.domain import ChannelDescriptor
+
+    conn: MqttConnector[bytes] = MqttConnector(
+        MqttConnectorOptions(client_id="iterate"), BytesCodec()
+    )
+    try:
+        reader: Any = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="a/t"))).unwrap()
+        reader.deliver_many([(bytes([n]), "a/t", 0, False, 0) for n in range(5)])
+        for envelope in reader:  # takes all five at once, hands out two
+            if envelope.payload == b"\x01":
+                break
+        rest = [reader.try_recv().unwrap().payload for _ in range(3)]
+        assert rest == [b"\x02", b"\x03", b"\x04"]
+        assert reader.try_recv().unwrap() is None
+    finally:
+        conn.close(0)

@@ -182,35 +182,12 @@ class InboundQueue(Generic[T]):
 
         Returns ``None`` on timeout, when interrupted, or once closed with nothing left.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         lock = self._lock
         lock.acquire()
         try:
             items = self._items
-            kicks = self._kicks
-            while (
-                not items
-                and timeout != 0
-                and not self._closed
-                and not self._failed
-                and self._kicks == kicks
-            ):
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                parked = _thread.allocate_lock()
-                parked.acquire()
-                self._waiters.append(parked)
-                lock.release()
-                try:
-                    if left is None:
-                        parked.acquire()
-                    else:
-                        parked.acquire(timeout=left)
-                finally:
-                    lock.acquire()
-                    if parked in self._waiters:  # timed out: nobody released it
-                        self._waiters.remove(parked)
+            if not items and timeout != 0:
+                self._wait_for_item(timeout)
             if not items:
                 return None
             item = items.popleft()
@@ -231,6 +208,75 @@ class InboundQueue(Generic[T]):
         """In a forked child: a lock a parent thread held at the fork would stay held."""
         self._lock = threading.Lock()
         self._waiters.clear()
+
+    def take_many(self, limit: int, timeout: float | None) -> list[T]:
+        """Up to ``limit`` of the oldest items under one lock, waiting as ``take`` does
+        for the first; an empty list on timeout, interrupt, or once closed and empty."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            items = self._items
+            if not items and timeout != 0:
+                self._wait_for_item(timeout)
+            if not items:
+                return []
+            if len(items) <= limit:
+                taken = list(items)
+                items.clear()
+            else:
+                taken = [items.popleft() for _ in range(limit)]
+            drained = False
+            if not items:
+                if self._pipe is not None:
+                    os.read(self._pipe[0], 1)
+                if self._overflowed:
+                    self._overflowed = False
+                    drained = True
+        finally:
+            lock.release()
+        if drained:
+            self._on_drained()
+        return taken
+
+    def unget(self, batch: list[T]) -> None:
+        """Put items taken and not used back at the front, in order (an iteration that
+        stopped early). They may take the queue past its capacity by at most the batch."""
+        if not batch:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            items = self._items
+            if not items and self._pipe is not None:
+                os.write(self._pipe[1], b"\x01")
+            items.extendleft(reversed(batch))
+            if self._waiters:
+                self._waiters.popleft().release()
+
+    def _wait_for_item(self, timeout: float | None) -> None:
+        """Park until an item comes, the queue closes or fails, an interrupt, or the
+        deadline (called and returning with the lock held)."""
+        lock = self._lock
+        items = self._items
+        kicks = self._kicks
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not items and not self._closed and not self._failed and self._kicks == kicks:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            parked = _thread.allocate_lock()
+            parked.acquire()
+            self._waiters.append(parked)
+            lock.release()
+            try:
+                if left is None:
+                    parked.acquire()
+                else:
+                    parked.acquire(timeout=left)
+            finally:
+                lock.acquire()
+                if parked in self._waiters:  # timed out: nobody released it
+                    self._waiters.remove(parked)
 
     def fail(self) -> None:
         """The reader has failed for good: wake every waiter now and every later one at once,

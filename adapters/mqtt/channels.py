@@ -46,6 +46,9 @@ from .routing import MqttRouting
 
 T = TypeVar("T")
 
+#: How many queued messages an iteration takes at once.
+_ITER_BATCH = 64
+
 #: How many distinct received routings a reader keeps for reuse.
 _ROUTING_CACHE = 1024
 
@@ -265,16 +268,23 @@ class MqttReader(Generic[T]):
             if error is not None:  # sticky: never followed by a silent None
                 return Failure(error)
             return Success(None)
+        envelope = self._envelope(item)
+        if isinstance(envelope, RecvEnvelope):
+            return Success(envelope)
+        return Failure(envelope)
+
+    def _envelope(self, item: _Inbound) -> RecvEnvelope[T, MqttRouting] | ConnectorError:
+        """One queued item as the caller gets it: an envelope, or the error in its place."""
         payload, topic, qos, retain, timestamp_ns, sequence = item
         if isinstance(payload, PayloadOverflow):
-            return Failure(payload)
+            return payload
         decoded = self._codec.decode(payload)
         if not is_successful(decoded):
             self.decode_failures += 1
             failure = decoded.failure()
             if failure.payload is None:
                 failure = CodecError(failure.format, failure.cause, payload)
-            return Failure(failure)
+            return failure
         value: Any = decoded.unwrap()
         key = (topic, qos, retain)
         routing = self._routings.get(key)
@@ -282,21 +292,37 @@ class MqttReader(Generic[T]):
             if len(self._routings) >= _ROUTING_CACHE:
                 self._routings.clear()
             routing = self._routings[key] = MqttRouting.delivered(topic, qos, retain)
-        return Success(
-            RecvEnvelope(value, payload, sequence, timestamp_ns, ZERO_CORRELATION_ID, routing)
-        )
+        return RecvEnvelope(value, payload, sequence, timestamp_ns, ZERO_CORRELATION_ID, routing)
 
     def __iter__(self) -> Iterator[RecvEnvelope[T, MqttRouting]]:
+        """Envelopes until the reader or its connector closes; other errors are raised.
+
+        Takes what waits in batches (one lock per batch, not per message); if the
+        loop stops early, the envelopes taken and not yet handed out go back to
+        the front of the queue, so leaving an iteration never loses a message."""
+        queue = self._queue
         while True:
-            result = self._receive(None)
-            if not is_successful(result):
-                error = result.failure()
-                if isinstance(error, ConnectorDown):
+            if self._closed:
+                return
+            batch = queue.take_many(_ITER_BATCH, None)
+            if not batch:
+                error = self._error
+                if queue.closed or self._closed or isinstance(error, ConnectorDown):
                     return
-                raise error
-            envelope = result.unwrap()
-            if envelope is not None:
-                yield envelope
+                if error is not None:
+                    raise error
+                continue
+            handed = 0
+            try:
+                for item in batch:
+                    handed += 1
+                    envelope = self._envelope(item)
+                    if not isinstance(envelope, RecvEnvelope):
+                        raise envelope
+                    yield envelope
+            finally:
+                if handed < len(batch):
+                    queue.unget(batch[handed:])
 
     def fileno(self) -> int:
         return self._queue.fileno()

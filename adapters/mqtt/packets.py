@@ -23,8 +23,9 @@ Rules of this module:
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
-from typing import Final, NoReturn
+from typing import Final, NamedTuple, NoReturn
 
 #: The largest remaining length MQTT 3.1.1 can express (four length bytes).
 MAX_REMAINING: Final = 268_435_455
@@ -87,14 +88,18 @@ class ConnAck:
     return_code: int
 
 
-@dataclass(slots=True)
-class Publish:
+class Publish(NamedTuple):
+    """A tuple, not a dataclass like the others: made once per message on the hot path."""
+
     topic: bytes
     payload: bytes
     qos: int = 0
     retain: bool = False
     dup: bool = False
     packet_id: int | None = None
+
+
+_new_publish: Final = functools.partial(tuple.__new__, Publish)
 
 
 @dataclass(slots=True)
@@ -282,14 +287,14 @@ class PacketReader:
             packet_id = data[topic_end] << 8 | data[topic_end + 1]
             if not packet_id:
                 self._fail("PUBLISH with packet identifier 0 (MQTT-2.3.1-1)")
-            return Publish(
-                topic, data[topic_end + 2 : stop], qos, bool(first & 1), bool(first & 8), packet_id
+            return _new_publish(
+                (topic, data[topic_end + 2 : stop], qos, first & 1 == 1, first & 8 == 8, packet_id)
             )
         if topic_end > stop:
             self._fail("PUBLISH too short for its topic")
         if first & 8:
             self._fail("PUBLISH with QoS 0 and DUP set (MQTT-3.3.1-2)")
-        return Publish(topic, data[topic_end:stop], 0, bool(first & 1), False, None)
+        return _new_publish((topic, data[topic_end:stop], 0, first & 1 == 1, False, None))
 
     def _control(self, data: bytes, kind: int, flags: int, body: int, stop: int) -> Packet:
         required = _REQUIRED_FLAGS.get(kind)
