@@ -324,9 +324,7 @@ def drain_connector(port: int, qos: int, count: int, ident: str, topic: str) -> 
     started = time.perf_counter()
     connector.start()
     try:
-        got = 0
-        for _ in reader:  # iteration takes what waits in batches
-            got += 1
+        for got, _ in enumerate(reader, 1):  # iteration takes what waits in batches
             if got >= count:
                 break
         return time.perf_counter() - started
