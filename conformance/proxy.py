@@ -11,10 +11,11 @@ Rules of this module:
   to 0x80 (failure) for those filters, so any broker can be made to refuse a
   subscription; while a rewrite rule is set, broker-to-client bytes are
   forwarded a whole packet at a time;
-- it decodes each MQTT packet's fixed header (type, flags, remaining length)
-  and, for CONNECT, PUBLISH and SUBSCRIBE, the fields scenarios check; it knows
-  nothing about the connector under test, so it works with any client and any
-  broker;
+- it frames the byte stream itself (whatever the bytes, it forwards them) and
+  decodes each whole packet with the project's sans-IO codec
+  (``adapters.mqtt.packets``, the one the reference connector's data plane
+  uses); it knows nothing about the connector under test, so it works with any
+  client and any broker;
 - everything it sees is kept as ``WirePacket`` records with a monotonic time.
 """
 
@@ -29,6 +30,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+
+from taktora_connector.adapters.mqtt.packets import (
+    ConnAck,
+    Connect,
+    NeedData,
+    Packet,
+    PacketReader,
+    ProtocolViolation,
+    Publish,
+    SubAck,
+    Subscribe,
+    Unsubscribe,
+    remaining_length,
+)
 
 from .brokers import free_port
 
@@ -133,57 +148,57 @@ class WirePacket:
                 found.append((name, None))
         return found
 
+    def decoded(self) -> Packet | None:
+        """The packet as the codec reads it; ``None`` if it breaks an MQTT 3.1.1 rule."""
+        reader = PacketReader()
+        reader.receive_data(
+            bytes((self.type << 4 | self.flags,)) + remaining_length(len(self.body)) + self.body
+        )
+        try:
+            packet = reader.next_event()
+        except ProtocolViolation:
+            return None
+        return None if isinstance(packet, NeedData) else packet
+
     def describe(self) -> dict[str, object]:
         """The packet for a wire log: never a password, payloads by size only."""
         entry: dict[str, object] = {
             "dir": self.direction,
             "type": self.type.name,
-            "id": None,
+            "id": getattr(self.decoded(), "packet_id", None),
             "qos": self.qos if self.type is PacketType.PUBLISH else 0,
             "retain": self.retain if self.type is PacketType.PUBLISH else False,
             "topic": "",
             "size": 0,
             "info": "",
         }
-        try:
-            kind = self.type
-            if kind is PacketType.PUBLISH:
-                entry.update(
-                    id=self.packet_id(),
-                    topic=self.topic(),
-                    size=len(self.payload()),
-                    info=" dup" if self.dup else "",
-                )
-            elif kind is PacketType.CONNECT:
-                name, level = self.protocol()
-                flags = self.connect_flags()
-                (keep_alive,) = struct.unpack_from("!H", self.body, 2 + len(name) + 2)
-                entry["info"] = (
-                    f" {name} level {level}, client id {self.client_id()!r}, "
-                    f"clean session {int(bool(flags & 0x02))}, keep-alive {keep_alive} s, "
-                    f"will {int(bool(flags & 0x04))}, username {'yes' if flags & 0x80 else 'no'}, "
-                    f"password {'yes (not shown)' if flags & 0x40 else 'no'}"
-                )
-            elif kind is PacketType.CONNACK and len(self.body) >= 2:
-                entry["info"] = f" session present {self.body[0] & 1}, return code {self.body[1]}"
-            elif kind in (PacketType.SUBSCRIBE, PacketType.UNSUBSCRIBE):
-                entry["id"] = self.packet_id()
-                entry["info"] = " " + ", ".join(
-                    name if qos is None else f"{name} (QoS {qos})" for name, qos in self.filters()
-                )
-            elif kind is PacketType.SUBACK:
-                entry["id"] = self.packet_id()
-                entry["info"] = " return codes " + ", ".join(str(b) for b in self.body[2:])
-            elif kind in (
-                PacketType.PUBACK,
-                PacketType.PUBREC,
-                PacketType.PUBREL,
-                PacketType.PUBCOMP,
-                PacketType.UNSUBACK,
-            ):
-                entry["id"] = self.packet_id()
-        except (struct.error, IndexError, UnicodeDecodeError, ValueError):
+        packet = self.decoded()
+        if packet is None:
             entry["info"] = f" (body of {len(self.body)} bytes does not decode)"
+        elif isinstance(packet, Publish):
+            entry.update(
+                topic=packet.topic.decode("utf-8", "backslashreplace"),
+                size=len(packet.payload),
+                info=" dup" if packet.dup else "",
+            )
+        elif isinstance(packet, Connect):
+            entry["info"] = (
+                f" MQTT level 4, client id {packet.client_id!r}, "
+                f"clean session {int(packet.clean_session)}, keep-alive {packet.keep_alive} s, "
+                f"will {int(packet.will is not None)}, "
+                f"username {'yes' if packet.username is not None else 'no'}, "
+                f"password {'yes (not shown)' if packet.password is not None else 'no'}"
+            )
+        elif isinstance(packet, ConnAck):
+            entry["info"] = (
+                f" session present {int(packet.session_present)}, return code {packet.return_code}"
+            )
+        elif isinstance(packet, Subscribe):
+            entry["info"] = " " + ", ".join(f"{name} (QoS {qos})" for name, qos in packet.topics)
+        elif isinstance(packet, Unsubscribe):
+            entry["info"] = " " + ", ".join(packet.topics)
+        elif isinstance(packet, SubAck):
+            entry["info"] = " return codes " + ", ".join(str(c) for c in packet.return_codes)
         return entry
 
 

@@ -337,3 +337,28 @@ def test_arbitrary_bytes_raise_nothing_but_a_protocol_violation(data: bytes, chu
             assert read_all(encode(packet)) == [packet]
     except ProtocolViolation:
         pass
+
+
+def test_the_kits_proxy_decodes_with_this_codec() -> None:
+    from taktora_connector.conformance.proxy import PacketType as WireType
+    from taktora_connector.conformance.proxy import WirePacket
+
+    def seen(packet: Packet) -> WirePacket:
+        raw = encode(packet)
+        assert raw[1] < 128  # small packets here: a two-byte fixed header
+        return WirePacket("out", WireType(raw[0] >> 4), raw[0] & 0x0F, raw[2:])
+
+    subscribe = Subscribe(9, [("a/+", 1), ("b/#", 0)])
+    wire = seen(subscribe)
+    assert wire.decoded() == subscribe
+    assert wire.describe()["info"] == " a/+ (QoS 1), b/# (QoS 0)"
+    publish = Publish(b"t/x", b"12345", 1, True, True, 77)
+    wire = seen(publish)
+    assert wire.decoded() == publish
+    described = wire.describe()
+    assert (described["id"], described["topic"], described["size"]) == (77, "t/x", 5)
+    connect = Connect("cid", password=None, username="u")
+    assert "password no" in str(seen(connect).describe()["info"])
+    broken = WirePacket("in", WireType.PUBACK, 0, b"\x00")  # one byte short
+    assert broken.decoded() is None
+    assert "does not decode" in str(broken.describe()["info"])
