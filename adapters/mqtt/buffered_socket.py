@@ -20,10 +20,13 @@ Rules of this module:
 
 from __future__ import annotations
 
+import socket
 import ssl
 from typing import Any, Final
 
 READ_CHUNK: Final = 65_536
+_QUICKACK: Final = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+_INET: Final = (socket.AF_INET, socket.AF_INET6)
 
 _NOTHING_NOW: Final = (
     BlockingIOError,
@@ -39,6 +42,7 @@ class BufferedSocket:
         self._session = bytearray()  # whole control packets waiting for paho
         self._write = bytearray()
         self._peer_closed = False
+        self._quickack = _QUICKACK is not None and getattr(sock, "family", None) in _INET
         #: Bytes ever taken by ``send``/``write``, and those of them that reached the kernel.
         self.queued_total = 0
         self.flushed_total = 0
@@ -64,6 +68,13 @@ class BufferedSocket:
             return None
         if not data:
             self._peer_closed = True
+        elif self._quickack:
+            # Acknowledge at once: a broker that batches its PUBACKs (Nagle) would
+            # otherwise wait for our delayed ACK while our in-flight window is full.
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                self._quickack = False
         return data
 
     def to_session(self, packet: bytes) -> None:
