@@ -37,7 +37,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -578,7 +578,6 @@ class _Loop:
     wake_w: int
     stop: asyncio.Event | None = None
     wake_pending: bool = False
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 class GmqttConnector(Generic[T]):
@@ -589,6 +588,8 @@ class GmqttConnector(Generic[T]):
         self.codec = codec
         self.health_state = Health()
         self._lock = threading.RLock()
+        #: notified (under ``_lock``) whenever the outbound path may have emptied
+        self._outbound_changed = threading.Condition(self._lock)
         self._bridge: collections.deque[Outgoing] = collections.deque()
         self._inflight: dict[int, Outgoing] = {}
         self._readers: list[GmqttReader[T]] = []
@@ -693,9 +694,11 @@ class GmqttConnector(Generic[T]):
             run = self._run
         deadline = math.inf if limit is None else time.monotonic() + limit
         if run is not None and self.health_state.phase == "connected":
-            while time.monotonic() < deadline and self._outbound_busy():
-                self._wake()
-                time.sleep(0.005)
+            # Flush: the loop keeps sending (and reconnects if it must) until the
+            # bridge and the in-flight window are empty or the time is up.
+            self._wake()
+            with self._outbound_changed:
+                self._outbound_changed.wait_for(lambda: not self._outbound_busy(), limit)
         with self._lock:
             unsent = list(self._bridge) + list(self._inflight.values())
             self._bridge.clear()
@@ -1024,6 +1027,8 @@ class GmqttConnector(Generic[T]):
 
     def _check_drained(self) -> None:
         """Clear the backpressure latch once nothing waits: bridge, window and socket."""
+        with self._outbound_changed:
+            self._outbound_changed.notify_all()  # close() may be waiting for this
         if "outbound" not in self.health_state.latches or self._outbound_busy():
             return
         client = self._client
