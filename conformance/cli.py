@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from .factory import DEFAULT_FACTORY
+from .identity import run_ids
 from .paths import DEFAULT_REPORT_DIR, SUITE
 from .preflight import check_broker, check_broker_choice, check_factory, unknown_tags
 from .registry import REQUIREMENTS, TESTS
@@ -164,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _preflight(args: argparse.Namespace) -> str | None:
     if args.markexpr:
-        unknown = unknown_tags(args.markexpr, [*REQUIREMENTS, *TESTS])
+        unknown = unknown_tags(args.markexpr, [*REQUIREMENTS, *TESTS, *run_ids().values()])
         if unknown:
             return (
                 f"-m {args.markexpr!r} names {', '.join(unknown)}, which the kit does not "

@@ -91,8 +91,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "broker_config: needs a broker the kit configures (credentials, TLS)"
     )
+    runs = sorted(set(run_ids().values()) - set(TESTS))
+    for run in runs:  # TEST_2511_3: one scenario run, so -m can select exactly it
+        config.addinivalue_line("markers", f"{run}: one run of {run.rsplit('_', 1)[0]}")
     markexpr = str(config.getoption("markexpr", "") or "")
-    unknown = unknown_tags(markexpr, [*REQUIREMENTS, *TESTS])
+    unknown = unknown_tags(markexpr, [*REQUIREMENTS, *TESTS, *runs])
     if unknown:
         raise pytest.UsageError(
             f"-m {markexpr!r} names {', '.join(unknown)}, which the kit does not know; "
@@ -159,6 +162,14 @@ class KitSession:
             example=example,
             detail=detail,
         )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Mark each scenario run with its run id (before -m deselects)."""
+        for item in items:
+            result = self._result_for(item)
+            if result is not None and result.id and result.id not in result.tests:
+                item.add_marker(result.id)
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         keyword = self.config.getoption("keyword", "")
@@ -376,10 +387,26 @@ class KitSession:
             "duration": time.monotonic() - self.started,
             "versions": _versions(),
         }
+        meta["rerun"] = rerun_command(self.config)
         ordered = sorted(self.results.values(), key=lambda r: (r.feature_file, r.line, r.anchor))
         self.matrix = build_matrix(ordered, meta)
         write_all(self.matrix, self.directory)
         return self.matrix
+
+
+def rerun_command(config: pytest.Config) -> str:
+    """The command that runs one scenario again as this run did ({id} is its run id)."""
+    parts = [
+        "taktora-conformance",
+        "--connector-factory",
+        str(config.getoption("--connector-factory")),
+    ]
+    url = config.getoption("--broker-url")
+    if url:
+        parts += ["--broker-url", str(url)]
+    elif config.getoption("--broker") != "amqtt":
+        parts += ["--broker", str(config.getoption("--broker"))]
+    return " ".join(parts) + " -m {id}"
 
 
 def describe_broker(managed: str, url: object) -> tuple[str, list[str]]:

@@ -217,7 +217,10 @@ def write_markdown(matrix: Matrix, path: Path) -> None:
     if failures:
         out += ["", "## Evidence", ""]
         for s in failures:
-            out += [f"### {s.anchor} {s.name} ({s.outcome})", "", "```", s.detail.strip(), "```"]
+            out += [f"### {s.anchor} {s.name} ({s.outcome})", ""]
+            if matrix.meta.get("rerun"):
+                out += [f"Run it again: `{matrix.meta['rerun'].replace('{id}', s.anchor)}`", ""]
+            out += ["```", s.detail.strip(), "```"]
             if s.wire:
                 out += ["", "Wire log:", "", "```", *wire_lines(s), "```"]
             out.append("")
@@ -289,7 +292,7 @@ def write_html(matrix: Matrix, path: Path) -> None:
             + "".join(f"<li>{e(line)}</li>" for line in matrix.why_not_pass())
             + "</ul>"
         )
-    scenarios = "\n".join(_scenario_html(s) for s in matrix.scenarios)
+    scenarios = "\n".join(_scenario_html(s, matrix.meta) for s in matrix.scenarios)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Conformance report: {verdict}</title>
 <style>{_STYLE}</style></head><body>
@@ -312,7 +315,7 @@ through the kit's proxy (decoded; payloads by size only, passwords never).</p>
 _LABEL: Final = {PASSED: "PASS", FAILED: "FAIL", SKIPPED: "NOT RUN"}
 
 
-def _scenario_html(s: ScenarioResult) -> str:
+def _scenario_html(s: ScenarioResult, meta: dict[str, Any]) -> str:
     e = html.escape
     parts = [
         f'<details id="{e(s.anchor)}"{" open" if s.outcome == FAILED else ""}>',
@@ -323,6 +326,11 @@ def _scenario_html(s: ScenarioResult) -> str:
         f'<p class="small">Feature: {e(s.feature)} ({e(s.location)}). '
         f"Verifies {e(', '.join(s.requirements))}; test {e(', '.join(s.tests))}.</p>",
     ]
+    rerun = str(meta.get("rerun", ""))
+    if rerun:
+        parts.append(
+            f'<p class="small">Run it again: <code>{e(rerun.replace("{id}", s.anchor))}</code></p>'
+        )
     if s.failed_step:
         parts.append(f"<p><b>Failed step:</b> {e(s.failed_step)}</p>")
     if s.detail:

@@ -437,3 +437,16 @@ def test_a_missing_dependency_is_not_blamed_on_pythonpath(
     assert "no_such_dependency_xyz" in problem
     assert "install the connector's dependencies" in problem
     assert "PYTHONPATH" not in problem
+
+
+def test_a_run_id_selects_exactly_that_run_and_reports_say_how_to_rerun(tmp_path: Path) -> None:
+    code, report, output = run_kit(tmp_path / "r", "-m", "TEST_2511_3")
+    assert code == 3, output[-2000:]
+    ran = [s["id"] for s in report["scenarios"] if s["outcome"] != "skipped"]
+    assert ran == ["TEST_2511_3"]
+    assert report["meta"]["rerun"].endswith(" -m {id}")
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "reference_factory -m TEST_2511_3</code>" in page
+    code, report, output = run_kit(tmp_path / "bad", "-m", "TEST_2511_99")
+    assert (code, report) == (2, {})
+    assert "TEST_2511_99, which the kit does not know" in output
