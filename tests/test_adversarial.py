@@ -48,6 +48,7 @@ from taktora_connector.domain import (
     is_legal,
 )
 
+from .hostile import CONNACK_OK, FakeBroker, publish
 from .reactive import PINGREQ, PUBLISH, SUBSCRIBE, Packet, ReactiveBroker, Session, suback
 
 QUICK = settings(
@@ -397,3 +398,73 @@ class Lifecycle(RuleBasedStateMachine):
 
 Lifecycle.TestCase.settings = settings(max_examples=40, stateful_step_count=20, deadline=None)
 test_random_lifecycles_against_a_chaotic_broker_keep_every_promise = Lifecycle.TestCase
+
+
+# -- any packet sequence from the broker --------------------------------------------------------
+
+broker_packets = st.one_of(
+    st.builds(  # SUBACK with any packet id and codes
+        suback,
+        st.integers(0, 65535),
+        st.binary(min_size=0, max_size=3),
+    ),
+    st.builds(lambda pid: b"\x40\x02" + pid.to_bytes(2, "big"), st.integers(0, 65535)),  # PUBACK
+    st.just(b"\xd0\x00"),  # PINGRESP
+    st.just(b"\x20\x02\x00\x00"),  # a second CONNACK
+    st.builds(  # PUBLISH at any QoS (3 is illegal), any flags
+        publish,
+        st.sampled_from([b"c/t", b"c/+", b"", b"$SYS/x", b"c/t\x00"]),
+        st.binary(max_size=64),
+        st.integers(0, 3),
+        st.integers(0, 65535),
+    ),
+    st.binary(min_size=1, max_size=8),  # noise
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(broker_packets, min_size=1, max_size=8), st.booleans())
+def test_any_packet_sequence_from_the_broker_keeps_every_promise(
+    packets: list[bytes], hang_up: bool
+) -> None:
+    errors: list[Any] = []
+    previous = threading.excepthook
+    threading.excepthook = errors.append
+    try:
+        with FakeBroker([CONNACK_OK, *packets], close=hang_up) as fake:
+            conn: MqttConnector[Any] = MqttConnector(
+                MqttConnectorOptions(
+                    host="127.0.0.1",
+                    port=fake.port,
+                    client_id="adv-packets",
+                    reconnect_initial_backoff=0.01,
+                    reconnect_max_backoff=0.05,
+                    reconnect_attempt_ceiling=3,
+                    connect_timeout=1,
+                ),
+                BytesCodec(),
+            )
+            sub = conn.subscribe_health()
+            reader: Any = conn.create_reader(
+                ChannelDescriptor("r", MqttRouting(filter="c/#", qos=MqttQos.AT_LEAST_ONCE))
+            ).unwrap()
+            writer: Any = conn.create_writer(
+                ChannelDescriptor("w", MqttRouting(topic="c/t", qos=MqttQos.AT_LEAST_ONCE))
+            ).unwrap()
+            conn.start().unwrap()
+            sent = writer.send(b"m")
+            for _ in range(3):
+                started = time.monotonic()
+                reader.recv(0.1)  # whatever it returns, it returns in time
+                assert time.monotonic() - started < 5
+            started = time.monotonic()
+            conn.close(0.2)
+            assert time.monotonic() - started < 10
+            assert conn.sidecar is not None and not conn.sidecar.is_alive()
+            if not isinstance(sent, Failure):
+                assert sent.unwrap().delivery.done  # delivered or failed, never pending
+            for event in iter(sub.try_next, None):
+                assert is_legal(event.from_.kind, event.to.kind)
+    finally:
+        threading.excepthook = previous
+    assert errors == []
