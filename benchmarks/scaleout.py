@@ -9,7 +9,7 @@ broker handles one client's SUBSCRIBEs in order, so the shared subscription is i
 place by then), then one line per message with its payload (the message number),
 or with ``--summary`` only ``summary <count> <first> <last>`` (wall-clock seconds
 of the first and last message) at the end. It exits after ``--idle`` seconds
-without a message, or when killed. ``--persistent`` connects with
+without a message (once the first one came), or when killed. ``--persistent`` connects with
 clean_session=False, so the broker keeps the session (and its share of the
 messages) while the process is away.
 
@@ -43,6 +43,8 @@ from taktora_connector.adapters.mqtt import (
 from taktora_connector.domain import ChannelDescriptor
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Seconds a consumer waits for its first message (its peers may still be starting).
+FIRST_MESSAGE_WAIT = 60.0
 
 
 def consume(args: argparse.Namespace) -> int:
@@ -69,7 +71,8 @@ def consume(args: argparse.Namespace) -> int:
         count = 0
         first = last = 0.0
         while True:
-            envelope = reader.recv(timeout=args.idle).unwrap()
+            # Until the first message the others may still be starting: wait longer.
+            envelope = reader.recv(timeout=args.idle if count else FIRST_MESSAGE_WAIT).unwrap()
             if envelope is None:
                 break
             last = time.time()
