@@ -81,7 +81,8 @@ class Run:
 
     def link(self, out: Path, anchor: str) -> str:
         page = self.path.parent / "report.html"
-        return f"{Path(os.path.relpath(page, out)).as_posix()}#{anchor}"
+        target = Path(os.path.relpath(page, out)).as_posix()
+        return f"{target}#{anchor}" if anchor else target
 
 
 def load(paths: Sequence[str]) -> list[Run] | str:
@@ -171,7 +172,7 @@ def write_markdown(runs: Sequence[Run], out: Path) -> Path:
     lines += [
         "",
         "| Id | Requirement or scenario | "
-        + " | ".join(f"{n}" for n in range(1, len(runs) + 1))
+        + " | ".join(f"{n}. {run.short}" for n, run in enumerate(runs, start=1))
         + " |",
     ]
     lines.append("|---|---|" + "---|" * len(runs))
