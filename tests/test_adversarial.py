@@ -10,12 +10,16 @@ Bounded: few examples, loopback only, each call bounded.
 
 from __future__ import annotations
 
+import gc
 import math
+import os
 import random
 import threading
 import time
+import warnings
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -37,6 +41,7 @@ from taktora_connector.adapters.mqtt import (
     MqttRouting,
 )
 from taktora_connector.adapters.timeouts import wait_seconds
+from taktora_connector.conformance.brokers import free_port
 from taktora_connector.domain import (
     ChannelDescriptor,
     ConfigurationError,
@@ -468,3 +473,48 @@ def test_any_packet_sequence_from_the_broker_keeps_every_promise(
     finally:
         threading.excepthook = previous
     assert errors == []
+
+
+# -- connectors dropped without close(), wherever they got to -----------------------------------
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@settings(max_examples=8, deadline=None)
+@given(stage=st.sampled_from(["created", "reader only", "dead port", "up", "up with readers"]))
+def test_a_connector_dropped_at_any_stage_stops_and_leaves_nothing_open(stage: str) -> None:
+    with ReactiveBroker() as fake:
+        gc.collect()
+        before_fds = open_descriptors()
+        before_threads = {t.ident for t in threading.enumerate()}
+        port = free_port() if stage == "dead port" else fake.port
+        conn: Any = MqttConnector(MqttConnectorOptions(host="127.0.0.1", port=port), BytesCodec())
+        readers = []
+        if stage != "created":
+            readers.append(conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="d/t"))))
+        if stage in ("dead port", "up", "up with readers"):
+            conn.start().unwrap()
+        if stage.startswith("up"):
+            deadline = time.monotonic() + 10
+            while conn.health().kind is not HealthKind.UP:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+        if stage == "up with readers":
+            readers.append(conn.create_reader(ChannelDescriptor("r2", MqttRouting(filter="#"))))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            del conn
+            gc.collect()
+        assert any(issubclass(w.category, ResourceWarning) for w in seen), stage
+        for result in readers:  # kept by the application: each learns the end
+            assert isinstance(result.unwrap().recv(None), Failure)
+        deadline = time.monotonic() + 10
+        while [t for t in threading.enumerate() if t.ident not in before_threads]:
+            assert time.monotonic() < deadline, "the sidecar did not stop"
+            time.sleep(0.01)
+        del readers
+        gc.collect()
+        assert open_descriptors() <= before_fds, stage
