@@ -263,3 +263,37 @@ async def test_anyio_cancel_scopes_and_task_groups_drive_it(amqtt_broker: Embedd
             for n in range(50):
                 (await writer.send(n)).unwrap()
         assert received == list(range(50))
+
+
+async def test_send_waiting_for_room_ends_when_the_connector_gives_up() -> None:
+    """A Down connector drains nothing until started again: a waiting send must not
+    wait forever for room that cannot come."""
+    from taktora_connector.conformance.brokers import free_port
+
+    dead = options(
+        free_port(),  # nothing listens there
+        outbound_capacity=2,
+        reconnect_attempt_ceiling=1,
+        reconnect_initial_backoff=0.01,
+        reconnect_max_backoff=0.01,
+    )
+    connector = AsyncMqttConnector[Any](dead)
+    try:
+        writer = (
+            await connector.create_writer(ChannelDescriptor("out", MqttRouting(topic="t")))
+        ).unwrap()
+        writer.send_nowait(1).unwrap()
+        writer.send_nowait(2).unwrap()
+        waiting = asyncio.ensure_future(writer.send(3))  # no timeout
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        await connector.start()
+        refused = await asyncio.wait_for(waiting, 30)  # a guard against a hang, not a timing
+        assert isinstance(refused.failure(), ConnectorDown)
+        assert "down" in str(refused.failure())
+        assert connector.health().kind is HealthKind.DOWN
+        # Sent while already Down: refused at once, not queued behind a dead bridge.
+        assert isinstance((await writer.send(4)).failure(), ConnectorDown)
+    finally:
+        await connector.close(timeout=0.1)

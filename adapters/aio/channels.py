@@ -17,7 +17,7 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -34,7 +34,9 @@ from taktora_connector.domain import (
     ConfigurationError,
     ConnectorDown,
     ConnectorError,
+    ConnectorHealth,
     ConnectorTimeout,
+    Down,
     RecvEnvelope,
     SendOutcome,
 )
@@ -123,11 +125,19 @@ def _outcome(
 
 
 class AsyncWriter(Generic[T]):
-    """Publishes the values of one channel; ``send`` waits for room, ``send_nowait`` does not."""
+    """Publishes the values of one channel; ``send`` waits for room, ``send_nowait`` does not.
 
-    def __init__(self, writer: MqttWriter[T]) -> None:
+    A connector that is ``Down`` (it gave up connecting) drains nothing until it is
+    started again, so ``send`` does not wait for room then: ``Failure(ConnectorDown)``.
+    """
+
+    def __init__(
+        self, writer: MqttWriter[T], health: Callable[[], ConnectorHealth] | None = None
+    ) -> None:
         self._writer = writer
+        self._health = health
         self._last: Delivery | None = None
+        self._waiting: set[asyncio.Future[None]] = set()
 
     @property
     def descriptor(self) -> ChannelDescriptor[MqttRouting]:
@@ -164,9 +174,16 @@ class AsyncWriter(Generic[T]):
         try:
             async with asyncio.timeout(seconds):
                 while True:
+                    down = self._down()
+                    if down is not None:
+                        return Failure(down)
                     future: asyncio.Future[None] = loop.create_future()
                     if self._writer.when_room(threadsafe_resolver(loop, future)):
-                        await future
+                        self._waiting.add(future)
+                        try:
+                            await future
+                        finally:
+                            self._waiting.discard(future)
                     result = self.send_nowait(value, correlation_id=correlation_id)
                     if not _is_full(result):
                         return result
@@ -174,6 +191,21 @@ class AsyncWriter(Generic[T]):
             return Failure(
                 ConnectorTimeout("send (waiting for room in the outbound bridge)", shown(seconds))
             )
+
+    def wake_waiters(self) -> None:
+        """Loop side: make every ``send`` waiting for room look again (the connector
+        calls this when it turns ``Down``)."""
+        for future in list(self._waiting):
+            resolve(future)
+
+    def _down(self) -> ConnectorDown | None:
+        health = self._health() if self._health is not None else None
+        if isinstance(health, Down):
+            return ConnectorDown(
+                f"connector is down ({health.reason}); nothing drains the outbound bridge "
+                "until it is started again"
+            )
+        return None
 
     async def flush(self, timeout: float | None = None) -> Result[None, ConnectorError]:
         """Wait until every message this writer accepted is delivered or failed

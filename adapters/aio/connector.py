@@ -19,6 +19,7 @@ from typing import Generic, Self, TypeVar
 from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
+from taktora_connector.adapters.health import QueueHealthSubscription
 from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
 from taktora_connector.adapters.mqtt.connector import DEFAULT_CLOSE_TIMEOUT
 from taktora_connector.adapters.timeouts import wait_seconds
@@ -27,11 +28,13 @@ from taktora_connector.domain import (
     ConfigurationError,
     ConnectorError,
     ConnectorHealth,
+    Down,
 )
 from taktora_connector.ports import PayloadCodec
 
 from .channels import AsyncReader, AsyncWriter
 from .health import AsyncHealthEvents
+from .wakeups import threadsafe_caller
 
 T = TypeVar("T")
 
@@ -50,6 +53,9 @@ class AsyncMqttConnector(Generic[T]):
     ) -> None:
         self._connector: MqttConnector[T] = MqttConnector(options, codec)
         self._readers: list[AsyncReader[T]] = []
+        self._writers: list[AsyncWriter[T]] = []
+        # Made with the first writer: wakes writers waiting for room when health turns Down.
+        self._watch: QueueHealthSubscription | None = None
 
     @property
     def threaded(self) -> MqttConnector[T]:
@@ -82,7 +88,26 @@ class AsyncMqttConnector(Generic[T]):
     async def create_writer(
         self, descriptor: ChannelDescriptor[MqttRouting]
     ) -> Result[AsyncWriter[T], ConnectorError]:
-        return self._connector.create_writer(descriptor).map(AsyncWriter)
+        created = self._connector.create_writer(descriptor)
+        if not is_successful(created):
+            return Failure(created.failure())
+        writer = AsyncWriter(created.unwrap(), self._connector.health)
+        if self._watch is None:
+            self._watch = self._connector.subscribe_health()
+            self._watch.on_push = threadsafe_caller(asyncio.get_running_loop(), self._health_moved)
+        self._writers = [w for w in self._writers if not w.closed]
+        self._writers.append(writer)
+        return Success(writer)
+
+    def _health_moved(self) -> None:
+        watch = self._watch
+        if watch is None:
+            return
+        while watch.try_next() is not None:
+            pass
+        if isinstance(self._connector.health(), Down):
+            for writer in self._writers:
+                writer.wake_waiters()
 
     async def create_reader(
         self, descriptor: ChannelDescriptor[MqttRouting]
@@ -107,6 +132,9 @@ class AsyncMqttConnector(Generic[T]):
         readers, self._readers = self._readers, []
         for reader in readers:
             reader.detach()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         closing = asyncio.ensure_future(asyncio.to_thread(self._connector.close, timeout))
         return await asyncio.shield(closing)
 
