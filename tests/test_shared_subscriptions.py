@@ -187,3 +187,16 @@ def test_kit_scenario_is_not_run_without_mosquitto_and_says_why(
     with pytest.raises(pytest.skip.Exception, match="mosquitto, which the kit would start"):
         steps._sharing_broker(world, None)  # type: ignore[arg-type]
     assert world.broker is None and world.port == 0  # nothing was started
+
+
+def test_a_writer_with_a_share_group_is_refused() -> None:
+    from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions
+
+    connector: MqttConnector[Any] = MqttConnector(MqttConnectorOptions(client_id="share-w"))
+    try:
+        routing = MqttRouting(topic="plant/a/t", share_group="ingest")
+        refused = connector.create_writer(ChannelDescriptor("w", routing))
+        assert isinstance(refused.failure(), ConfigurationError)
+        assert "only for reading" in str(refused.failure())
+    finally:
+        connector.close()

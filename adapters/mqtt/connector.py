@@ -161,6 +161,13 @@ class MqttConnector(Generic[T]):
                     f"a filter ({routing.filter!r}) is only for reading"
                 )
             )
+        if routing.share_group is not None:
+            return Failure(
+                ConfigurationError(
+                    f"writer {descriptor.name!r} has share_group {routing.share_group!r}; "
+                    "a share group is only for reading (publish to the plain topic)"
+                )
+            )
         try:
             validate_publish_topic(routing.topic)
         except ConfigurationError as err:
