@@ -362,3 +362,30 @@ def test_the_kits_proxy_decodes_with_this_codec() -> None:
     broken = WirePacket("in", WireType.PUBACK, 0, b"\x00")  # one byte short
     assert broken.decoded() is None
     assert "does not decode" in str(broken.describe()["info"])
+
+
+def test_a_publish_above_the_payload_limit_is_skipped_as_it_arrives() -> None:
+    """Issue 9 point 11: the reader keeps the header, discards the payload as it comes,
+    and the packets after it are split as usual."""
+    from taktora_connector.adapters.mqtt.packets import SkippedPublish
+
+    from .hostile import publish
+
+    reader = PacketReader()
+    reader.payload_limit = lambda topic: 1024 if topic == b"big/t" else 10**9
+    stream = publish(b"big/t", b"x" * 100_000, qos=1, packet_id=5) + publish(b"big/t", b"ok")
+    events: list[Any] = []
+    for start in range(0, len(stream), 4096):
+        reader.receive_data(stream[start : start + 4096])
+        assert reader.buffered <= 8192  # never the whole payload
+        while not isinstance(event := reader.next_event(), NeedData):
+            events.append(event)
+    assert events[0] == SkippedPublish(b"big/t", 100_000, 1, False, 5)
+    assert events[1].payload == b"ok"
+    # A large one that a reader wants is kept whole.
+    reader.payload_limit = lambda topic: 10**9
+    stream = publish(b"big/t", b"y" * 100_000)
+    for start in range(0, len(stream), 4096):
+        reader.receive_data(stream[start : start + 4096])
+    last: Any = reader.next_event()
+    assert last.payload == b"y" * 100_000

@@ -16,6 +16,7 @@ import signal
 import socket
 import threading
 import time
+import tracemalloc
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -641,4 +642,40 @@ def test_14_close_interrupts_a_hanging_tcp_connect(
         for filler in fillers:
             filler.close()
         server.close()
+    assert thread_errors == []
+
+
+def test_11_an_oversized_payload_is_skipped_in_the_stream_not_buffered_whole(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    """Peak memory allocated while a 32 MiB payload arrives for readers limited to 1 KiB
+    (tracemalloc: Python allocations since the test began, whatever thread made them)."""
+    huge = publish(b"huge/t", b"x" * (32 << 20), qos=1, packet_id=9)
+
+    def send_huge(session: Session, packet: Packet) -> bool:
+        if packet.kind == SUBSCRIBE:
+            session.send(suback(packet.packet_id, b"\x01"))
+            session.send(huge)
+            session.publish("huge/t", b"after")
+            return True
+        return False
+
+    with ReactiveBroker(send_huge) as fake:
+        conn = connect(fake.port, codec=BytesCodec(), start=False)
+        reader: Any = conn.create_reader(
+            ChannelDescriptor("r", MqttRouting(topic="huge/t", qos=QOS1), max_payload_size=1024)
+        ).unwrap()
+        tracemalloc.start()
+        try:
+            conn.start().unwrap()
+            first = reader.recv(30)
+            after = reader.recv(30)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert isinstance(first, Failure) and isinstance(first.failure(), PayloadOverflow)
+        assert first.failure().actual == 32 << 20
+        assert after.unwrap().value == b"after"
+        assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB for a skipped 32 MiB payload"
+        wait_until(lambda: any(p.kind == 4 for p in fake.packets), 10, "the PUBACK of the skipped")
     assert thread_errors == []

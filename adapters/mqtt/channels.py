@@ -196,6 +196,11 @@ class MqttReader(Generic[T]):
         return self._descriptor
 
     @property
+    def max_payload_size(self) -> int:
+        """Payloads above this are not queued (reported as ``PayloadOverflow``)."""
+        return self._max_payload
+
+    @property
     def dropped(self) -> int:
         return self._queue.dropped
 

@@ -44,11 +44,13 @@ from .buffered_socket import BufferedSocket
 from .delivery import Delivery
 from .packet_ids import LARGEST, PacketIds
 from .packets import (
+    MAX_REMAINING,
     NeedData,
     PacketReader,
     ProtocolViolation,
     PubAck,
     Publish,
+    SkippedPublish,
     encode_publish,
 )
 
@@ -90,6 +92,21 @@ Unrouted = Callable[[bytes, str, int, bool, int], None]
 _Route = tuple[str, list[list[Inbound]] | None] | None
 
 
+class _Skipped(bytes):
+    """Stands in for a payload that was skipped in the stream: empty, with the length
+    the payload had (readers compare lengths with their limit and report the overflow)."""
+
+    size: int
+
+    def __new__(cls, size: int) -> _Skipped:
+        stand_in = super().__new__(cls)
+        stand_in.size = size
+        return stand_in
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class DataPlane:
     def __init__(
         self,
@@ -104,7 +121,7 @@ class DataPlane:
         self._drops = drops
         self._ids = ids
         self._max_inflight = min(max_inflight, LARGEST - SESSION_IDS)
-        self._reader = PacketReader()
+        self._reader = self._new_reader()
         self._wire: BufferedSocket | None = None
         self._qos0: deque[tuple[int, Delivery]] = deque()  # (end of its bytes, delivery)
         self._inflight: dict[int, tuple[bytes, Delivery]] = {}  # unacknowledged QoS 1
@@ -118,10 +135,15 @@ class DataPlane:
 
     # -- the connection -----------------------------------------------------------------------
 
+    def _new_reader(self) -> PacketReader:
+        reader = PacketReader()
+        reader.payload_limit = self._payload_limit
+        return reader
+
     def attach(self, wire: BufferedSocket) -> None:
         """A new connection: a fresh packet reader over its socket."""
         self._wire = wire
-        self._reader = PacketReader()
+        self._reader = self._new_reader()
 
     def connection_lost(self) -> None:
         """QoS 0 messages whose bytes did not reach the kernel fail; QoS 1 ones wait."""
@@ -190,6 +212,12 @@ class DataPlane:
                     if qos:
                         assert packet.packet_id is not None
                         acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
+                elif kind is SkippedPublish:
+                    assert isinstance(packet, SkippedPublish)
+                    count += 1
+                    self._skipped(packet, batches, now)
+                    if packet.packet_id is not None:
+                        acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
                 elif kind is PubAck:
                     assert isinstance(packet, PubAck)
                     count += 1
@@ -208,6 +236,31 @@ class DataPlane:
             self._deliver(batches)
             if acks and wire is not None and self._wire is wire:
                 wire.write(b"".join(acks))
+
+    def _payload_limit(self, topic_raw: bytes) -> int:
+        """The largest payload a reader of this topic accepts (point 11 of issue 9): a
+        larger one is skipped in the stream. No reader, or not UTF-8: no limit here
+        (the normal path counts, holds or rejects it)."""
+        try:
+            readers = self._match(topic_raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return MAX_REMAINING
+        if not readers:
+            return MAX_REMAINING
+        return max(getattr(reader, "max_payload_size", MAX_REMAINING) for reader in readers)
+
+    def _skipped(
+        self, packet: SkippedPublish, batches: dict[InboundSink, list[Inbound]], now: int
+    ) -> None:
+        """Report a skipped message to the readers it was for, in order with the rest:
+        a stand-in payload of the right length, which each reader turns into its
+        ``PayloadOverflow`` (it is above every one's limit, so nobody queues it)."""
+        route = self._route(packet.topic, batches)
+        if route is None or route[1] is None:
+            return
+        item = (_Skipped(packet.size), route[0], packet.qos, packet.retain, now)
+        for batch in route[1]:
+            batch.append(item)
 
     def _route(self, topic_raw: bytes, batches: dict[InboundSink, list[Inbound]]) -> _Route:
         try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple, NoReturn
 
@@ -160,6 +161,17 @@ class Disconnect:
     pass
 
 
+class SkippedPublish(NamedTuple):
+    """A PUBLISH whose payload was discarded as it arrived, never buffered whole:
+    larger than ``PacketReader.payload_limit`` allowed for its topic."""
+
+    topic: bytes
+    size: int  # of the payload
+    qos: int
+    retain: bool
+    packet_id: int | None
+
+
 Packet = (
     Connect
     | ConnAck
@@ -175,6 +187,7 @@ Packet = (
     | PingReq
     | PingResp
     | Disconnect
+    | SkippedPublish  # only with PacketReader.payload_limit set
 )
 
 #: The fixed-header flags every packet type but PUBLISH must carry (MQTT-2.2.2-1).
@@ -192,10 +205,28 @@ _SUBACK_CODES: Final = frozenset({0x00, 0x01, 0x02, 0x80})
 # -- reading ------------------------------------------------------------------------------------
 
 
-class PacketReader:
-    """Splits a byte stream into packets: ``receive_data`` in, ``next_event`` out."""
+#: Incomplete PUBLISH packets above this size are checked against ``payload_limit``.
+SKIP_CHECK_ABOVE: Final = 16_384
 
-    __slots__ = ("_broken", "_data", "_end", "_max", "_pos", "_start")
+
+class PacketReader:
+    """Splits a byte stream into packets: ``receive_data`` in, ``next_event`` out.
+
+    With ``payload_limit`` set (topic bytes -> the largest payload wanted for it), a
+    PUBLISH whose payload is larger is discarded as its bytes arrive and handed out
+    as ``SkippedPublish``: memory stays bounded by the limit, not by the message."""
+
+    __slots__ = (
+        "_broken",
+        "_checked",
+        "_data",
+        "_end",
+        "_max",
+        "_pos",
+        "_skip",
+        "_start",
+        "payload_limit",
+    )
 
     def __init__(self, max_remaining: int = MAX_REMAINING) -> None:
         self._data = b""
@@ -204,6 +235,9 @@ class PacketReader:
         self._end = 0
         self._max = max_remaining
         self._broken: ProtocolViolation | None = None
+        self.payload_limit: Callable[[bytes], int] | None = None
+        self._skip = 0  # bytes of a skipped PUBLISH still to discard
+        self._checked = -1  # stream offset of the incomplete packet already checked
 
     @property
     def buffered(self) -> int:
@@ -211,6 +245,10 @@ class PacketReader:
         return len(self._data) - self._pos
 
     def receive_data(self, data: bytes) -> None:
+        if self._skip:
+            dropped = min(self._skip, len(data))
+            self._skip -= dropped
+            data = data[dropped:]
         if self._pos >= len(self._data):
             self._data = data
         else:
@@ -258,9 +296,12 @@ class PacketReader:
             return self._fail(f"packet of {length} bytes exceeds the limit of {self._max}")
         stop = body + length
         if stop > end:
+            if length > SKIP_CHECK_ABOVE and first >> 4 == 3 and self.payload_limit is not None:
+                return self._maybe_skip(data, first, body, stop)
             return NEED_DATA
         self._start = pos
         self._pos = self._end = stop
+        self._checked = -1  # the next incomplete packet is a new one
         kind = first >> 4
         if kind == 3:
             return self._publish(data, first, body, stop)
@@ -268,6 +309,34 @@ class PacketReader:
             return self._control(data, kind, first & 0x0F, body, stop)
         except (IndexError, UnicodeDecodeError, ValueError) as err:
             return self._fail(f"malformed {_name(kind)}: {err}")
+
+    def _maybe_skip(
+        self, data: bytes, first: int, body: int, stop: int
+    ) -> SkippedPublish | NeedData:
+        """An incomplete, large PUBLISH: skip it if no reader wants a payload that big."""
+        pos = self._pos
+        end = len(data)
+        if self._checked == pos:
+            return NEED_DATA  # checked already: it is wanted, keep buffering it
+        qos = (first >> 1) & 0x03
+        if end - body < 2:
+            return NEED_DATA
+        topic_end = body + 2 + (data[body] << 8 | data[body + 1])
+        header_end = topic_end + (2 if qos else 0)
+        if header_end > end or header_end > stop:
+            return NEED_DATA  # the topic (at most 64 KiB) is not all here yet
+        topic = data[body + 2 : topic_end]
+        size = stop - header_end
+        assert self.payload_limit is not None
+        if size <= self.payload_limit(topic):
+            self._checked = pos
+            return NEED_DATA
+        packet_id = data[topic_end] << 8 | data[topic_end + 1] if qos else None
+        self._skip = stop - end
+        self._data = b""
+        self._pos = 0
+        self._checked = -1
+        return SkippedPublish(topic, size, qos, first & 1 == 1, packet_id)
 
     def _fail(self, reason: str) -> NoReturn:
         self._broken = ProtocolViolation(reason)
@@ -530,6 +599,8 @@ def encode(packet: Packet) -> bytes:
             _text(topic) for topic in packet.topics
         )
         return _packet(10, 2, body)
+    if isinstance(packet, SkippedPublish):
+        raise ProtocolViolation("a skipped PUBLISH has no payload left to encode")
     return _encode_connect(packet)
 
 
