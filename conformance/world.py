@@ -298,18 +298,31 @@ class World:
         return got
 
     def probe(self, reader: str, writer: str) -> None:
-        """Send probes through ``writer`` until ``reader`` sees one, then drain.
+        """Send numbered probes through ``writer`` until ``reader`` sees one, then wait
+        for the last probe sent, so no probe arrives after this returns.
 
-        Proves the reader's subscription is active at the broker.
+        Proves the reader's subscription is active at the broker: every probe sent
+        after the first one received is bound to arrive (an earlier one may still
+        come late from a broker that reorders; ``is_probe`` tells them apart).
         """
         codec = self.party(self.writer_owner[writer]).codec
-        probe_value: Any = b"probe" if codec.format_name == "bytes" else "probe"
+
+        def value(n: int) -> Any:
+            return b"probe-%d" % n if codec.format_name == "bytes" else f"probe-{n}"
+
+        sent = 0
         deadline = time.monotonic() + PATIENCE
         while time.monotonic() < deadline:
-            self.send(writer, probe_value)
+            self.send(writer, value(sent))
+            sent += 1
             result = self.reader(reader).recv(0.1)
-            if is_successful(result) and result.unwrap() is not None:
-                self.drain(reader, quiet=0.05)
+            envelope = result.unwrap() if is_successful(result) else None
+            if envelope is not None:
+                while envelope is not None and envelope.value != value(sent - 1):
+                    left = deadline - time.monotonic()
+                    result = self.reader(reader).recv(max(0.0, left))
+                    envelope = result.unwrap() if is_successful(result) and left > 0 else None
+                self.drain(reader, quiet=0.05)  # a broker may reorder: an earlier probe
                 return
         raise AssertionError(f"{reader!r} never received a probe sent through {writer!r}")
 
@@ -356,6 +369,11 @@ class World:
             with contextlib.suppress(Exception):
                 self.mosquitto.close()
         self.mosquitto = None
+
+
+def is_probe(value: Any) -> bool:
+    """A value ``World.probe`` sent (a broker may still deliver one late)."""
+    return isinstance(value, str | bytes) and value[:6] in ("probe-", b"probe-")
 
 
 def harness_thread(thread: threading.Thread) -> bool:

@@ -8,7 +8,7 @@ from pytest_bdd import parsers, then
 from returns.pipeline import is_successful
 
 from taktora_connector.adapters.mqtt import MqttRouting
-from taktora_connector.conformance.world import World
+from taktora_connector.conformance.world import PATIENCE, World, wait_for
 from taktora_connector.domain import (
     ChannelDescriptor,
     ConfigurationError,
@@ -73,6 +73,11 @@ def _channels_refuse(conformance_world: World, name: str) -> None:
 )
 def _loss_sequence(conformance_world: World, name: str) -> None:
     start = conformance_world.scratch[f"events before loss {name}"]
+    wait_for(  # health() may say Up a moment before the event reaches subscribers
+        lambda: [e.to.kind for e in conformance_world.health_events(name)][-1:] == [HealthKind.UP],
+        PATIENCE,
+        f"the event to Up of {name!r}",
+    )
     events = conformance_world.health_events(name)[start:]
     kinds = [event.to.kind for event in events]
     seen = f"health since the loss went to {[k.value for k in kinds]}"
