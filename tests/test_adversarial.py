@@ -29,7 +29,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from returns.result import Failure, Result
+from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.codecs import BytesCodec
 from taktora_connector.adapters.health import MAX_QUEUED_EVENTS, HealthBroadcaster
@@ -44,6 +44,7 @@ from taktora_connector.adapters.timeouts import wait_seconds
 from taktora_connector.conformance.brokers import free_port
 from taktora_connector.domain import (
     ChannelDescriptor,
+    CodecError,
     ConfigurationError,
     ConnectorDown,
     ConnectorError,
@@ -518,3 +519,70 @@ def test_a_connector_dropped_at_any_stage_stops_and_leaves_nothing_open(stage: s
         del readers
         gc.collect()
         assert open_descriptors() <= before_fds, stage
+
+
+# -- codecs that break their contract -------------------------------------------------------------
+
+
+class Misbehaving:
+    """A codec that raises, or answers with something that is not bytes."""
+
+    format_name = "broken"
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def encode(self, value: Any) -> Any:
+        if self.how == "encode raises":
+            raise RuntimeError("encoder bug")
+        if self.how == "encode returns str":
+            return Success("not bytes")
+        if self.how == "encode returns None":
+            return None
+        return Success(bytes(value))
+
+    def decode(self, data: bytes) -> Any:
+        if self.how == "decode raises":
+            raise RuntimeError("decoder bug")
+        if self.how == "decode returns None":
+            return None
+        return Success(data)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "encode raises",
+        "encode returns str",
+        "encode returns None",
+        "decode raises",
+        "decode returns None",
+    ],
+)
+def test_a_codec_that_breaks_its_contract_is_a_codec_error_not_a_crash(how: str) -> None:
+    errors: list[Any] = []
+    previous = threading.excepthook
+    threading.excepthook = errors.append
+    try:
+        with ReactiveBroker(echo=True) as fake:
+            conn: Any = MqttConnector(
+                MqttConnectorOptions(host="127.0.0.1", port=fake.port), Misbehaving(how)
+            )
+            try:
+                reader = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="k/t")))
+                writer = conn.create_writer(ChannelDescriptor("w", MqttRouting(topic="k/t")))
+                conn.start().unwrap()
+                sent = writer.unwrap().send(b"v")
+                if how.startswith("encode"):
+                    assert isinstance(sent, Failure) and isinstance(sent.failure(), CodecError)
+                    assert "broken" in str(sent.failure())
+                else:
+                    got = reader.unwrap().recv(10)
+                    assert isinstance(got, Failure) and isinstance(got.failure(), CodecError)
+                    assert got.failure().payload == b"v"
+                assert conn.health().kind is not HealthKind.DOWN  # the connector carries on
+            finally:
+                conn.close(1)
+    finally:
+        threading.excepthook = previous
+    assert errors == []

@@ -107,10 +107,21 @@ class MqttWriter(Generic[T]):
                 validate_correlation_id(correlation_id)
             except ConfigurationError as err:
                 return Failure(err)
-        encoded = self._codec.encode(value)
-        if not is_successful(encoded):
-            return Failure(encoded.failure())
-        payload: bytes = encoded.unwrap()
+        try:
+            encoded = self._codec.encode(value)
+        except Exception as err:  # a codec that breaks its contract: still a Result
+            return Failure(_codec_broke(self._codec, f"encode raised {err!r}"))
+        answer: Any = encoded  # typed as a Result; checked, since a codec may break that
+        if not isinstance(answer, Success):
+            if isinstance(answer, Failure):
+                return Failure(answer.failure())
+            return Failure(_codec_broke(self._codec, f"encode returned {answer!r}"))
+        payload: Any = answer.unwrap()
+        if payload.__class__ is not bytes:
+            if not isinstance(payload, bytes | bytearray | memoryview):
+                found = type(payload).__name__
+                return Failure(_codec_broke(self._codec, f"encode gave a {found}, not bytes"))
+            payload = bytes(payload)
         size = len(payload)
         if size > self._max:
             return Failure(PayloadOverflow(size, self._max))
@@ -283,7 +294,13 @@ class MqttReader(Generic[T]):
         payload, topic, qos, retain, timestamp_ns, sequence = item
         if isinstance(payload, PayloadOverflow):
             return payload
-        decoded = self._codec.decode(payload)
+        try:
+            decoded = self._codec.decode(payload)
+        except Exception as err:  # a codec that breaks its contract: still a Result
+            decoded = Failure(_codec_broke(self._codec, f"decode raised {err!r}", payload))
+        if not isinstance(decoded, Success | Failure):
+            found = f"decode returned {decoded!r}"
+            decoded = Failure(_codec_broke(self._codec, found, payload))
         if not is_successful(decoded):
             self.decode_failures += 1
             failure = decoded.failure()
@@ -349,3 +366,9 @@ class MqttReader(Generic[T]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<MqttReader {self._descriptor.name!r} filter={self.topic_filter!r} {state}>"
+
+
+def _codec_broke(codec: Any, what: str, payload: bytes | None = None) -> CodecError:
+    """A codec raised or answered with something else than its contract allows."""
+    name = getattr(codec, "format_name", type(codec).__name__)
+    return CodecError(str(name), f"the codec broke its contract: {what}", payload)
