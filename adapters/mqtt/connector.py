@@ -329,13 +329,31 @@ def _abandoned(
     name: str,
 ) -> None:
     """The connector became unreachable without ``close()``: stop its sidecar, as an
-    unclosed file or socket would be, with a ``ResourceWarning``."""
+    unclosed file or socket would be, with a ``ResourceWarning``.
+
+    A finalizer runs wherever the collector ran, possibly inside a lock of this very
+    connector (a health broadcast, a bridge offer): so it takes no lock itself and
+    leaves the stopping to a short-lived thread."""
     warnings.warn(
         f"MqttConnector {name} was not closed; its sidecar is stopped now "
         "(call close() or use it as a context manager)",
         ResourceWarning,
         stacklevel=2,
     )
+    try:
+        threading.Thread(
+            target=_stop_abandoned,
+            args=(gateway, controller, broadcaster),
+            name="taktora-mqtt-cleanup",
+            daemon=True,
+        ).start()
+    except RuntimeError:  # interpreter shutdown: no new threads, and nothing left to wait
+        pass
+
+
+def _stop_abandoned(
+    gateway: Gateway, controller: HealthController, broadcaster: HealthBroadcaster
+) -> None:
     reason = "connector was dropped without close()"
     gateway.abandon(reason)
     controller.set_phase(Phase.DOWN, reason)
