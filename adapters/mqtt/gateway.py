@@ -262,7 +262,10 @@ class Gateway:
         bridge.closed_reason = reason
         bridge.close()
         self._controller._lock = threading.RLock()
-        self._controller._broadcaster._lock = threading.Lock()
+        broadcaster = self._controller._broadcaster
+        broadcaster._lock = threading.Lock()
+        for sub in broadcaster._subscriptions:
+            sub._cond = threading.Condition(threading.Lock())
         self._subscriptions._lock = threading.Lock()
         down = ConnectorDown(reason)
         for reader in self._subscriptions.all_readers():
