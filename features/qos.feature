@@ -75,6 +75,6 @@ Feature: QoS 0 and QoS 1 (REQ_0252)
     And a writer "out" on "pub" to topic "stuck/t" at QoS 1
     When the path between "pub" and the broker stalls
     And "out" sends 5 values without waiting
-    And "pub" starts closing with a timeout of 1 seconds
+    And "pub" starts closing with a timeout of 0.5 seconds
     Then "pub" finished closing
     And every delivery of "out" fails with ConnectorDown

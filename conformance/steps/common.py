@@ -347,7 +347,7 @@ def _selector_readable(conformance_world: World, reader: str) -> None:
 
 @then(parsers.parse('the selector finds "{reader}" not readable'))
 def _selector_not_readable(conformance_world: World, reader: str) -> None:
-    assert not _selected(conformance_world, reader, 0.3), (
+    assert not _selected(conformance_world, reader, 0.2), (
         f"{reader!r} is readable though nothing waits for it"
     )
 

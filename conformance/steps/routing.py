@@ -15,7 +15,7 @@ from taktora_connector.domain import (
     ConfigurationError,
 )
 
-from .shared import probe_all, routing_for
+from .shared import probe_writer, routing_for
 
 
 @then(
@@ -64,9 +64,8 @@ def _valid_neighbour(
 ) -> None:
     world = conformance_world
     world.add_reader(name, "valid", routing_for(world, kind, value, int(level)))
-    probe_all(
-        world, name
-    )  # publishes through "name" to a topic the reader matches, until it arrives
+    # Publishes through "name" to a topic the reader matches, until one arrives.
+    world.probe("valid", probe_writer(world, name, "valid"))
 
 
 @then(

@@ -132,11 +132,11 @@ def topics_in(text: str) -> list[str]:
 def probe_all(world: World, party: str) -> None:
     """Every reader of the scenario is subscribed before the real messages go out."""
     for reader in world.readers:
-        world.probe(reader, _probe_writer(world, party, reader))
+        world.probe(reader, probe_writer(world, party, reader))
     world.drain_all(quiet=0.2)  # probes for one reader may have matched others
 
 
-def _probe_writer(world: World, party: str, reader: str) -> str:
+def probe_writer(world: World, party: str, reader: str) -> str:
     """A writer to a topic that ``reader`` matches (its own topic or filter, filled in)."""
     filt = world.reader(reader).descriptor.routing.subscription_filter()
     levels = ["p" if level == "+" else level for level in filt.split("/")]
