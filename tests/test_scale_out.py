@@ -112,3 +112,38 @@ def test_a_killed_and_restarted_member_loses_nothing_of_its_session(
     assert all(times == 2 for times in duplicates.values())
     assert restarted.numbers()  # the restarted member got its queued share
     assert len(lost) <= KILL_WINDOW, f"lost {len(lost)}: {lost[:20]}"
+
+
+def test_a_dead_members_share_waits_in_its_session_for_the_restart(
+    mosquitto_broker: MosquittoBroker,
+) -> None:
+    """What the kill test relies on, shown on its own: messages published while a
+    persistent member is dead are not all given to the live member; mosquitto queues
+    the dead member's share in its session and delivers it after the restart."""
+    run = unique_id("away").replace("-", "")
+    publisher = Publisher(mosquitto_broker.port)
+    topic_filter = f"away/{run}/+"
+    live = Consumer.start(mosquitto_broker.port, topic_filter, "g", f"{run}-live", persistent=True)
+    away = Consumer.start(mosquitto_broker.port, topic_filter, "g", f"{run}-away", persistent=True)
+    back: Consumer | None = None
+    try:
+        live.wait_ready(publisher.probe)
+        away.wait_ready(publisher.probe)
+        away.kill()
+        publisher.publish(f"away/{run}/t", range(200))  # every PUBACK came back
+        back = Consumer.start(
+            mosquitto_broker.port, topic_filter, "g", f"{run}-away", persistent=True
+        )
+        back.wait_ready(publisher.probe)
+        assert [live.finish(), back.finish()] == [0, 0]
+    finally:
+        publisher.close()
+        for consumer in (live, away, back):
+            if consumer is not None and consumer.process.poll() is None:
+                consumer.kill()
+    assert back is not None
+    seen = Counter([*live.numbers(), *back.numbers()])
+    assert sorted(seen) == list(range(200))
+    assert max(seen.values()) == 1
+    assert back.numbers()  # its share waited for it
+    assert len(live.numbers()) < 200
