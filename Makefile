@@ -15,7 +15,7 @@ PACKAGES := domain ports adapters conformance features
 
 help:
 	@echo "make conformance  the conformance kit against the reference connector (and the gmqtt example); reports in reports/conformance/"
-	@echo "make test         ruff, mypy --strict, import-linter contracts, the tests under coverage (about 5 min)"
+	@echo "make test         ruff, mypy --strict, import-linter contracts, the tests under coverage (5 to 10 min)"
 	@echo "make example      the quick-start examples (threads and asyncio) on an embedded broker"
 	@echo "make bench        the benchmarks (mosquitto and amqtt); reports in reports/bench/"
 	@echo "make install      only make .venv and install the package with every extra (done by the others)"
