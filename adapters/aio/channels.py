@@ -10,6 +10,8 @@ Rules of this module:
 - cancellation safe: a message is taken from a reader, or accepted by a writer,
   in one synchronous call with no ``await`` in between; a cancelled or timed out
   ``recv`` or ``send`` has taken or accepted nothing, a finished one exactly one;
+  a reader takes what waits in batches into a buffer of its own (up to ``_BATCH``
+  messages beyond its queue's capacity), which the next ``recv`` serves first;
 - every operation that can fail returns a ``Result``, as in the thread API;
 - handles belong to the event loop they were created on.
 """
@@ -17,6 +19,7 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -44,6 +47,9 @@ from taktora_connector.domain import (
 from .wakeups import resolve, threadsafe_resolver
 
 T = TypeVar("T")
+
+#: How many waiting messages a reader takes from the sidecar's queue at once.
+_BATCH = 64
 
 
 class AsyncDelivery:
@@ -243,6 +249,9 @@ class AsyncReader(Generic[T]):
         self._waiters: list[asyncio.Future[None]] = []
         self._registered = False
         self._detached = False
+        # Taken from the reader in one batch and not yet handed out; it belongs to the
+        # reader, not to a coroutine, so a cancelled recv leaves it for the next one.
+        self._ready: deque[RecvEnvelope[T, MqttRouting] | ConnectorError] = deque()
 
     @property
     def descriptor(self) -> ChannelDescriptor[MqttRouting]:
@@ -264,7 +273,15 @@ class AsyncReader(Generic[T]):
         """The next waiting envelope, or ``None`` at once."""
         if self._detached:
             return Failure(self._closed_error())
-        return self._reader.try_recv()
+        ready = self._ready
+        if not ready:
+            ready.extend(self._reader.take_ready(_BATCH))
+            if not ready:
+                return self._reader.try_recv()  # nothing waits: None, or why not
+        taken = ready.popleft()
+        if isinstance(taken, RecvEnvelope):
+            return Success(taken)
+        return Failure(taken)
 
     async def recv(
         self, timeout: float | None = None
@@ -330,6 +347,7 @@ class AsyncReader(Generic[T]):
         if self._detached:
             return
         self._detached = True
+        self._ready.clear()  # as closing a reader discards what waits in its queue
         self._unregister()
         self._wake_all()
 

@@ -316,6 +316,15 @@ class MqttReader(Generic[T]):
             routing = self._routings[key] = MqttRouting.delivered(topic, qos, retain)
         return RecvEnvelope(value, payload, sequence, timestamp_ns, ZERO_CORRELATION_ID, routing)
 
+    def take_ready(self, limit: int) -> list[RecvEnvelope[T, MqttRouting] | ConnectorError]:
+        """Up to ``limit`` of the messages waiting now, under one lock, each as an envelope
+        or the error in its place; ``[]`` when none waits (``try_recv`` then tells why).
+        For callers that keep what they took (the asyncio reader): taken is taken."""
+        if self._closed:
+            return []
+        envelope = self._envelope
+        return [envelope(item) for item in self._queue.take_many(limit, 0)]
+
     def __iter__(self) -> Iterator[RecvEnvelope[T, MqttRouting]]:
         """Envelopes until the reader or its connector closes; other errors are raised.
 
