@@ -297,3 +297,35 @@ async def test_send_waiting_for_room_ends_when_the_connector_gives_up() -> None:
         assert isinstance((await writer.send(4)).failure(), ConnectorDown)
     finally:
         await connector.close(timeout=0.1)
+
+
+async def test_a_payload_that_does_not_decode_comes_in_order_and_the_reader_carries_on(
+    amqtt_broker: EmbeddedBroker,
+) -> None:
+    from taktora_connector.adapters.codecs import BytesCodec
+    from taktora_connector.domain import CodecError
+
+    topic = f"aio/{unique_id()}"
+    async with (
+        AsyncMqttConnector[Any](options(amqtt_broker.port)) as json_side,
+        AsyncMqttConnector[bytes](options(amqtt_broker.port), BytesCodec()) as raw_side,
+    ):
+        routing = MqttRouting(topic=topic, qos=QOS1)
+        reader = (await json_side.create_reader(ChannelDescriptor("in", routing))).unwrap()
+        writer = (await raw_side.create_writer(ChannelDescriptor("out", routing))).unwrap()
+        # Subscriptions settle asynchronously: probe until the reader hears.
+        while (await reader.recv(timeout=0)).unwrap() is None:
+            await (await writer.send(b'"probe"')).unwrap().delivery.delivered(5)
+            if (await reader.recv(timeout=0.1)).unwrap() is not None:
+                break
+        while (await reader.recv(timeout=0.2)).unwrap() is not None:
+            pass
+        for payload in (b"1", b"not json", b"2"):
+            (await writer.send(payload)).unwrap()
+        await writer.flush(5)
+        first = await reader.__anext__()
+        with pytest.raises(CodecError):
+            await reader.__anext__()
+        last = await reader.__anext__()
+        assert (first.value, last.value) == (1, 2)
+        assert reader.decode_failures == 1
