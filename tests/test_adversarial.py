@@ -40,12 +40,14 @@ from taktora_connector.adapters.mqtt import (
     MqttQos,
     MqttRouting,
 )
+from taktora_connector.adapters.mqtt.health_control import HealthController, Phase
 from taktora_connector.adapters.timeouts import wait_seconds
 from taktora_connector.conformance.brokers import free_port
 from taktora_connector.domain import (
     ChannelDescriptor,
     CodecError,
     ConfigurationError,
+    Connecting,
     ConnectorDown,
     ConnectorError,
     Degraded,
@@ -586,3 +588,49 @@ def test_a_codec_that_breaks_its_contract_is_a_codec_error_not_a_crash(how: str)
     finally:
         threading.excepthook = previous
     assert errors == []
+
+
+# -- the health controller under any sequence of events --------------------------------------------
+
+controller_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("phase"), st.sampled_from(list(Phase))),
+        st.tuples(st.just("trip"), st.none()),
+        st.tuples(st.just("drained"), st.none()),
+        st.tuples(st.just("dropped"), st.integers(0, 2)),
+        st.tuples(st.just("reader drained"), st.integers(0, 2)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(controller_ops, st.integers(1, 3))
+def test_health_controller_takes_only_legal_steps_and_shows_every_loss(
+    ops: list[tuple[str, Any]], threshold: int
+) -> None:
+    broadcaster = HealthBroadcaster(Connecting(0))
+    sub = broadcaster.subscribe()
+    controller = HealthController(broadcaster, threshold)
+    phase = Phase.CONNECTING
+    for op, arg in ops:
+        lost = False
+        if op == "phase":
+            lost = phase is Phase.CONNECTED and arg is Phase.CONNECTING
+            phase = arg
+            controller.set_phase(arg, "down" if arg is Phase.DOWN else "")
+        elif op == "trip":
+            controller.trip_outbound()
+        elif op == "drained":
+            controller.outbound_drained()
+        elif op == "dropped":
+            controller.inbound_dropped(arg)
+        else:
+            controller.inbound_drained(arg)
+        state = broadcaster.state
+        if phase is Phase.DOWN:
+            assert state.kind is HealthKind.DOWN
+        if lost:  # a loss is always visible, whatever latch is set (issue 9 point 5)
+            assert state.kind is HealthKind.CONNECTING, (ops, state)
+    for event in iter(sub.try_next, None):
+        assert is_legal(event.from_.kind, event.to.kind)
