@@ -14,6 +14,7 @@ import gc
 import math
 import os
 import random
+import select
 import threading
 import time
 import warnings
@@ -40,6 +41,7 @@ from taktora_connector.adapters.mqtt import (
     MqttQos,
     MqttRouting,
 )
+from taktora_connector.adapters.mqtt.bridge import InboundQueue
 from taktora_connector.adapters.mqtt.health_control import HealthController, Phase
 from taktora_connector.adapters.timeouts import wait_seconds
 from taktora_connector.conformance.brokers import free_port
@@ -634,3 +636,67 @@ def test_health_controller_takes_only_legal_steps_and_shows_every_loss(
             assert state.kind is HealthKind.CONNECTING, (ops, state)
     for event in iter(sub.try_next, None):
         assert is_legal(event.from_.kind, event.to.kind)
+
+
+# -- a reader's queue: its descriptor tells the truth after any sequence --------------------------
+
+queue_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("offer"), st.integers(1, 3)),
+        st.tuples(st.just("take"), st.integers(1, 4)),
+        st.tuples(st.just("take one"), st.none()),
+        st.tuples(st.just("unget"), st.integers(1, 3)),
+        st.tuples(st.just("fail"), st.none()),
+        st.tuples(st.just("interrupt"), st.none()),
+        st.tuples(st.just("fileno"), st.none()),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(queue_ops, st.integers(1, 4))
+def test_a_reader_queue_descriptor_is_readable_exactly_while_something_waits(
+    ops: list[tuple[str, Any]], capacity: int
+) -> None:
+    """Readable while an item waits or the reader failed (issue 9 point 6), after any mix
+    of single and batched offers and takes, put-backs, failures and interrupts."""
+    queue: InboundQueue[int] = InboundQueue(capacity, lambda: None)
+    fd: int | None = None
+    failed = False
+    taken: list[int] = []
+    counter = 0
+    try:
+        for op, arg in ops:
+            if op == "offer":
+                batch = list(range(counter, counter + arg))
+                counter += arg
+                if arg == 1:
+                    queue.offer(batch[0])
+                else:
+                    queue.offer_many(batch)
+            elif op == "take":
+                taken = queue.take_many(arg, 0)
+            elif op == "take one":
+                item = queue.take(0)
+                taken = [] if item is None else [item]
+            elif op == "unget" and taken:
+                queue.unget(taken[:arg])
+                taken = []
+            elif op == "fail":
+                queue.fail()
+                failed = True
+            elif op == "interrupt":
+                queue.interrupt()
+            elif op == "fileno":
+                fd = queue.fileno()
+            assert len(queue) <= max(capacity, counter)
+            if fd is not None:
+                readable = bool(select.select([fd], [], [], 0)[0])
+                assert readable == (len(queue) > 0 or failed), (ops, len(queue), failed)
+            if failed and not len(queue):
+                started = time.monotonic()
+                assert queue.take_many(1, None) == []  # a failed reader never blocks
+                assert time.monotonic() - started < 5
+    finally:
+        queue.close()
