@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from taktora_connector.adapters.mqtt.packets import (  # noqa: E402
+from taktora_connector.adapters.mqtt.packets import (
     NeedData,
     PacketReader,
     encode_publish,
