@@ -69,7 +69,9 @@ def main() -> int:
     if found is None:
         print("mqtt5 not installed (pip install mqtt5)")
     else:
-        print(f"mqtt5 (Rust, MQTT 5 only):          encode {rate(found[0])}, decode {rate(found[1])}")
+        print(
+            f"mqtt5 (Rust, MQTT 5 only):          encode {rate(found[0])}, decode {rate(found[1])}"
+        )
     return 0
 
 
