@@ -5,7 +5,7 @@
 ``mqtt5`` (Rust, PyO3) is the only native MQTT codec found on the index; it
 speaks MQTT 5 only, whose PUBLISH carries a properties block that 3.1.1 does
 not have, so it cannot read or write the connector's wire. It is timed on its
-own format as a reference for what a native codec buys per message.
+own format as a reference for what a native codec buys per message. Best of 3.
 """
 
 from __future__ import annotations
@@ -62,10 +62,16 @@ def native() -> tuple[float, float] | None:
     return encoded, time.perf_counter() - started
 
 
+def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The fastest of several runs (the machine is shared: the best is the least disturbed)."""
+    return min(r[0] for r in runs), min(r[1] for r in runs)
+
+
 def main() -> int:
-    encoded, decoded = ours()
+    encoded, decoded = best([ours() for _ in range(3)])
     print(f"taktora packets (pure Python, 3.1.1): encode {rate(encoded)}, decode {rate(decoded)}")
-    found = native()
+    runs = [found for found in (native() for _ in range(3)) if found is not None]
+    found = best(runs) if runs else None
     if found is None:
         print("mqtt5 not installed (pip install mqtt5)")
     else:
