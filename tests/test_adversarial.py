@@ -54,6 +54,7 @@ from taktora_connector.domain import (
     ConnectorError,
     Degraded,
     HealthKind,
+    StackError,
     Up,
     is_legal,
 )
@@ -700,3 +701,57 @@ def test_a_reader_queue_descriptor_is_readable_exactly_while_something_waits(
                 assert time.monotonic() - started < 5
     finally:
         queue.close()
+
+
+# -- a broker that hangs up on some SUBSCRIBEs --------------------------------------------------
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=6, unique=True),
+    st.data(),
+)
+def test_poison_filters_are_isolated_and_the_others_served(names: list[str], data: Any) -> None:
+    """Whatever subset of filters makes the broker hang up, those readers fail with
+    StackError, every other reader is subscribed, and the reconnects stay few."""
+    poison = set(data.draw(st.lists(st.sampled_from(names), unique=True, max_size=len(names))))
+
+    def hang_up_on_poison(session: Session, packet: Packet) -> bool:
+        if packet.kind == SUBSCRIBE and {f for f, _ in packet.filters()} & poison_filters:
+            session.close()
+            return True
+        return False
+
+    poison_filters = {f"p/{name}" for name in poison}
+    with ReactiveBroker(hang_up_on_poison) as fake:
+        conn: Any = MqttConnector(
+            MqttConnectorOptions(
+                host="127.0.0.1",
+                port=fake.port,
+                reconnect_initial_backoff=0.01,
+                reconnect_max_backoff=0.02,
+                reconnect_attempt_ceiling=None,
+            ),
+            BytesCodec(),
+        )
+        try:
+            readers = {
+                name: conn.create_reader(
+                    ChannelDescriptor(name, MqttRouting(topic=f"p/{name}"))
+                ).unwrap()
+                for name in names
+            }
+            conn.start().unwrap()
+            for name in poison:
+                failed = readers[name].recv(30)
+                assert isinstance(failed, Failure) and isinstance(failed.failure(), StackError)
+            deadline = time.monotonic() + 30
+            while True:  # every other filter was answered by a SUBACK on the last connection
+                granted = {f for p in fake.seen(SUBSCRIBE) for f, _ in p.filters()} - poison_filters
+                if granted >= {f"p/{n}" for n in names} - poison_filters:
+                    break
+                assert time.monotonic() < deadline, (names, poison, fake.connects)
+                time.sleep(0.01)
+            assert fake.connects <= 1 + 2 * len(poison) + 1, (fake.connects, names, poison)
+        finally:
+            conn.close(1)
