@@ -714,7 +714,7 @@ def test_a_reader_queue_descriptor_is_readable_exactly_while_something_waits(
 def test_poison_filters_are_isolated_and_the_others_served(names: list[str], data: Any) -> None:
     """Whatever subset of filters makes the broker hang up, those readers fail with
     StackError, every other reader is subscribed, and the reconnects stay few."""
-    poison = set(data.draw(st.lists(st.sampled_from(names), unique=True, max_size=len(names))))
+    poison = set(data.draw(st.lists(st.sampled_from(names), unique=True, min_size=1)))
 
     def hang_up_on_poison(session: Session, packet: Packet) -> bool:
         if packet.kind == SUBSCRIBE and {f for f, _ in packet.filters()} & poison_filters:
