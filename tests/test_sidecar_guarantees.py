@@ -679,3 +679,16 @@ def test_11_an_oversized_payload_is_skipped_in_the_stream_not_buffered_whole(
         assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB for a skipped 32 MiB payload"
         wait_until(lambda: any(p.kind == 4 for p in fake.packets), 10, "the PUBACK of the skipped")
     assert thread_errors == []
+
+
+def test_1_the_longest_topic_mqtt_allows_reaches_its_reader(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    topic = "/".join(["l"] * 32_768)  # 65,535 bytes, 32,768 levels
+    with ReactiveBroker(publish_after_subscribe(topic, b"longest")) as fake:
+        conn = connect(fake.port, codec=BytesCodec())
+        reader = reader_of(conn, topic)
+        got = reader.recv(10).unwrap()
+        assert got is not None and got.value == b"longest" and got.routing.topic == topic
+        assert conn.health().kind is HealthKind.UP
+    assert thread_errors == []
