@@ -39,7 +39,6 @@ import ssl
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
 from threading import TIMEOUT_MAX
 from typing import Any, Final
@@ -58,6 +57,7 @@ from .options import MqttConnectorOptions
 from .packet_ids import PacketIds
 from .packets import ProtocolViolation
 from .subscriptions import FilterChange, Subscriptions
+from .unrouted import UnroutedHold
 
 log = logging.getLogger("taktora_connector.mqtt")
 
@@ -92,10 +92,17 @@ class Gateway:
         self._controller = controller
         self._subscriptions = subscriptions
         self._match = subscriptions.matcher.match
+        self._unrouted = UnroutedHold(
+            self._match,
+            lambda: len(subscriptions.matcher),
+            controller,
+            options.inbound_capacity,
+            keep=not options.clean_session,
+        )
         self._ids = PacketIds()
         self._session_ids: set[int] = set()  # identifiers paho took and has in flight
         self._plane = DataPlane(
-            self._match, controller, self._ids, options.max_inflight, self._hold_unrouted
+            self._match, controller, self._ids, options.max_inflight, self._unrouted.hold
         )
         self.outbound: OutboundBridge[Outbound] = OutboundBridge(bridge_capacity, self.wake)
         self._backoff = Backoff(options.reconnect_initial_backoff, options.reconnect_max_backoff)
@@ -140,11 +147,6 @@ class Gateway:
         self._flushed_on_stop = False
         self._last_error: str | None = None
         #: Inbound messages that matched no reader when they arrived.
-        self.unrouted_inbound = 0
-        self._unrouted: deque[tuple[bytes, str, int, bool, int]] = deque(
-            maxlen=options.inbound_capacity
-        )
-        self._unrouted_seen = 0  # len(matcher) when the held messages were last routed
 
     # -- application-thread side -------------------------------------------------
 
@@ -162,6 +164,11 @@ class Gateway:
     def rejected_inbound(self) -> int:
         """Inbound messages dropped because their topic is not UTF-8."""
         return self._plane.rejected_inbound
+
+    @property
+    def unrouted_inbound(self) -> int:
+        """Inbound messages that matched no reader when they arrived."""
+        return self._unrouted.count
 
     @property
     def started(self) -> bool:
@@ -401,8 +408,7 @@ class Gateway:
             self._next_attempt = now
         if not self._socket_open and not self._gave_up and now >= self._next_attempt:
             self._attempt_connect(now)
-        if self._unrouted and len(self._subscriptions.matcher) != self._unrouted_seen:
-            self._route_unrouted()
+        self._unrouted.route_if_changed()
         if self._connected:
             self._pump()
         if self._socket_open:
@@ -667,8 +673,7 @@ class Gateway:
         wire = self._wire
         if wire is None or not self._socket_open:
             return
-        if self._unrouted and len(self._subscriptions.matcher) != self._unrouted_seen:
-            self._route_unrouted()  # readers changed: older held messages go first
+        self._unrouted.route_if_changed()  # readers changed: older held messages go first
         for _ in range(READ_BURST):
             try:
                 data = wire.receive()
@@ -867,35 +872,6 @@ class Gateway:
             f"the broker closed the connection in answer to SUBSCRIBE {topic_filter!r} "
             "(twice, the second time alone); it is not subscribed again"
         )
-
-    # -- inbound -----------------------------------------------------------------------
-
-    def _hold_unrouted(
-        self, payload: bytes, topic: str, qos: int, retain: bool, timestamp_ns: int
-    ) -> None:
-        """A message no reader matches: counted; with a persistent session (a backlog the
-        broker kept, arriving before the readers exist) held for the first reader that
-        matches, up to ``inbound_capacity`` messages (beyond that the oldest go). Retained
-        ones are not held: the broker sends them again on the reader's SUBSCRIBE."""
-        self.unrouted_inbound += 1
-        if self._options.clean_session or retain:
-            return
-        self._unrouted.append((payload, topic, qos, retain, timestamp_ns))
-        self._unrouted_seen = len(self._subscriptions.matcher)
-
-    def _route_unrouted(self) -> None:
-        """Hand held messages to the readers that match them now; keep the rest."""
-        self._unrouted_seen = len(self._subscriptions.matcher)
-        kept: deque[tuple[bytes, str, int, bool, int]] = deque(maxlen=self._unrouted.maxlen)
-        for payload, topic, qos, retain, timestamp_ns in self._unrouted:
-            readers = self._match(topic)
-            if not readers:
-                kept.append((payload, topic, qos, retain, timestamp_ns))
-            for reader in readers:
-                dropped = reader.deliver_many([(payload, topic, qos, retain, timestamp_ns)])
-                if dropped:
-                    self._controller.inbound_dropped(reader, dropped)
-        self._unrouted = kept
 
     # -- shutdown ----------------------------------------------------------------------
 

@@ -1,0 +1,61 @@
+"""Inbound messages that no reader matches: counted, and for a persistent session
+held for the first reader that matches (issue 9 point 10).
+
+Rules of this module:
+- it runs on the sidecar thread only and never imports paho;
+- every such message is counted (``count``);
+- with a clean session the broker keeps nothing for later, and a retained message
+  comes again in answer to the reader's SUBSCRIBE: those are only counted;
+- otherwise the last ``capacity`` of them are held (older ones go first) and, once
+  the set of readers changes, handed in order to the readers that match them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from .data_plane import DropCounter, Inbound, Match
+
+
+class UnroutedHold:
+    def __init__(
+        self,
+        match: Match,
+        readers: Callable[[], int],
+        drops: DropCounter,
+        capacity: int,
+        keep: bool,
+    ) -> None:
+        self._match = match
+        self._readers = readers  # how many filters are registered: a change means new readers
+        self._drops = drops
+        self._keep = keep
+        self._held: deque[Inbound] = deque(maxlen=capacity)
+        self._seen = 0  # readers() when the held messages were last routed
+        #: Inbound messages that matched no reader when they arrived.
+        self.count = 0
+
+    def hold(self, payload: bytes, topic: str, qos: int, retain: bool, timestamp_ns: int) -> None:
+        """The data plane's callback for a message no reader matches."""
+        self.count += 1
+        if not self._keep or retain:
+            return
+        self._held.append((payload, topic, qos, retain, timestamp_ns))
+        self._seen = self._readers()
+
+    def route_if_changed(self) -> None:
+        """Hand held messages to the readers that match them now; keep the rest."""
+        if not self._held or self._readers() == self._seen:
+            return
+        self._seen = self._readers()
+        kept: deque[Inbound] = deque(maxlen=self._held.maxlen)
+        for item in self._held:
+            readers = self._match(item[1])
+            if not readers:
+                kept.append(item)
+            for reader in readers:
+                dropped = reader.deliver_many([item])
+                if dropped:
+                    self._drops.inbound_dropped(reader, dropped)
+        self._held = kept
