@@ -80,17 +80,28 @@ def test_close_tries_once_and_counts_what_was_lost() -> None:
 
 
 def test_paho_internals_the_gateway_relies_on(amqtt_broker: EmbeddedBroker) -> None:
-    """Fails loudly when a paho release moves what ``_install_buffer`` and
-    ``_install_ids`` replace (the private ``_sock`` and ``_mid_generate``)."""
+    """Fails loudly when a paho release moves what the gateway replaces: the private
+    ``_sock`` (``_install_buffer``), ``_mid_generate`` (``_install_ids``) and
+    ``_create_socket_connection`` (the interruptible connect)."""
     version = tuple(int(p) for p in metadata.version("paho-mqtt").split(".")[:2])
     assert (2, 1) <= version < (2, 3), "re-check the buffered socket against this paho release"
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="internals")
     client.on_socket_register_write = lambda *a: None
+    # The gateway's interruptible TCP connect stands in for this one (issue 9 point 14).
+    opened: list[Any] = []
+    original = client._create_socket_connection
+
+    def opening() -> Any:
+        opened.append(1)
+        return original()
+
+    client._create_socket_connection = opening  # type: ignore[method-assign]
     ids = PacketIds()
     in_flight = {ids.take() for _ in range(5)}  # e.g. QoS 1 PUBLISHes of the data plane
     _install_ids(client, ids.take)
     client.connect("127.0.0.1", amqtt_broker.port)
     raw: Any = client.socket()
+    assert opened == [1]  # paho's connect went through the replaceable method
     wire = _install_buffer(client)
     assert client.socket() is wire
     assert wire.raw is raw
