@@ -8,6 +8,9 @@ without a network; the gateway's data plane and the kit's proxy both use it.
 
 Rules of this module:
 - pure: no sockets, threads, clocks, logging or paho;
+- buffering is linear: the chunks of a large incomplete packet are collected and
+  joined once when its announced length is all here (every join goes through
+  ``PacketReader._join``, which a test counts);
 - whatever bytes arrive, the reader raises nothing but ``ProtocolViolation``,
   and after one it stays broken (a byte stream has no way back into step);
 - structural rules are checked on both sides: the remaining-length encoding
@@ -221,7 +224,10 @@ class PacketReader:
         "_checked",
         "_data",
         "_end",
+        "_have",
         "_max",
+        "_more",
+        "_need",
         "_pos",
         "_skip",
         "_start",
@@ -238,22 +244,41 @@ class PacketReader:
         self.payload_limit: Callable[[bytes], int] | None = None
         self._skip = 0  # bytes of a skipped PUBLISH still to discard
         self._checked = -1  # stream offset of the incomplete packet already checked
+        # A large incomplete packet is collected, not re-joined with every chunk (that
+        # copies the pending bytes per read: quadratic in the packet's size):
+        self._need = 0  # bytes from _pos that make the incomplete packet whole (0: unknown)
+        self._more: list[bytes] = []  # chunks received after _data, not joined yet
+        self._have = 0  # their total length
 
     @property
     def buffered(self) -> int:
         """Bytes received and not yet handed out as a packet."""
-        return len(self._data) - self._pos
+        return len(self._data) - self._pos + self._have
 
     def receive_data(self, data: bytes) -> None:
         if self._skip:
             dropped = min(self._skip, len(data))
             self._skip -= dropped
             data = data[dropped:]
-        if self._pos >= len(self._data):
+        if self._need:
+            # Collecting a large packet: join once, when all of it is here.
+            self._more.append(data)
+            self._have += len(data)
+            if len(self._data) - self._pos + self._have < self._need:
+                return
+            data = self._join([memoryview(self._data)[self._pos :], *self._more])
+            self._more = []
+            self._have = self._need = 0
+            self._data = data
+        elif self._pos >= len(self._data):
             self._data = data
         else:
-            self._data = self._data[self._pos :] + data
+            self._data = self._join([memoryview(self._data)[self._pos :], data])
         self._pos = 0
+
+    def _join(self, parts: list[bytes | memoryview]) -> bytes:
+        """Every copy of buffered bytes goes through here (a test counts them)."""
+        return b"".join(parts)
 
     def last_raw(self) -> bytes:
         """The bytes of the packet ``next_event`` handed out last (to pass it on whole).
@@ -296,8 +321,15 @@ class PacketReader:
             return self._fail(f"packet of {length} bytes exceeds the limit of {self._max}")
         stop = body + length
         if stop > end:
-            if length > SKIP_CHECK_ABOVE and first >> 4 == 3 and self.payload_limit is not None:
-                return self._maybe_skip(data, first, body, stop)
+            if length > SKIP_CHECK_ABOVE:
+                if (
+                    first >> 4 == 3
+                    and self.payload_limit is not None
+                    and self._checked != pos
+                    and not self._need
+                ):
+                    return self._maybe_skip(data, first, body, stop)
+                self._need = stop - pos  # wanted whole: collect the rest, then join once
             return NEED_DATA
         self._start = pos
         self._pos = self._end = stop
@@ -316,8 +348,6 @@ class PacketReader:
         """An incomplete, large PUBLISH: skip it if no reader wants a payload that big."""
         pos = self._pos
         end = len(data)
-        if self._checked == pos:
-            return NEED_DATA  # checked already: it is wanted, keep buffering it
         qos = (first >> 1) & 0x03
         if end - body < 2:
             return NEED_DATA
@@ -330,6 +360,7 @@ class PacketReader:
         assert self.payload_limit is not None
         if size <= self.payload_limit(topic):
             self._checked = pos
+            self._need = stop - pos  # wanted: collect the rest, then join once
             return NEED_DATA
         packet_id = data[topic_end] << 8 | data[topic_end + 1] if qos else None
         self._skip = stop - end
