@@ -17,7 +17,8 @@ Rules of this module:
   a SUBSCRIBE is unacknowledged (at most ``connect_timeout``), so it gets the message;
 - every packet identifier, paho's included, comes from one ``PacketIds``
   (MQTT-2.3.1-2); paho takes its own through ``_install_ids``;
-- liveness counts complete packets only (``DataPlane.packets_received``);
+- liveness counts complete packets only (``DataPlane.packets_received``, looked
+  at by ``Liveness``);
 - no exception ends the sidecar unnoticed: expected I/O faults are handled as a
   broken connection where they happen; anything else (a bug, in a step or in a
   paho callback, which paho re-raises into the loop) reaches the one guard in
@@ -38,7 +39,6 @@ import socket
 import ssl
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from threading import TIMEOUT_MAX
 from typing import Any, Final
@@ -48,11 +48,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 
 from taktora_connector.domain import ConnectorDown, ConnectorError, StackError
 
+from . import fork_guard
 from .backoff import Backoff
 from .bridge import OutboundBridge
 from .buffered_socket import BufferedSocket
 from .data_plane import DataPlane, Outbound
 from .health_control import HealthController, Phase
+from .liveness import Liveness
 from .options import MqttConnectorOptions
 from .packet_ids import PacketIds
 from .packets import ProtocolViolation
@@ -125,8 +127,7 @@ class Gateway:
         self._connected_at = 0.0
         self._next_attempt = 0.0
         self._connack_deadline: float | None = None
-        self._last_packet_in = 0.0  # monotonic time of the last complete inbound packet
-        self._packets_seen = 0  # the data plane's count of complete packets, last looked at
+        self._liveness = Liveness(options.keep_alive)
         self._refusal: tuple[bool, str] | None = None  # (permanent, reason)
         self._drop_reason: str | None = None
         self._gave_up = False
@@ -184,7 +185,7 @@ class Gateway:
                 self._restart_requested = True
                 self.wake(force=True)
             return
-        _LIVE.add(self)
+        fork_guard.watch(self)
         self._thread = threading.Thread(
             target=self._run, name=f"taktora-mqtt[{self._options.client_id}]", daemon=True
         )
@@ -252,11 +253,8 @@ class Gateway:
         finally:
             self._close_fds()
 
-    def _forked(self, pid: int) -> None:
-        """In a forked child (one thread, a copy of memory): this connector's sidecar,
-        socket and locks belong to the parent. Refuse everything with a clear error.
-        Locks a parent thread held at the fork stay held in the child, so the ones the
-        child can still reach are replaced before use."""
+    def after_fork_in_child(self, pid: int) -> None:
+        """In a forked child (see ``fork_guard``): refuse everything with a clear error."""
         reason = (
             f"this connector belongs to process {pid}; after fork() it cannot be used in "
             "the child (create a new connector there)"
@@ -264,16 +262,9 @@ class Gateway:
         self.died = reason
         self._gave_up = True
         self._thread = None
-        bridge = self.outbound
-        bridge._lock = threading.Lock()
-        bridge.closed_reason = reason
-        bridge.close()
-        self._controller._lock = threading.RLock()
-        broadcaster = self._controller._broadcaster
-        broadcaster._lock = threading.Lock()
-        for sub in broadcaster._subscriptions:
-            sub._cond = threading.Condition(threading.Lock())
-        self._subscriptions._lock = threading.Lock()
+        fork_guard.replace_locks(self.outbound, self._controller, self._subscriptions)
+        self.outbound.closed_reason = reason
+        self.outbound.close()
         down = ConnectorDown(reason)
         for reader in self._subscriptions.all_readers():
             reader.after_fork()
@@ -413,7 +404,7 @@ class Gateway:
             self._pump()
         if self._socket_open:
             self._write()
-            if self._connected and self._link_silent(now):
+            if self._connected and self._liveness.silent(now):
                 limit = 1.5 * self._options.keep_alive
                 self._force_close(f"keep-alive: no packet from the broker within {limit:g} s")
             elif now >= self._next_misc:
@@ -457,8 +448,9 @@ class Gateway:
             deadlines.append(self._next_attempt)
         if self._connack_deadline is not None:
             deadlines.append(self._connack_deadline)
-        if self._connected and self._options.keep_alive:
-            deadlines.append(self._last_packet_in + 1.5 * self._options.keep_alive)
+        silent_at = self._liveness.deadline()
+        if self._connected and silent_at is not None:
+            deadlines.append(silent_at)
         if self._stop_requested:
             deadlines.append(self._stop_deadline)
         return max(0.0, min(deadlines) - now)
@@ -538,7 +530,7 @@ class Gateway:
             self._plane.attach(self._wire)
             self._socket_open = True
             self._connack_deadline = now + options.connect_timeout
-            self._last_packet_in = now
+            self._liveness.connected(now)
             self._next_misc = now + IDLE_TICK
 
     def _attempt_failed(self, reason: str) -> None:
@@ -696,7 +688,7 @@ class Gateway:
                 break  # the connection changed under the read
             if not wire.pending() and not self._readable_now(wire):
                 break
-        self._note_complete_packets()
+        self._liveness.note(self._plane.packets_received)
         if self._connected:
             self._pump()
             self._write()
@@ -717,21 +709,6 @@ class Gateway:
         client = self._client
         if client is not None and self._socket_open and client.want_write():
             self._client_call(lambda c: c.loop_write())
-
-    def _note_complete_packets(self) -> None:
-        """Liveness counts complete packets only (a PINGRESP, a PUBLISH, ...), never a
-        byte trickle: the data plane counts whole packets as it splits the stream
-        (``test_4_an_idle_healthy_link_stays_up``)."""
-        seen = self._plane.packets_received
-        if seen != self._packets_seen:
-            self._packets_seen = seen
-            self._last_packet_in = time.monotonic()
-
-    def _link_silent(self, now: float) -> bool:
-        """No complete packet within 1.5 x keep-alive: the link is dead (paho's own check
-        is fooled by a trickle, which refreshes its byte clock and re-arms its PINGREQ)."""
-        keep_alive = self._options.keep_alive
-        return bool(keep_alive) and now - self._last_packet_in >= 1.5 * keep_alive
 
     def _readable_now(self, sock: Any) -> bool:
         """Whether more bytes wait on ``sock`` (poll, which has no descriptor limit)."""
@@ -919,27 +896,6 @@ class Gateway:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
-
-
-#: Started gateways, so that a forked child can disable the ones it inherited.
-_LIVE: weakref.WeakSet[Gateway] = weakref.WeakSet()
-_PARENT_PID = [os.getpid()]
-
-
-def _before_fork() -> None:
-    _PARENT_PID[0] = os.getpid()
-
-
-def _after_fork_in_child() -> None:
-    for gateway in list(_LIVE):
-        try:
-            gateway._forked(_PARENT_PID[0])
-        except Exception:  # never break the child's fork  # pragma: no cover
-            log.debug("after fork: could not disable a connector", exc_info=True)
-    _LIVE.clear()
-
-
-os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def _install_buffer(client: paho.Client) -> BufferedSocket:
