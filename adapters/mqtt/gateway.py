@@ -14,7 +14,8 @@ Rules of this module:
 - application threads talk to it only through the bounded bridges, the
   subscription registry and ``wake()``; it never blocks on them;
 - a reader created before a send subscribes first, and new PUBLISHes wait while
-  a SUBSCRIBE is unacknowledged (at most ``connect_timeout``), so it gets the message;
+  a SUBSCRIBE is unacknowledged (at most ``connect_timeout``), so it gets the message
+  (``SubscribeHandshake`` keeps the SUBACK books and the hang-up suspects);
 - every packet identifier, paho's included, comes from one ``PacketIds``
   (MQTT-2.3.1-2); paho takes its own through ``_install_ids``;
 - liveness counts complete packets only (``DataPlane.packets_received``, looked
@@ -46,7 +47,7 @@ from typing import Any, Final
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
-from taktora_connector.domain import ConnectorDown, ConnectorError, StackError
+from taktora_connector.domain import ConnectorDown, ConnectorError
 
 from . import fork_guard
 from .backoff import Backoff
@@ -58,13 +59,12 @@ from .liveness import Liveness
 from .options import MqttConnectorOptions
 from .packet_ids import PacketIds
 from .packets import ProtocolViolation
+from .subscribe_handshake import SubscribeHandshake
 from .subscriptions import FilterChange, Subscriptions
 from .unrouted import UnroutedHold
 
 log = logging.getLogger("taktora_connector.mqtt")
 
-#: Filters per SUBSCRIBE or UNSUBSCRIBE packet.
-SUBSCRIBE_BATCH: Final = 100
 #: Socket reads (up to 64 KiB each) per readable event before the loop looks at other work.
 READ_BURST: Final = 16
 #: The longest the loop sleeps, so keep-alive and deadlines are checked often.
@@ -134,12 +134,7 @@ class Gateway:
         #: Why the sidecar stopped on an unexpected exception (terminal), else None.
         self.died: str | None = None
         self._next_misc = 0.0
-        self._subscribe_mids: dict[int, list[str]] = {}  # in the order sent
-        self._hold_until = 0.0  # new PUBLISHes wait for SUBACKs until then
-        #: Filters whose SUBSCRIBE was the oldest unanswered one when the broker hung up
-        #: (sent alone from then on); a second strike poisons the filter.
-        self._suspects: set[str] = set()
-        self._poisoned: set[str] = set()
+        self._handshake = SubscribeHandshake(subscriptions, options.connect_timeout)
         # Requests from application threads.
         self._restart_requested = False
         self._abandoned: str | None = None
@@ -592,9 +587,7 @@ class Gateway:
         self._socket_open = False
         self._connack_deadline = None
         self._plane.connection_lost()
-        if was_connected and self._subscribe_mids:
-            self._blame_subscribe()
-        self._subscribe_mids.clear()
+        self._handshake.connection_lost(was_connected)
         for packet_id in self._session_ids:  # their acknowledgements died with the connection
             self._ids.release(packet_id)
         self._session_ids.clear()
@@ -753,20 +746,14 @@ class Gateway:
             self._controller.outbound_drained()
 
     def _can_pump(self) -> bool:
-        return not self._publishing_held() and self._plane.can_pump(self.outbound)
-
-    def _publishing_held(self) -> bool:
-        """New PUBLISHes wait while a SUBSCRIBE is unacknowledged (for at most
-        ``connect_timeout``): a reader created before a send then gets the message
-        also from a broker that handles a connection's packets concurrently (amqtt)."""
-        return bool(self._subscribe_mids) and time.monotonic() < self._hold_until
+        return not self._handshake.publishing_held() and self._plane.can_pump(self.outbound)
 
     def _pump(self) -> None:
         """Encode queued messages into the socket's buffer while the window allows."""
         if self._subscriptions.pending:  # a reader made before a send subscribes first
             self._send_subscriptions(self._subscriptions.changes())
         self._session_writes()
-        if not self._publishing_held():
+        if not self._handshake.publishing_held():
             self._plane.pump(self.outbound)
         self._check_drained()
 
@@ -775,36 +762,18 @@ class Gateway:
     def _send_subscriptions(self, changes: list[FilterChange]) -> None:
         client = self._client
         assert client is not None
-        subscribe = [(c.topic_filter, c.qos) for c in changes if c.qos is not None]
-        unsubscribe = [c.topic_filter for c in changes if c.qos is None]
-        if self._poisoned:
-            for topic_filter, _ in subscribe:
-                if topic_filter in self._poisoned:  # also a new reader of such a filter
-                    self._fail_readers(topic_filter, self._poison_error(topic_filter))
-            subscribe = [item for item in subscribe if item[0] not in self._poisoned]
-        suspects = self._suspects
-        chunks = [[item] for item in subscribe if item[0] in suspects]  # alone: to isolate
-        rest = [item for item in subscribe if item[0] not in suspects]
-        chunks += [rest[i : i + SUBSCRIBE_BATCH] for i in range(0, len(rest), SUBSCRIBE_BATCH)]
-        for chunk in chunks:
+
+        def subscribe(chunk: list[tuple[str, int]]) -> int | None:
             rc, mid = client.subscribe(chunk)
-            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
-                self._subscribe_mids[mid] = [f for f, _ in chunk]
-                self._hold_until = time.monotonic() + self._options.connect_timeout
-        for start in range(0, len(unsubscribe), SUBSCRIBE_BATCH):
-            client.unsubscribe(unsubscribe[start : start + SUBSCRIBE_BATCH])
+            return mid if rc == MQTTErrorCode.MQTT_ERR_SUCCESS else None
+
+        self._handshake.send(changes, subscribe, client.unsubscribe)
 
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
     ) -> None:
         self._session_acknowledged(mid)
-        filters = self._subscribe_mids.pop(mid, [])
-        for topic_filter, code in zip(filters, reason_codes, strict=False):
-            self._suspects.discard(topic_filter)
-            if code.is_failure:
-                log.warning("broker refused the subscription to %r", topic_filter)
-                error = StackError(f"broker refused the subscription to {topic_filter!r}")
-                self._fail_readers(topic_filter, error)
+        self._handshake.answered(mid, [code.is_failure for code in reason_codes])
 
     def _on_unsubscribe(
         self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
@@ -821,34 +790,6 @@ class Gateway:
         if packet_id in self._session_ids:
             self._session_ids.discard(packet_id)
             self._ids.release(packet_id)
-
-    def _fail_readers(self, topic_filter: str, error: ConnectorError) -> None:
-        for reader in self._subscriptions.readers_of(topic_filter):
-            reader.fail(error)
-
-    def _blame_subscribe(self) -> None:
-        """The broker hung up while SUBSCRIBEs were unanswered. A broker answers in
-        order, so the oldest unanswered one is the likely cause (mosquitto does this for
-        a filter of more than 200 levels). Its filters become suspects and go alone next
-        time; a suspect sent alone and answered the same way again is poisoned: its
-        readers fail with ``StackError`` and it is not subscribed again, instead of an
-        endless reconnect-and-resubscribe loop."""
-        oldest = next(iter(self._subscribe_mids.values()))
-        if len(oldest) == 1 and oldest[0] in self._suspects:
-            topic_filter = oldest[0]
-            self._suspects.discard(topic_filter)
-            self._poisoned.add(topic_filter)
-            log.error("broker hangs up on SUBSCRIBE %r; its readers fail", topic_filter)
-            self._fail_readers(topic_filter, self._poison_error(topic_filter))
-        else:
-            self._suspects.update(oldest)
-
-    @staticmethod
-    def _poison_error(topic_filter: str) -> StackError:
-        return StackError(
-            f"the broker closed the connection in answer to SUBSCRIBE {topic_filter!r} "
-            "(twice, the second time alone); it is not subscribed again"
-        )
 
     # -- shutdown ----------------------------------------------------------------------
 

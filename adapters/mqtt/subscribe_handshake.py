@@ -1,0 +1,120 @@
+"""The SUBSCRIBE side of the session: batches out, SUBACKs in, and the hold on
+new PUBLISHes while a SUBSCRIBE is unanswered.
+
+The gateway hands it the filter changes and two callables that ask the session
+engine to send a SUBSCRIBE (returning its packet identifier, or None if it was
+not sent) or an UNSUBSCRIBE; it hands back each SUBACK's refusals.
+
+Rules of this module:
+- it runs on the sidecar thread only, never imports paho and does no I/O itself;
+- filters go at most ``SUBSCRIBE_BATCH`` to a packet; a refused filter fails its
+  readers with ``StackError`` (sticky: ``Reader.fail``);
+- new PUBLISHes wait while a SUBSCRIBE is unanswered, for at most ``hold_for``
+  (``connect_timeout``), so a reader created before a send gets the message;
+- a broker that hangs up while SUBSCRIBEs are unanswered makes the oldest one's
+  filters suspects, sent alone from then on; a suspect sent alone and answered by
+  a hang-up again is poisoned: its readers fail and it is never subscribed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from taktora_connector.domain import ConnectorError, StackError
+
+from .subscriptions import FilterChange, Subscriptions
+
+log = logging.getLogger("taktora_connector.mqtt")
+
+#: Filters per SUBSCRIBE or UNSUBSCRIBE packet.
+SUBSCRIBE_BATCH: Final = 100
+
+
+class SubscribeHandshake:
+    def __init__(self, subscriptions: Subscriptions[Any], hold_for: float) -> None:
+        self._subscriptions = subscriptions
+        self._hold_for = hold_for
+        self._unanswered: dict[int, list[str]] = {}  # packet id -> filters, in the order sent
+        self._hold_until = 0.0  # new PUBLISHes wait for SUBACKs until then
+        #: Filters whose SUBSCRIBE was the oldest unanswered one when the broker hung up
+        #: (sent alone from then on); a second strike poisons the filter.
+        self._suspects: set[str] = set()
+        self._poisoned: set[str] = set()
+
+    def send(
+        self,
+        changes: list[FilterChange],
+        subscribe: Callable[[list[tuple[str, int]]], int | None],
+        unsubscribe: Callable[[list[str]], object],
+    ) -> None:
+        wanted = [(c.topic_filter, c.qos) for c in changes if c.qos is not None]
+        unwanted = [c.topic_filter for c in changes if c.qos is None]
+        if self._poisoned:
+            for topic_filter, _ in wanted:
+                if topic_filter in self._poisoned:  # also a new reader of such a filter
+                    self._fail_readers(topic_filter, _poison_error(topic_filter))
+            wanted = [item for item in wanted if item[0] not in self._poisoned]
+        suspects = self._suspects
+        chunks = [[item] for item in wanted if item[0] in suspects]  # alone: to isolate
+        rest = [item for item in wanted if item[0] not in suspects]
+        chunks += [rest[i : i + SUBSCRIBE_BATCH] for i in range(0, len(rest), SUBSCRIBE_BATCH)]
+        for chunk in chunks:
+            packet_id = subscribe(chunk)
+            if packet_id is not None:
+                self._unanswered[packet_id] = [f for f, _ in chunk]
+                self._hold_until = time.monotonic() + self._hold_for
+        for start in range(0, len(unwanted), SUBSCRIBE_BATCH):
+            unsubscribe(unwanted[start : start + SUBSCRIBE_BATCH])
+
+    def answered(self, packet_id: int, refused: Iterable[bool]) -> None:
+        """A SUBACK: one refusal flag per filter of that SUBSCRIBE, in order."""
+        filters = self._unanswered.pop(packet_id, [])
+        for topic_filter, failed in zip(filters, refused, strict=False):
+            self._suspects.discard(topic_filter)
+            if failed:
+                log.warning("broker refused the subscription to %r", topic_filter)
+                error = StackError(f"broker refused the subscription to {topic_filter!r}")
+                self._fail_readers(topic_filter, error)
+
+    def publishing_held(self) -> bool:
+        """New PUBLISHes wait while a SUBSCRIBE is unacknowledged (for at most
+        ``hold_for``): a reader created before a send then gets the message also
+        from a broker that handles a connection's packets concurrently (amqtt)."""
+        return bool(self._unanswered) and time.monotonic() < self._hold_until
+
+    def connection_lost(self, was_connected: bool) -> None:
+        """The connection ended: unanswered SUBSCRIBEs are answered by the hang-up."""
+        if was_connected and self._unanswered:
+            self._blame_subscribe()
+        self._unanswered.clear()
+
+    def _fail_readers(self, topic_filter: str, error: ConnectorError) -> None:
+        for reader in self._subscriptions.readers_of(topic_filter):
+            reader.fail(error)
+
+    def _blame_subscribe(self) -> None:
+        """The broker hung up while SUBSCRIBEs were unanswered. A broker answers in
+        order, so the oldest unanswered one is the likely cause (mosquitto does this for
+        a filter of more than 200 levels). Its filters become suspects and go alone next
+        time; a suspect sent alone and answered the same way again is poisoned: its
+        readers fail with ``StackError`` and it is not subscribed again, instead of an
+        endless reconnect-and-resubscribe loop."""
+        oldest = next(iter(self._unanswered.values()))
+        if len(oldest) == 1 and oldest[0] in self._suspects:
+            topic_filter = oldest[0]
+            self._suspects.discard(topic_filter)
+            self._poisoned.add(topic_filter)
+            log.error("broker hangs up on SUBSCRIBE %r; its readers fail", topic_filter)
+            self._fail_readers(topic_filter, _poison_error(topic_filter))
+        else:
+            self._suspects.update(oldest)
+
+
+def _poison_error(topic_filter: str) -> StackError:
+    return StackError(
+        f"the broker closed the connection in answer to SUBSCRIBE {topic_filter!r} "
+        "(twice, the second time alone); it is not subscribed again"
+    )
