@@ -30,12 +30,8 @@ Rules of this module:
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
-import os
-import select
-import selectors
 import socket
 import ssl
 import threading
@@ -53,6 +49,7 @@ from . import fork_guard
 from .backoff import Backoff
 from .bridge import OutboundBridge
 from .buffered_socket import BufferedSocket
+from .connecting import Attempts, connect_failure, describe, open_tcp, refusal
 from .data_plane import DataPlane, Outbound
 from .health_control import HealthController, Phase
 from .liveness import Liveness
@@ -62,6 +59,7 @@ from .packets import ProtocolViolation
 from .subscribe_handshake import SubscribeHandshake
 from .subscriptions import FilterChange, Subscriptions
 from .unrouted import UnroutedHold
+from .wakeup import Wakeup
 
 log = logging.getLogger("taktora_connector.mqtt")
 
@@ -69,15 +67,6 @@ log = logging.getLogger("taktora_connector.mqtt")
 READ_BURST: Final = 16
 #: The longest the loop sleeps, so keep-alive and deadlines are checked often.
 IDLE_TICK: Final = 0.5
-#: A connection that ends sooner than this after CONNACK counts as a flap: the
-#: reconnect delay keeps growing instead of starting over (a broker that accepts
-#: and at once drops us, e.g. over a duplicate client id, is not hammered).
-STABLE_AFTER: Final = 2.0
-
-_AUTH_REFUSALS: Final = frozenset({"Bad user name or password", "Not authorized"})
-_PERMANENT_REFUSALS: Final = frozenset(
-    {"Unsupported protocol version", "Client identifier not valid"}
-)
 
 
 class Gateway:
@@ -107,25 +96,17 @@ class Gateway:
             self._match, controller, self._ids, options.max_inflight, self._unrouted.hold
         )
         self.outbound: OutboundBridge[Outbound] = OutboundBridge(bridge_capacity, self.wake)
-        self._backoff = Backoff(options.reconnect_initial_backoff, options.reconnect_max_backoff)
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._sleeping = False
-        self._wake_pending = False
+        self._attempts = Attempts(
+            Backoff(options.reconnect_initial_backoff, options.reconnect_max_backoff),
+            options.reconnect_attempt_ceiling,
+        )
+        self._wakeup = Wakeup()
         self._thread: threading.Thread | None = None
         self._client: paho.Client | None = None
-        self._selector = selectors.DefaultSelector()
-        self._registered: tuple[Any, int] | None = None
-        self._peek: tuple[Any, select.poll] | None = None
         self._wire: BufferedSocket | None = None
         # Connection state, touched by the sidecar only.
         self._socket_open = False
         self._connected = False
-        self._failures = 0
-        self._flaps = 0
-        self._connected_at = 0.0
-        self._next_attempt = 0.0
         self._connack_deadline: float | None = None
         self._liveness = Liveness(options.keep_alive)
         self._refusal: tuple[bool, str] | None = None  # (permanent, reason)
@@ -188,12 +169,7 @@ class Gateway:
 
     def wake(self, force: bool = False) -> None:
         """Interrupt the sidecar's sleep (cheap when it is awake already)."""
-        if (self._sleeping or force) and not self._wake_pending:
-            self._wake_pending = True
-            try:
-                os.write(self._wake_w, b"\x01")
-            except (BlockingIOError, OSError):  # full pipe: a wake-up is pending anyway
-                pass
+        self._wakeup.wake(force)
 
     def abandon(self, reason: str) -> None:
         """Stop without waiting (the connector was dropped unclosed): fail what waits."""
@@ -215,7 +191,7 @@ class Gateway:
         if thread is None:
             for item in self.outbound.close():
                 item[4].fail(ConnectorDown("connector closed before the message was sent"))
-            self._close_fds()
+            self._wakeup.close()
             return True
         if timeout is None:
             self._stop_deadline = math.inf
@@ -246,7 +222,7 @@ class Gateway:
         except BaseException as err:
             self._die(err)
         finally:
-            self._close_fds()
+            self._wakeup.close()
 
     def after_fork_in_child(self, pid: int) -> None:
         """In a forked child (see ``fork_guard``): refuse everything with a clear error."""
@@ -321,58 +297,12 @@ class Gateway:
         return client
 
     def _open_tcp(self) -> socket.socket:
-        """A TCP connection to the broker within ``connect_timeout``, that ``close()``
-        interrupts (it wakes the sidecar through the wake pipe). Stands in for paho's
-        private ``_create_socket_connection`` (same contract: a connected socket with
-        the connect timeout set, or an ``OSError``)."""
-        options = self._options
-        deadline = time.monotonic() + options.connect_timeout
-        last: OSError = OSError("no address to connect to")
-        for family, kind, proto, _, address in socket.getaddrinfo(
-            options.host, options.port, type=socket.SOCK_STREAM
-        ):
-            sock = socket.socket(family, kind, proto)
-            try:
-                self._connect_interruptibly(sock, address, deadline)
-            except OSError as err:
-                sock.close()
-                last = err
-                if isinstance(err, ConnectionAbortedError | TimeoutError):
-                    raise
-                continue
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            return sock
-        raise last
+        """Stands in for paho's private ``_create_socket_connection``: a TCP connect
+        that ``close()`` interrupts (``connecting.open_tcp``)."""
+        return open_tcp(self._options, self._wakeup, self._stop_at)
 
-    def _connect_interruptibly(self, sock: socket.socket, address: Any, deadline: float) -> None:
-        sock.setblocking(False)
-        code = sock.connect_ex(address)
-        if code == 0:
-            return
-        if code not in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
-            raise OSError(code, os.strerror(code))
-        poller = select.poll()
-        poller.register(sock, select.POLLOUT)
-        poller.register(self._wake_r, select.POLLIN)
-        while True:
-            now = time.monotonic()
-            if self._stop_requested and now >= self._stop_deadline:
-                # close() is waiting and its flush time is up (with time left, the
-                # connection may still come in time to flush what was accepted)
-                raise ConnectionAbortedError("closed while connecting")
-            left = deadline - now
-            if left <= 0:
-                raise TimeoutError("timed out")
-            if self._stop_requested:
-                left = min(left, max(self._stop_deadline - now, 0.0))
-            ready = dict(poller.poll(min(left, IDLE_TICK) * 1000))
-            if self._wake_r in ready:
-                self._drain_wake()
-            if sock.fileno() in ready:
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if code:
-                    raise OSError(code, os.strerror(code))
-                return
+    def _stop_at(self) -> float | None:
+        return self._stop_deadline if self._stop_requested else None
 
     def _should_exit(self) -> bool:
         if not self._stop_requested:
@@ -390,9 +320,8 @@ class Gateway:
         if self._restart_requested:
             self._restart_requested = False
             self._gave_up = False
-            self._failures = 0
-            self._next_attempt = now
-        if not self._socket_open and not self._gave_up and now >= self._next_attempt:
+            self._attempts.restart(now)
+        if not self._socket_open and not self._gave_up and now >= self._attempts.next_attempt:
             self._attempt_connect(now)
         self._unrouted.route_if_changed()
         if self._connected:
@@ -413,20 +342,12 @@ class Gateway:
         client = self._client
         assert client is not None
         sock = client.socket() if self._socket_open else None
-        self._register(sock, self._wants_write() if sock is not None else False)
-        timeout = self._sleep_budget(now)
-        self._sleeping = True
-        if self._has_immediate_work(sock):
-            timeout = 0.0
-        try:
-            events = self._selector.select(timeout)
-        finally:
-            self._sleeping = False
-        for key, mask in events:
-            if key.fileobj == self._wake_r:
-                self._drain_wake()
-            elif mask & selectors.EVENT_READ:
-                self._read()
+        self._wakeup.watch(sock, self._wants_write() if sock is not None else False)
+        readable = self._wakeup.select(
+            self._sleep_budget(now), lambda: self._has_immediate_work(sock)
+        )
+        for _ in range(readable):
+            self._read()
         if sock is not None and self._socket_open and _has_buffered_input(sock):
             self._read()
 
@@ -440,7 +361,7 @@ class Gateway:
     def _sleep_budget(self, now: float) -> float:
         deadlines = [now + IDLE_TICK]
         if not self._socket_open and not self._gave_up:
-            deadlines.append(self._next_attempt)
+            deadlines.append(self._attempts.next_attempt)
         if self._connack_deadline is not None:
             deadlines.append(self._connack_deadline)
         silent_at = self._liveness.deadline()
@@ -461,40 +382,6 @@ class Gateway:
             return True
         return self._can_pump() or (sock is not None and _has_buffered_input(sock))
 
-    def _register(self, sock: Any, want_write: bool) -> None:
-        selector = self._selector
-        if not selector.get_map():
-            selector.register(self._wake_r, selectors.EVENT_READ)
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
-        wanted = (sock, events) if sock is not None else None
-        if wanted == self._registered:
-            return
-        if self._registered is not None:
-            old_sock = self._registered[0]
-            try:
-                if sock is old_sock and sock is not None:
-                    selector.modify(sock, events)
-                    self._registered = wanted
-                    return
-                selector.unregister(old_sock)
-            except (KeyError, ValueError, OSError):
-                pass
-        self._registered = None
-        if sock is not None:
-            try:
-                selector.register(sock, events)
-                self._registered = wanted
-            except (ValueError, OSError):  # closed under us: the next read reports the loss
-                self._registered = None
-
-    def _drain_wake(self) -> None:
-        self._wake_pending = False
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-
     # -- connecting ------------------------------------------------------------------
 
     def _attempt_connect(self, now: float) -> None:
@@ -506,20 +393,8 @@ class Gateway:
         self._drop_reason = None
         try:
             client.connect(options.host, options.port, int(options.keep_alive))
-        except ssl.SSLCertVerificationError as err:
-            detail = err.verify_message or str(err)
-            self._attempt_failed(f"TLS certificate verification failed: {detail}")
-        except ssl.SSLError as err:
-            self._attempt_failed(f"TLS handshake failed: {err.reason or err}")
-        except TimeoutError as err:
-            if options.tls is not None and "handshake" in str(err):
-                self._attempt_failed("TLS handshake failed: timed out (does the port speak TLS?)")
-            else:
-                self._attempt_failed(f"cannot connect to {options.broker_url()}: timed out")
-        except socket.gaierror as err:
-            self._attempt_failed(f"cannot resolve host {options.host!r}: {err.strerror or err}")
-        except (OSError, ValueError) as err:
-            self._attempt_failed(f"cannot connect to {options.broker_url()}: {_describe(err)}")
+        except (OSError, ValueError) as err:  # ssl.SSLError and TimeoutError among them
+            self._attempt_failed(connect_failure(err, options))
         else:
             self._wire = _install_buffer(client)
             self._plane.attach(self._wire)
@@ -529,19 +404,17 @@ class Gateway:
             self._next_misc = now + IDLE_TICK
 
     def _attempt_failed(self, reason: str) -> None:
-        self._failures += 1
+        delay = self._attempts.failed()
         self.last_error = reason
-        ceiling = self._options.reconnect_attempt_ceiling
-        if ceiling is not None and self._failures > ceiling:
+        if delay is None:
             self._give_up(
-                f"gave up after {self._failures} failed connection attempts; last: {reason}"
+                f"gave up after {self._attempts.failures} failed connection attempts; "
+                f"last: {reason}"
             )
             return
-        delay = self._backoff.delay(self._failures)
-        self._next_attempt = time.monotonic() + delay
         log.warning(
             "connection attempt %d to %s failed (%s); next attempt in %.2f s",
-            self._failures,
+            self._attempts.failures,
             self._options.broker_url(),
             reason,
             delay,
@@ -557,18 +430,11 @@ class Gateway:
         self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         if reason_code.is_failure:
-            name = reason_code.getName()
-            if name in _AUTH_REFUSALS:
-                self._refusal = (True, f"authentication rejected: {name}")
-            elif name in _PERMANENT_REFUSALS:
-                self._refusal = (True, f"broker refused the connection: {name}")
-            else:
-                self._refusal = (False, f"broker refused the connection: {name}")
+            self._refusal = refusal(reason_code.getName())
             return
         self._connected = True
-        self._connected_at = time.monotonic()
+        self._attempts.connected()
         self._connack_deadline = None
-        self._failures = 0
         self.last_error = None
         log.info("connected to %s", self._options.broker_url())
         self._controller.set_phase(Phase.CONNECTED)
@@ -609,9 +475,7 @@ class Gateway:
             if self._stop_requested:
                 return
             self._controller.set_phase(Phase.CONNECTING)
-            now = time.monotonic()
-            self._flaps = self._flaps + 1 if now - self._connected_at < STABLE_AFTER else 0
-            self._next_attempt = now + self._backoff.delay(self._flaps + 1)
+            self._attempts.lost()
         else:
             self._attempt_failed(f"connection closed before CONNACK: {reason}")
 
@@ -627,7 +491,7 @@ class Gateway:
                 self._connected = False
                 self._attempt_failed(reason)
             return
-        self._register(None, False)
+        self._wakeup.watch(None, False)
         try:
             sock.close()
         except OSError:
@@ -648,9 +512,9 @@ class Gateway:
         try:
             return call(client)
         except (OSError, ValueError, ssl.SSLError) as err:
-            log.warning("protocol I/O failed: %s", _describe(err))
+            log.warning("protocol I/O failed: %s", describe(err))
             if self._socket_open and client.socket() is not None:
-                self._force_close(f"I/O error: {_describe(err)}")
+                self._force_close(f"I/O error: {describe(err)}")
             return None
 
     def _read(self) -> None:
@@ -663,8 +527,8 @@ class Gateway:
             try:
                 data = wire.receive()
             except (OSError, ValueError) as err:
-                log.warning("protocol I/O failed: %s", _describe(err))
-                self._force_close(f"I/O error: {_describe(err)}")
+                log.warning("protocol I/O failed: %s", describe(err))
+                self._force_close(f"I/O error: {describe(err)}")
                 break
             if data is None:
                 break
@@ -679,7 +543,7 @@ class Gateway:
                 break
             if wire is not self._wire or not self._socket_open:
                 break  # the connection changed under the read
-            if not wire.pending() and not self._readable_now(wire):
+            if not wire.pending() and not self._wakeup.readable_now(wire):
                 break
         self._liveness.note(self._plane.packets_received)
         if self._connected:
@@ -703,18 +567,6 @@ class Gateway:
         if client is not None and self._socket_open and client.want_write():
             self._client_call(lambda c: c.loop_write())
 
-    def _readable_now(self, sock: Any) -> bool:
-        """Whether more bytes wait on ``sock`` (poll, which has no descriptor limit)."""
-        peek = self._peek
-        if peek is None or peek[0] is not sock:
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            peek = self._peek = (sock, poller)
-        try:
-            return bool(peek[1].poll(0))
-        except (OSError, ValueError):
-            return False
-
     def _write(self) -> None:
         client = self._client
         assert client is not None
@@ -725,7 +577,7 @@ class Gateway:
             try:
                 wire.flush()
             except OSError as err:
-                self._force_close(f"I/O error: {_describe(err)}")
+                self._force_close(f"I/O error: {describe(err)}")
         self._plane.settle_qos0()
         self._check_drained()
 
@@ -826,18 +678,6 @@ class Gateway:
             self._socket_open = False
         self._fail_outbound(ConnectorDown("connector closed before the message was delivered"))
 
-    def _close_fds(self) -> None:
-        try:
-            self._selector.close()
-        except (OSError, ValueError):  # pragma: no cover
-            pass
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._wake_r = self._wake_w = -1
-
 
 def _install_buffer(client: paho.Client) -> BufferedSocket:
     """Put a ``BufferedSocket`` between paho and its new socket.
@@ -872,13 +712,6 @@ def _ignore_socket(client: paho.Client, userdata: Any, sock: Any) -> None:
 def _has_buffered_input(sock: Any) -> bool:
     pending = getattr(sock, "pending", None)
     return bool(pending and pending())
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    text = str(err)
-    return text or type(err).__name__
 
 
 def _describe_disconnect(reason_code: Any) -> str:

@@ -1,0 +1,172 @@
+"""Getting a connection: the TCP connect that ``close()`` can interrupt, the
+attempts and their backoff, and what a failed attempt or a refusal is called.
+
+Rules of this module:
+- it never imports paho: the gateway hands paho ``open_tcp`` in place of its
+  private ``_create_socket_connection`` (same contract: a connected socket with
+  the connect timeout set, or an ``OSError``) and passes paho's refusal names in;
+- the TCP connect ends within ``connect_timeout``, or sooner when the sidecar is
+  asked to stop and its flush time is up (the wake pipe ends the wait);
+- reasons name the cause and never a password;
+- a connection that ends sooner than ``STABLE_AFTER`` after CONNACK is a flap: the
+  reconnect delay keeps growing instead of starting over.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from .backoff import Backoff
+from .options import MqttConnectorOptions
+from .wakeup import Wakeup
+
+#: The longest one wait of the connect lasts, so a stop request is seen in time.
+POLL_TICK: Final = 0.5
+#: A connection that ends sooner than this after CONNACK counts as a flap: the
+#: reconnect delay keeps growing instead of starting over (a broker that accepts
+#: and at once drops us, e.g. over a duplicate client id, is not hammered).
+STABLE_AFTER: Final = 2.0
+
+_AUTH_REFUSALS: Final = frozenset({"Bad user name or password", "Not authorized"})
+_PERMANENT_REFUSALS: Final = frozenset(
+    {"Unsupported protocol version", "Client identifier not valid"}
+)
+
+
+def open_tcp(
+    options: MqttConnectorOptions, wakeup: Wakeup, abort_at: Callable[[], float | None]
+) -> socket.socket:
+    """A TCP connection to the broker within ``connect_timeout``, that a stop
+    interrupts: ``abort_at()`` is the stop's deadline once one is asked for (it
+    wakes the sidecar through ``wakeup``)."""
+    deadline = time.monotonic() + options.connect_timeout
+    last: OSError = OSError("no address to connect to")
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        options.host, options.port, type=socket.SOCK_STREAM
+    ):
+        sock = socket.socket(family, kind, proto)
+        try:
+            _connect_interruptibly(sock, address, deadline, wakeup, abort_at)
+        except OSError as err:
+            sock.close()
+            last = err
+            if isinstance(err, ConnectionAbortedError | TimeoutError):
+                raise
+            continue
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        return sock
+    raise last
+
+
+def _connect_interruptibly(
+    sock: socket.socket,
+    address: Any,
+    deadline: float,
+    wakeup: Wakeup,
+    abort_at: Callable[[], float | None],
+) -> None:
+    sock.setblocking(False)
+    code = sock.connect_ex(address)
+    if code == 0:
+        return
+    if code not in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+        raise OSError(code, os.strerror(code))
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    poller.register(wakeup.fd, select.POLLIN)
+    while True:
+        now = time.monotonic()
+        stop_at = abort_at()
+        if stop_at is not None and now >= stop_at:
+            # close() is waiting and its flush time is up (with time left, the
+            # connection may still come in time to flush what was accepted)
+            raise ConnectionAbortedError("closed while connecting")
+        left = deadline - now
+        if left <= 0:
+            raise TimeoutError("timed out")
+        if stop_at is not None:
+            left = min(left, max(stop_at - now, 0.0))
+        ready = dict(poller.poll(min(left, POLL_TICK) * 1000))
+        if wakeup.fd in ready:
+            wakeup.drain()
+        if sock.fileno() in ready:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
+            return
+
+
+def connect_failure(err: OSError | ValueError, options: MqttConnectorOptions) -> str:
+    """Why a connection attempt failed, from what the connect raised."""
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {err.verify_message or str(err)}"
+    if isinstance(err, ssl.SSLError):
+        return f"TLS handshake failed: {err.reason or err}"
+    if isinstance(err, TimeoutError):
+        if options.tls is not None and "handshake" in str(err):
+            return "TLS handshake failed: timed out (does the port speak TLS?)"
+        return f"cannot connect to {options.broker_url()}: timed out"
+    if isinstance(err, socket.gaierror):
+        return f"cannot resolve host {options.host!r}: {err.strerror or err}"
+    return f"cannot connect to {options.broker_url()}: {describe(err)}"
+
+
+def refusal(name: str) -> tuple[bool, str]:
+    """A CONNACK refusal by its name: (permanent, reason)."""
+    if name in _AUTH_REFUSALS:
+        return True, f"authentication rejected: {name}"
+    if name in _PERMANENT_REFUSALS:
+        return True, f"broker refused the connection: {name}"
+    return False, f"broker refused the connection: {name}"
+
+
+def describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err)
+    return text or type(err).__name__
+
+
+class Attempts:
+    """When to try next: failures in a row and flaps, spaced by ``backoff``."""
+
+    __slots__ = ("_backoff", "_ceiling", "connected_at", "failures", "flaps", "next_attempt")
+
+    def __init__(self, backoff: Backoff, ceiling: int | None) -> None:
+        self._backoff = backoff
+        self._ceiling = ceiling
+        self.failures = 0
+        self.flaps = 0
+        self.connected_at = 0.0
+        self.next_attempt = 0.0
+
+    def restart(self, now: float) -> None:
+        """Try again at once, counting from zero (after giving up)."""
+        self.failures = 0
+        self.next_attempt = now
+
+    def failed(self) -> float | None:
+        """One more failed attempt: the delay before the next, None past the ceiling."""
+        self.failures += 1
+        if self._ceiling is not None and self.failures > self._ceiling:
+            return None
+        delay = self._backoff.delay(self.failures)
+        self.next_attempt = time.monotonic() + delay
+        return delay
+
+    def connected(self) -> None:
+        self.connected_at = time.monotonic()
+        self.failures = 0
+
+    def lost(self) -> None:
+        """An established connection ended: a flap if it was short-lived."""
+        now = time.monotonic()
+        self.flaps = self.flaps + 1 if now - self.connected_at < STABLE_AFTER else 0
+        self.next_attempt = now + self._backoff.delay(self.flaps + 1)
