@@ -17,7 +17,7 @@ Rules of this module:
   a SUBSCRIBE is unacknowledged (at most ``connect_timeout``), so it gets the message
   (``SubscribeHandshake`` keeps the SUBACK books and the hang-up suspects);
 - every packet identifier, paho's included, comes from one ``PacketIds``
-  (MQTT-2.3.1-2); paho takes its own through ``_install_ids``;
+  (MQTT-2.3.1-2); paho takes its own through ``_install_ids`` (``LentIds``);
 - liveness counts complete packets only (``DataPlane.packets_received``, looked
   at by ``Liveness``);
 - no exception ends the sidecar unnoticed: expected I/O faults are handled as a
@@ -25,7 +25,7 @@ Rules of this module:
   paho callback, which paho re-raises into the loop) reaches the one guard in
   ``_run``, which logs it once, makes it ``last_error``, turns health ``Down``
   with the reason and fails every waiter (readers, deliveries, flushes) with
-  ``ConnectorDown``. Callbacks do not catch on their own.
+  ``ConnectorDown`` (``Waiters.all_down``). Callbacks do not catch on their own.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from typing import Any, Final
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
-from taktora_connector.domain import ConnectorDown, ConnectorError
+from taktora_connector.domain import ConnectorDown
 
 from . import fork_guard
 from .backoff import Backoff
@@ -51,10 +51,11 @@ from .bridge import OutboundBridge
 from .buffered_socket import BufferedSocket
 from .connecting import Attempts, connect_failure, describe, open_tcp, refusal
 from .data_plane import DataPlane, Outbound
+from .failing import Waiters
 from .health_control import HealthController, Phase
 from .liveness import Liveness
 from .options import MqttConnectorOptions
-from .packet_ids import PacketIds
+from .packet_ids import LentIds, PacketIds
 from .packets import ProtocolViolation
 from .subscribe_handshake import SubscribeHandshake
 from .subscriptions import FilterChange, Subscriptions
@@ -91,11 +92,12 @@ class Gateway:
             keep=not options.clean_session,
         )
         self._ids = PacketIds()
-        self._session_ids: set[int] = set()  # identifiers paho took and has in flight
+        self._lent_ids = LentIds(self._ids)  # the ones paho took and has in flight
         self._plane = DataPlane(
             self._match, controller, self._ids, options.max_inflight, self._unrouted.hold
         )
         self.outbound: OutboundBridge[Outbound] = OutboundBridge(bridge_capacity, self.wake)
+        self._waiters = Waiters(controller, subscriptions, self._plane, self.outbound)
         self._attempts = Attempts(
             Backoff(options.reconnect_initial_backoff, options.reconnect_max_backoff),
             options.reconnect_attempt_ceiling,
@@ -123,7 +125,6 @@ class Gateway:
         self._stop_deadline = 0.0
         self._flushed_on_stop = False
         self._last_error: str | None = None
-        #: Inbound messages that matched no reader when they arrived.
 
     # -- application-thread side -------------------------------------------------
 
@@ -175,9 +176,7 @@ class Gateway:
         """Stop without waiting (the connector was dropped unclosed): fail what waits."""
         self._abandoned = reason
         if self._thread is None:
-            gone = ConnectorDown(reason)
-            for reader in self._subscriptions.all_readers():
-                reader.fail(gone)
+            self._waiters.fail_readers(ConnectorDown(reason))
             self.stop(0)
             return
         self._stop_deadline = 0.0
@@ -251,22 +250,7 @@ class Gateway:
         self.died = reason
         self._gave_up = True
         log.error("sidecar of %s stopped: %s", self._options.broker_url(), reason, exc_info=err)
-        down = ConnectorDown(reason)
-        for step in (
-            lambda: self._controller.set_phase(Phase.DOWN, reason),
-            lambda: [reader.fail(down) for reader in self._subscriptions.all_readers()],
-            lambda: self._fail_outbound(down),
-        ):
-            try:
-                step()
-            except Exception:  # keep failing the rest
-                log.debug("sidecar: while reporting its stop", exc_info=True)
-
-    def _fail_outbound(self, error: ConnectorError) -> None:
-        """Fail every message accepted and not delivered, and accept no more."""
-        self._plane.fail_all(error)
-        for item in self.outbound.close():
-            item[4].fail(error)
+        self._waiters.all_down(reason)
 
     def _make_client(self) -> paho.Client:
         options = self._options
@@ -277,7 +261,7 @@ class Gateway:
             protocol=MQTTProtocolVersion.MQTTv311,
             reconnect_on_failure=False,
         )
-        _install_ids(client, self._session_id)
+        _install_ids(client, self._lent_ids.take)
         client.connect_timeout = options.connect_timeout
         # paho's TCP connect blocks for up to connect_timeout; this one also ends when
         # close() wakes the sidecar (paho calls it from connect; see its docstring).
@@ -454,9 +438,7 @@ class Gateway:
         self._connack_deadline = None
         self._plane.connection_lost()
         self._handshake.connection_lost(was_connected)
-        for packet_id in self._session_ids:  # their acknowledgements died with the connection
-            self._ids.release(packet_id)
-        self._session_ids.clear()
+        self._lent_ids.connection_lost()
         if self._stop_requested and not was_connected and self._refusal is None:
             return
         refusal, self._refusal = self._refusal, None
@@ -624,32 +606,19 @@ class Gateway:
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
     ) -> None:
-        self._session_acknowledged(mid)
+        self._lent_ids.acknowledged(mid)
         self._handshake.answered(mid, [code.is_failure for code in reason_codes])
 
     def _on_unsubscribe(
         self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
     ) -> None:
-        self._session_acknowledged(mid)
-
-    def _session_id(self) -> int:
-        """A packet identifier for paho (SUBSCRIBE, UNSUBSCRIBE) from the one allocator."""
-        packet_id = self._ids.take()
-        self._session_ids.add(packet_id)
-        return packet_id
-
-    def _session_acknowledged(self, packet_id: int) -> None:
-        if packet_id in self._session_ids:
-            self._session_ids.discard(packet_id)
-            self._ids.release(packet_id)
+        self._lent_ids.acknowledged(mid)
 
     # -- shutdown ----------------------------------------------------------------------
 
     def _shutdown(self) -> None:
         if self._abandoned is not None:
-            gone = ConnectorDown(self._abandoned)
-            for reader in self._subscriptions.all_readers():
-                reader.fail(gone)
+            self._waiters.fail_readers(ConnectorDown(self._abandoned))
         client = self._client
         if client is not None and self._socket_open:
             wire = self._wire
@@ -676,7 +645,9 @@ class Gateway:
                 except OSError:
                     pass
             self._socket_open = False
-        self._fail_outbound(ConnectorDown("connector closed before the message was delivered"))
+        self._waiters.fail_outbound(
+            ConnectorDown("connector closed before the message was delivered")
+        )
 
 
 def _install_buffer(client: paho.Client) -> BufferedSocket:

@@ -51,3 +51,30 @@ class PacketIds:
 
     def __len__(self) -> int:
         return len(self._used)
+
+
+class LentIds:
+    """The identifiers the session engine (paho: SUBSCRIBE, UNSUBSCRIBE) took from
+    ``ids`` and has in flight; each goes back on its acknowledgement, and all of
+    them when the connection ends (their acknowledgements died with it)."""
+
+    __slots__ = ("_ids", "_out")
+
+    def __init__(self, ids: PacketIds) -> None:
+        self._ids = ids
+        self._out: set[int] = set()
+
+    def take(self) -> int:
+        packet_id = self._ids.take()
+        self._out.add(packet_id)
+        return packet_id
+
+    def acknowledged(self, packet_id: int) -> None:
+        if packet_id in self._out:
+            self._out.discard(packet_id)
+            self._ids.release(packet_id)
+
+    def connection_lost(self) -> None:
+        for packet_id in self._out:
+            self._ids.release(packet_id)
+        self._out.clear()
