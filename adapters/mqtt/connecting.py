@@ -1,5 +1,6 @@
 """Getting a connection: the TCP connect that ``close()`` can interrupt, the
-attempts and their backoff, and what a failed attempt or a refusal is called.
+attempts and their backoff (``Reconnect``), and what a failed attempt, a refusal
+or a loss is called.
 
 Rules of this module:
 - it never imports paho: the gateway hands paho ``open_tcp`` in place of its
@@ -7,7 +8,9 @@ Rules of this module:
   the connect timeout set, or an ``OSError``) and passes paho's refusal names in;
 - the TCP connect ends within ``connect_timeout``, or sooner when the sidecar is
   asked to stop and its flush time is up (the wake pipe ends the wait);
-- reasons name the cause and never a password;
+- reasons name the cause and never a password; each failure is ``last_error``;
+- past ``reconnect_attempt_ceiling`` failures in a row, or on a permanent refusal
+  (credentials, protocol, client id), it gives up: health ``Down`` with the reason;
 - a connection that ends sooner than ``STABLE_AFTER`` after CONNACK is a flap: the
   reconnect delay keeps growing instead of starting over.
 """
@@ -15,6 +18,7 @@ Rules of this module:
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import select
 import socket
@@ -24,9 +28,11 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from .backoff import Backoff
+from .health_control import HealthController, Phase
 from .options import MqttConnectorOptions
 from .wakeup import Wakeup
 
+log = logging.getLogger("taktora_connector.mqtt")
 #: The longest one wait of the connect lasts, so a stop request is seen in time.
 POLL_TICK: Final = 0.5
 #: A connection that ends sooner than this after CONNACK counts as a flap: the
@@ -134,39 +140,104 @@ def describe(err: BaseException) -> str:
     return text or type(err).__name__
 
 
-class Attempts:
-    """When to try next: failures in a row and flaps, spaced by ``backoff``."""
+class Reconnect:
+    """Between connections: when to try next (failures in a row and flaps, spaced by
+    ``backoff``), when to give up, and what ``last_error`` and health say meanwhile."""
 
-    __slots__ = ("_backoff", "_ceiling", "connected_at", "failures", "flaps", "next_attempt")
-
-    def __init__(self, backoff: Backoff, ceiling: int | None) -> None:
+    def __init__(
+        self,
+        backoff: Backoff,
+        ceiling: int | None,
+        controller: HealthController,
+        broker_url: str,
+    ) -> None:
         self._backoff = backoff
         self._ceiling = ceiling
+        self._controller = controller
+        self._broker_url = broker_url
         self.failures = 0
-        self.flaps = 0
-        self.connected_at = 0.0
+        self._flaps = 0
+        self._connected_at = 0.0
         self.next_attempt = 0.0
+        self.gave_up = False
+        #: The most recent connection failure (never has a password).
+        self.last_error: str | None = None
+        self._refusal: tuple[bool, str] | None = None  # (permanent, reason)
+        self._drop_reason: str | None = None
 
     def restart(self, now: float) -> None:
         """Try again at once, counting from zero (after giving up)."""
+        self.gave_up = False
         self.failures = 0
         self.next_attempt = now
 
-    def failed(self) -> float | None:
-        """One more failed attempt: the delay before the next, None past the ceiling."""
+    def attempt_started(self) -> None:
+        self._controller.set_phase(Phase.CONNECTING)
+        self._refusal = None
+        self._drop_reason = None
+
+    def failed(self, reason: str) -> None:
+        """An attempt failed: the next one after the backoff, or give up past the ceiling."""
         self.failures += 1
+        self.last_error = reason
         if self._ceiling is not None and self.failures > self._ceiling:
-            return None
+            self.give_up(
+                f"gave up after {self.failures} failed connection attempts; last: {reason}"
+            )
+            return
         delay = self._backoff.delay(self.failures)
         self.next_attempt = time.monotonic() + delay
-        return delay
+        log.warning(
+            "connection attempt %d to %s failed (%s); next attempt in %.2f s",
+            self.failures,
+            self._broker_url,
+            reason,
+            delay,
+        )
+
+    def give_up(self, reason: str) -> None:
+        self.gave_up = True
+        self.last_error = reason
+        log.error("%s: %s", self._broker_url, reason)
+        self._controller.set_phase(Phase.DOWN, reason)
+
+    def refused(self, name: str) -> None:
+        """CONNACK refused the connection (by ``name``); the disconnect that follows says why."""
+        self._refusal = refusal(name)
 
     def connected(self) -> None:
-        self.connected_at = time.monotonic()
+        self._connected_at = time.monotonic()
         self.failures = 0
+        self.last_error = None
+        log.info("connected to %s", self._broker_url)
+        self._controller.set_phase(Phase.CONNECTED)
 
-    def lost(self) -> None:
-        """An established connection ended: a flap if it was short-lived."""
-        now = time.monotonic()
-        self.flaps = self.flaps + 1 if now - self.connected_at < STABLE_AFTER else 0
-        self.next_attempt = now + self._backoff.delay(self.flaps + 1)
+    def dropping(self, reason: str) -> None:
+        """This side drops the connection: the loss that follows is for ``reason``."""
+        self._drop_reason = reason
+
+    def lost(self, was_connected: bool, stopping: bool, described: str) -> None:
+        """The connection ended (``described``: how the session engine saw it)."""
+        if stopping and not was_connected and self._refusal is None:
+            return
+        refused, self._refusal = self._refusal, None
+        if refused is not None:
+            permanent, reason = refused
+            if permanent:
+                self.give_up(reason)
+            else:
+                self.failed(reason)
+            return
+        reason = self._drop_reason or described
+        self._drop_reason = None
+        if was_connected:
+            self.last_error = f"connection lost: {reason}"
+            log.warning("connection to %s lost: %s", self._broker_url, reason)
+            if stopping:
+                return
+            self._controller.set_phase(Phase.CONNECTING)
+            now = time.monotonic()
+            self._flaps = self._flaps + 1 if now - self._connected_at < STABLE_AFTER else 0
+            self.next_attempt = now + self._backoff.delay(self._flaps + 1)
+        else:
+            self.failed(f"connection closed before CONNACK: {reason}")

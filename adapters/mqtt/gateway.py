@@ -49,7 +49,7 @@ from . import fork_guard
 from .backoff import Backoff
 from .bridge import OutboundBridge
 from .buffered_socket import BufferedSocket
-from .connecting import Attempts, connect_failure, describe, open_tcp, refusal
+from .connecting import Reconnect, connect_failure, describe, open_tcp
 from .data_plane import DataPlane, Outbound
 from .failing import Waiters
 from .health_control import HealthController, Phase
@@ -98,9 +98,11 @@ class Gateway:
         )
         self.outbound: OutboundBridge[Outbound] = OutboundBridge(bridge_capacity, self.wake)
         self._waiters = Waiters(controller, subscriptions, self._plane, self.outbound)
-        self._attempts = Attempts(
+        self._reconnect = Reconnect(
             Backoff(options.reconnect_initial_backoff, options.reconnect_max_backoff),
             options.reconnect_attempt_ceiling,
+            controller,
+            options.broker_url(),
         )
         self._wakeup = Wakeup()
         self._thread: threading.Thread | None = None
@@ -111,9 +113,6 @@ class Gateway:
         self._connected = False
         self._connack_deadline: float | None = None
         self._liveness = Liveness(options.keep_alive)
-        self._refusal: tuple[bool, str] | None = None  # (permanent, reason)
-        self._drop_reason: str | None = None
-        self._gave_up = False
         #: Why the sidecar stopped on an unexpected exception (terminal), else None.
         self.died: str | None = None
         self._next_misc = 0.0
@@ -124,7 +123,6 @@ class Gateway:
         self._stop_requested = False
         self._stop_deadline = 0.0
         self._flushed_on_stop = False
-        self._last_error: str | None = None
 
     # -- application-thread side -------------------------------------------------
 
@@ -132,11 +130,7 @@ class Gateway:
     def last_error(self) -> str | None:
         """The most recent connection failure, for diagnostics (never has a password);
         once the sidecar stopped on an unexpected exception, that exception for good."""
-        return self.died if self.died is not None else self._last_error
-
-    @last_error.setter
-    def last_error(self, value: str | None) -> None:
-        self._last_error = value
+        return self.died if self.died is not None else self._reconnect.last_error
 
     @property
     def rejected_inbound(self) -> int:
@@ -158,7 +152,7 @@ class Gateway:
 
     def start(self) -> None:
         if self._thread is not None:
-            if self._gave_up and self.died is None:
+            if self._reconnect.gave_up and self.died is None:
                 self._restart_requested = True
                 self.wake(force=True)
             return
@@ -230,7 +224,7 @@ class Gateway:
             "the child (create a new connector there)"
         )
         self.died = reason
-        self._gave_up = True
+        self._reconnect.gave_up = True
         self._thread = None
         fork_guard.replace_locks(self.outbound, self._controller, self._subscriptions)
         self.outbound.closed_reason = reason
@@ -248,7 +242,7 @@ class Gateway:
             return
         reason = f"internal error: {type(err).__name__}: {err}"
         self.died = reason
-        self._gave_up = True
+        self._reconnect.gave_up = True
         log.error("sidecar of %s stopped: %s", self._options.broker_url(), reason, exc_info=err)
         self._waiters.all_down(reason)
 
@@ -294,7 +288,7 @@ class Gateway:
         if self._nothing_to_flush():
             self._flushed_on_stop = True
             return True
-        return time.monotonic() >= self._stop_deadline or self._gave_up
+        return time.monotonic() >= self._stop_deadline or self._reconnect.gave_up
 
     def _nothing_to_flush(self) -> bool:
         return self._plane.idle and not len(self.outbound)
@@ -303,9 +297,12 @@ class Gateway:
         now = time.monotonic()
         if self._restart_requested:
             self._restart_requested = False
-            self._gave_up = False
-            self._attempts.restart(now)
-        if not self._socket_open and not self._gave_up and now >= self._attempts.next_attempt:
+            self._reconnect.restart(now)
+        if (
+            not self._socket_open
+            and not self._reconnect.gave_up
+            and now >= self._reconnect.next_attempt
+        ):
             self._attempt_connect(now)
         self._unrouted.route_if_changed()
         if self._connected:
@@ -344,8 +341,8 @@ class Gateway:
 
     def _sleep_budget(self, now: float) -> float:
         deadlines = [now + IDLE_TICK]
-        if not self._socket_open and not self._gave_up:
-            deadlines.append(self._attempts.next_attempt)
+        if not self._socket_open and not self._reconnect.gave_up:
+            deadlines.append(self._reconnect.next_attempt)
         if self._connack_deadline is not None:
             deadlines.append(self._connack_deadline)
         silent_at = self._liveness.deadline()
@@ -372,13 +369,11 @@ class Gateway:
         client = self._client
         assert client is not None
         options = self._options
-        self._controller.set_phase(Phase.CONNECTING)
-        self._refusal = None
-        self._drop_reason = None
+        self._reconnect.attempt_started()
         try:
             client.connect(options.host, options.port, int(options.keep_alive))
         except (OSError, ValueError) as err:  # ssl.SSLError and TimeoutError among them
-            self._attempt_failed(connect_failure(err, options))
+            self._reconnect.failed(connect_failure(err, options))
         else:
             self._wire = _install_buffer(client)
             self._plane.attach(self._wire)
@@ -387,41 +382,15 @@ class Gateway:
             self._liveness.connected(now)
             self._next_misc = now + IDLE_TICK
 
-    def _attempt_failed(self, reason: str) -> None:
-        delay = self._attempts.failed()
-        self.last_error = reason
-        if delay is None:
-            self._give_up(
-                f"gave up after {self._attempts.failures} failed connection attempts; "
-                f"last: {reason}"
-            )
-            return
-        log.warning(
-            "connection attempt %d to %s failed (%s); next attempt in %.2f s",
-            self._attempts.failures,
-            self._options.broker_url(),
-            reason,
-            delay,
-        )
-
-    def _give_up(self, reason: str) -> None:
-        self._gave_up = True
-        self.last_error = reason
-        log.error("%s: %s", self._options.broker_url(), reason)
-        self._controller.set_phase(Phase.DOWN, reason)
-
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         if reason_code.is_failure:
-            self._refusal = refusal(reason_code.getName())
+            self._reconnect.refused(reason_code.getName())
             return
         self._connected = True
-        self._attempts.connected()
         self._connack_deadline = None
-        self.last_error = None
-        log.info("connected to %s", self._options.broker_url())
-        self._controller.set_phase(Phase.CONNECTED)
+        self._reconnect.connected()
         self._send_subscriptions(self._subscriptions.everything())
         self._plane.resend()
 
@@ -439,39 +408,19 @@ class Gateway:
         self._plane.connection_lost()
         self._handshake.connection_lost(was_connected)
         self._lent_ids.connection_lost()
-        if self._stop_requested and not was_connected and self._refusal is None:
-            return
-        refusal, self._refusal = self._refusal, None
-        if refusal is not None:
-            permanent, reason = refusal
-            if permanent:
-                self._give_up(reason)
-            else:
-                self._attempt_failed(reason)
-            return
-        reason = self._drop_reason or _describe_disconnect(reason_code)
-        self._drop_reason = None
-        if was_connected:
-            self.last_error = f"connection lost: {reason}"
-            log.warning("connection to %s lost: %s", self._options.broker_url(), reason)
-            if self._stop_requested:
-                return
-            self._controller.set_phase(Phase.CONNECTING)
-            self._attempts.lost()
-        else:
-            self._attempt_failed(f"connection closed before CONNACK: {reason}")
+        self._reconnect.lost(was_connected, self._stop_requested, _describe_disconnect(reason_code))
 
     def _force_close(self, reason: str) -> None:
         """Drop the connection from this side (the next read reports it as lost)."""
         client = self._client
-        self._drop_reason = reason
+        self._reconnect.dropping(reason)
         self._connack_deadline = None
         sock = client.socket() if client is not None else None
         if sock is None:
             if self._socket_open:
                 self._socket_open = False
                 self._connected = False
-                self._attempt_failed(reason)
+                self._reconnect.failed(reason)
             return
         self._wakeup.watch(None, False)
         try:
@@ -484,7 +433,7 @@ class Gateway:
         if self._socket_open:  # paho did not notice: account for it ourselves
             self._socket_open = False
             self._connected = False
-            self._attempt_failed(reason)
+            self._reconnect.failed(reason)
 
     # -- I/O -------------------------------------------------------------------------
 
