@@ -12,7 +12,8 @@ Rules of this module:
   here for paho (``_to_session``); both write into one ``BufferedSocket``, paho's
   queued packets first, so the wire keeps the order things were asked for;
 - application threads talk to it only through the bounded bridges, the
-  subscription registry and ``wake()``; it never blocks on them;
+  subscription registry, ``Requests`` (stop, abandon, restart) and ``wake()``;
+  it never blocks on them;
 - a reader created before a send subscribes first, and new PUBLISHes wait while
   a SUBSCRIBE is unacknowledged (at most ``connect_timeout``), so it gets the message
   (``SubscribeHandshake`` keeps the SUBACK books and the hang-up suspects);
@@ -31,13 +32,11 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
-import math
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from threading import TIMEOUT_MAX
 from typing import Any, Final
 
 import paho.mqtt.client as paho
@@ -55,12 +54,14 @@ from .failing import Waiters
 from .health_control import HealthController, Phase
 from .liveness import Liveness
 from .options import MqttConnectorOptions
+from .outbound_flow import OutboundFlow
 from .packet_ids import LentIds, PacketIds
 from .packets import ProtocolViolation
+from .stopping import Requests
 from .subscribe_handshake import SubscribeHandshake
 from .subscriptions import FilterChange, Subscriptions
 from .unrouted import UnroutedHold
-from .wakeup import Wakeup
+from .wakeup import Wakeup, has_buffered_input
 
 log = logging.getLogger("taktora_connector.mqtt")
 
@@ -117,12 +118,9 @@ class Gateway:
         self.died: str | None = None
         self._next_misc = 0.0
         self._handshake = SubscribeHandshake(subscriptions, options.connect_timeout)
+        self._flow = OutboundFlow(self._plane, self.outbound, controller, self._handshake)
         # Requests from application threads.
-        self._restart_requested = False
-        self._abandoned: str | None = None
-        self._stop_requested = False
-        self._stop_deadline = 0.0
-        self._flushed_on_stop = False
+        self._asked = Requests()
 
     # -- application-thread side -------------------------------------------------
 
@@ -153,7 +151,7 @@ class Gateway:
     def start(self) -> None:
         if self._thread is not None:
             if self._reconnect.gave_up and self.died is None:
-                self._restart_requested = True
+                self._asked.restart = True
                 self.wake(force=True)
             return
         fork_guard.watch(self)
@@ -168,13 +166,12 @@ class Gateway:
 
     def abandon(self, reason: str) -> None:
         """Stop without waiting (the connector was dropped unclosed): fail what waits."""
-        self._abandoned = reason
+        self._asked.abandoned = reason
         if self._thread is None:
             self._waiters.fail_readers(ConnectorDown(reason))
             self.stop(0)
             return
-        self._stop_deadline = 0.0
-        self._stop_requested = True
+        self._asked.abandon()
         self.wake(force=True)
 
     def stop(self, timeout: float | None) -> bool:
@@ -186,19 +183,13 @@ class Gateway:
                 item[4].fail(ConnectorDown("connector closed before the message was sent"))
             self._wakeup.close()
             return True
-        if timeout is None:
-            self._stop_deadline = math.inf
-            bound = None
-        else:
-            self._stop_deadline = time.monotonic() + max(timeout, 0.0)
-            bound = min(max(timeout, 0.0) + self._options.connect_timeout + 5.0, TIMEOUT_MAX)
-        self._stop_requested = True
+        bound = self._asked.ask_stop(timeout, self._options.connect_timeout)
         self.wake(force=True)
         thread.join(bound)
         if thread.is_alive():  # pragma: no cover - a bug, but never hang the caller
             log.error("sidecar %s did not stop in time", thread.name)
             return False
-        return self._flushed_on_stop
+        return self._asked.flushed
 
     # -- the sidecar loop ----------------------------------------------------------
 
@@ -206,7 +197,7 @@ class Gateway:
         # The one guard: whatever escapes a step or a callback ends here, never unnoticed.
         try:
             self._client = self._make_client()
-            while not self._should_exit():
+            while not self._asked.should_exit(self._flow.empty, self._reconnect.gave_up):
                 self._step()
         except BaseException as err:  # reported by _die, never swallowed
             self._die(err)
@@ -277,26 +268,12 @@ class Gateway:
     def _open_tcp(self) -> socket.socket:
         """Stands in for paho's private ``_create_socket_connection``: a TCP connect
         that ``close()`` interrupts (``connecting.open_tcp``)."""
-        return open_tcp(self._options, self._wakeup, self._stop_at)
-
-    def _stop_at(self) -> float | None:
-        return self._stop_deadline if self._stop_requested else None
-
-    def _should_exit(self) -> bool:
-        if not self._stop_requested:
-            return False
-        if self._nothing_to_flush():
-            self._flushed_on_stop = True
-            return True
-        return time.monotonic() >= self._stop_deadline or self._reconnect.gave_up
-
-    def _nothing_to_flush(self) -> bool:
-        return self._plane.idle and not len(self.outbound)
+        return open_tcp(self._options, self._wakeup, self._asked.stop_at)
 
     def _step(self) -> None:
         now = time.monotonic()
-        if self._restart_requested:
-            self._restart_requested = False
+        if self._asked.restart:
+            self._asked.restart = False
             self._reconnect.restart(now)
         if (
             not self._socket_open
@@ -329,7 +306,7 @@ class Gateway:
         )
         for _ in range(readable):
             self._read()
-        if sock is not None and self._socket_open and _has_buffered_input(sock):
+        if sock is not None and self._socket_open and has_buffered_input(sock):
             self._read()
 
     def _wants_write(self) -> bool:
@@ -348,20 +325,20 @@ class Gateway:
         silent_at = self._liveness.deadline()
         if self._connected and silent_at is not None:
             deadlines.append(silent_at)
-        if self._stop_requested:
-            deadlines.append(self._stop_deadline)
+        if self._asked.stop:
+            deadlines.append(self._asked.deadline)
         return max(0.0, min(deadlines) - now)
 
     def _has_immediate_work(self, sock: Any) -> bool:
-        if self._stop_requested and self._nothing_to_flush():
+        if self._asked.stop and self._flow.empty():
             return True
-        if self._restart_requested:
+        if self._asked.restart:
             return True
         if not self._connected:
             return False
         if self._subscriptions.pending:
             return True
-        return self._can_pump() or (sock is not None and _has_buffered_input(sock))
+        return self._flow.can_pump() or (sock is not None and has_buffered_input(sock))
 
     # -- connecting ------------------------------------------------------------------
 
@@ -408,7 +385,7 @@ class Gateway:
         self._plane.connection_lost()
         self._handshake.connection_lost(was_connected)
         self._lent_ids.connection_lost()
-        self._reconnect.lost(was_connected, self._stop_requested, _describe_disconnect(reason_code))
+        self._reconnect.lost(was_connected, self._asked.stop, _describe_disconnect(reason_code))
 
     def _force_close(self, reason: str) -> None:
         """Drop the connection from this side (the next read reports it as lost)."""
@@ -510,35 +487,15 @@ class Gateway:
             except OSError as err:
                 self._force_close(f"I/O error: {describe(err)}")
         self._plane.settle_qos0()
-        self._check_drained()
-
-    def _check_drained(self) -> None:
-        """Clear outbound backpressure once the whole outbound path is empty.
-
-        Not merely the bridge: on a stalled broker the bridge empties into the
-        in-flight window, and calling that "drained" would flap Up and Degraded.
-        """
-        if not self._controller.outbound_latched:
-            return
-        wire = self._wire
-        if (
-            self._plane.idle
-            and not len(self.outbound)
-            and not (wire is not None and wire.unflushed)
-        ):
-            self._controller.outbound_drained()
-
-    def _can_pump(self) -> bool:
-        return not self._handshake.publishing_held() and self._plane.can_pump(self.outbound)
+        self._flow.check_drained(self._wire)
 
     def _pump(self) -> None:
         """Encode queued messages into the socket's buffer while the window allows."""
         if self._subscriptions.pending:  # a reader made before a send subscribes first
             self._send_subscriptions(self._subscriptions.changes())
         self._session_writes()
-        if not self._handshake.publishing_held():
-            self._plane.pump(self.outbound)
-        self._check_drained()
+        self._flow.pump()
+        self._flow.check_drained(self._wire)
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -566,8 +523,8 @@ class Gateway:
     # -- shutdown ----------------------------------------------------------------------
 
     def _shutdown(self) -> None:
-        if self._abandoned is not None:
-            self._waiters.fail_readers(ConnectorDown(self._abandoned))
+        if self._asked.abandoned is not None:
+            self._waiters.fail_readers(ConnectorDown(self._asked.abandoned))
         client = self._client
         if client is not None and self._socket_open:
             wire = self._wire
@@ -627,11 +584,6 @@ def _install_ids(client: paho.Client, take: Callable[[], int]) -> None:
 
 def _ignore_socket(client: paho.Client, userdata: Any, sock: Any) -> None:
     """Write registration hook: its presence makes paho queue instead of writing inline."""
-
-
-def _has_buffered_input(sock: Any) -> bool:
-    pending = getattr(sock, "pending", None)
-    return bool(pending and pending())
 
 
 def _describe_disconnect(reason_code: Any) -> str:

@@ -117,3 +117,9 @@ class Wakeup:
             except OSError:
                 pass
         self.fd = self._write_fd = -1
+
+
+def has_buffered_input(sock: Any) -> bool:
+    """Bytes readable without the selector seeing them (TLS keeps a buffer of its own)."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending and pending())
