@@ -77,7 +77,7 @@ def in_connector_asyncio(port: int, qos: int, payload: bytes, count: int) -> flo
                     finished.set()
                     return
 
-    receiver = threading.Thread(target=lambda: asyncio.run(receive_all()))
+    receiver = threading.Thread(target=lambda: asyncio.run(receive_all()), daemon=True)
     receiver.start()
     c._must(ready.wait(10))
     try:

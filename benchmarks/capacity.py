@@ -29,7 +29,7 @@ from taktora_connector.adapters.codecs import BytesCodec
 from taktora_connector.adapters.mqtt import MqttConnector, MqttQos, MqttRouting
 from taktora_connector.domain import ChannelDescriptor
 
-from .contenders import TIMEOUT, client_id, connector_options, wait_up
+from .contenders import TIMEOUT, backpressure_pause, client_id, connector_options, wait_up
 
 #: The in-flight window every QoS 1 publisher uses (the connector's default).
 WINDOW = 1000
@@ -60,7 +60,7 @@ class BareClient:
     """Blocking MQTT 3.1.1 over one socket, nothing else."""
 
     def __init__(self, port: int, ident: str, clean: bool = True) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         cid = ident.encode()
         body = (
@@ -114,7 +114,8 @@ def publish_bare(port: int, qos: int, payload: bytes, count: int, topic: str) ->
                 batch.clear()
                 if qos:
                     unacked += 256
-                    sock.setblocking(unacked > WINDOW)  # block only when the window is full
+                    # wait (at most TIMEOUT) only when the window is full
+                    sock.settimeout(TIMEOUT if unacked > WINDOW else 0.0)
                     while True:
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
                         try:
@@ -129,7 +130,7 @@ def publish_bare(port: int, qos: int, payload: bytes, count: int, topic: str) ->
                         unacked -= got
                         if unacked <= WINDOW:
                             break
-                    sock.setblocking(True)
+                    sock.settimeout(TIMEOUT)
         batch.append(_publish(raw, payload, 1, count % 65535 + 1))
         send(b"".join(batch))
         unacked += len(batch) if qos else 1
@@ -207,11 +208,12 @@ def publish_connector(port: int, qos: int, payload: bytes, count: int) -> float:
         ).unwrap()
         send = writer.send
         started = time.perf_counter()
+        deadline = time.monotonic() + TIMEOUT
         for _ in range(count):
             while not is_successful(send(payload)):
-                time.sleep(0.0002)  # BackPressure: let the sidecar drain
+                backpressure_pause(deadline)
         while not is_successful(outcome := fence.send(payload)):
-            time.sleep(0.0002)
+            backpressure_pause(deadline)
         if not is_successful(outcome.unwrap().delivery.wait(TIMEOUT)):
             raise RuntimeError("the fence was not acknowledged")
         return time.perf_counter() - started
@@ -321,14 +323,24 @@ def drain_connector(port: int, qos: int, count: int, ident: str, topic: str) -> 
     reader = connector.create_reader(
         ChannelDescriptor("in", MqttRouting(topic=topic, qos=MqttQos(qos)))
     ).unwrap()
+    # Iteration has no timeout of its own: a broker that stops sending would hang the
+    # run, so a watchdog closes the connector after TIMEOUT, which ends the iteration.
+    watchdog = threading.Timer(TIMEOUT, connector.close)
+    watchdog.daemon = True
+    got = 0
     started = time.perf_counter()
     connector.start()
+    watchdog.start()
     try:
         for got, _ in enumerate(reader, 1):  # iteration takes what waits in batches
             if got >= count:
                 break
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        if got < count:
+            raise RuntimeError(f"the connector drained {got} of {count} within {TIMEOUT:g} s")
+        return elapsed
     finally:
+        watchdog.cancel()
         connector.close()
 
 

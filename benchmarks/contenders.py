@@ -42,6 +42,14 @@ def connector_options(port: int, **changes: Any) -> MqttConnectorOptions:
     return MqttConnectorOptions(host="127.0.0.1", port=port, **changes)
 
 
+def backpressure_pause(deadline: float) -> None:
+    """BackPressure: let the sidecar drain, but not past ``deadline`` (a broker that
+    stopped reading would otherwise keep the sender waiting for ever)."""
+    if time.monotonic() > deadline:
+        raise RuntimeError(f"the connector accepted nothing more for {TIMEOUT:g} s")
+    time.sleep(0.0002)
+
+
 def wait_up(connector: MqttConnector[Any]) -> None:
     deadline = time.monotonic() + 10
     while connector.health().kind.value != "up":
@@ -110,9 +118,10 @@ def out_connector(port: int, qos: int, payload: bytes, count: int) -> float:
         ).unwrap()
         send = writer.send
         started = time.perf_counter()
+        deadline = time.monotonic() + TIMEOUT
         for _ in range(count):
             while not is_successful(send(payload)):
-                time.sleep(0.0002)  # BackPressure: let the sidecar drain
+                backpressure_pause(deadline)
         if not sub.done.wait(TIMEOUT):
             raise RuntimeError(f"subscriber saw {sub.count} of {count}")
         return time.perf_counter() - started
@@ -180,7 +189,9 @@ def _inbound(
     port: int, qos: int, payload: bytes, count: int, topic: str, wait: Callable[[], None]
 ) -> float:
     started = time.perf_counter()
-    flood = threading.Thread(target=paho_flood, args=(port, topic, qos, payload, count))
+    flood = threading.Thread(
+        target=paho_flood, args=(port, topic, qos, payload, count), daemon=True
+    )
     flood.start()
     wait()
     elapsed = time.perf_counter() - started
@@ -241,7 +252,7 @@ def in_aiomqtt(port: int, qos: int, payload: bytes, count: int) -> float:
                     finished.set()
                     return
 
-    receiver = threading.Thread(target=lambda: asyncio.run(receive_all()))
+    receiver = threading.Thread(target=lambda: asyncio.run(receive_all()), daemon=True)
     receiver.start()
     _must(ready.wait(10))
     time.sleep(0.1)

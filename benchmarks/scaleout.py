@@ -64,8 +64,10 @@ def consume(args: argparse.Namespace) -> int:
     ).unwrap()
     out = sys.stdout
     with connector:
+        deadline = time.monotonic() + 60  # the parent gives up after 30 s
         while probe.recv(timeout=30).unwrap() is None:
-            pass
+            if time.monotonic() > deadline:
+                return 1  # never probed: do not linger as an orphan
         out.write("ready\n")
         out.flush()
         count = 0
