@@ -133,6 +133,13 @@ def refusal(name: str) -> tuple[bool, str]:
     return False, f"broker refused the connection: {name}"
 
 
+def lost_reason(reason_code: Any) -> str:
+    """How the session engine's disconnect reason code reads (paho's, duck-typed)."""
+    if getattr(reason_code, "is_failure", False):
+        return f"the connection was closed ({reason_code.getName()})"
+    return "the broker closed the connection"
+
+
 def describe(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror:
         return err.strerror

@@ -19,8 +19,10 @@ import threading
 import weakref
 from typing import Any, Protocol
 
+from taktora_connector.domain import ConnectorDown
+
 from .bridge import OutboundBridge
-from .health_control import HealthController
+from .health_control import HealthController, Phase
 from .subscriptions import Subscriptions
 
 log = logging.getLogger("taktora_connector.mqtt")
@@ -37,6 +39,23 @@ _PARENT_PID = [os.getpid()]
 
 def watch(gateway: Forkable) -> None:
     _LIVE.add(gateway)
+
+
+def refuse_in_child(
+    reason: str,
+    bridge: OutboundBridge[Any],
+    controller: HealthController,
+    subscriptions: Subscriptions[Any],
+) -> None:
+    """Close the bridge, fail every reader and turn health ``Down``, with new locks."""
+    replace_locks(bridge, controller, subscriptions)
+    bridge.closed_reason = reason
+    bridge.close()
+    down = ConnectorDown(reason)
+    for reader in subscriptions.all_readers():
+        reader.after_fork()
+        reader.fail(down)
+    controller.set_phase(Phase.DOWN, reason)
 
 
 def replace_locks(

@@ -1,5 +1,12 @@
 """The sidecar: one thread that owns the paho client and all protocol I/O (REQ_0258).
 
+The gateway is the loop and the paho glue; each of its other jobs has a module:
+``connecting`` (the interruptible TCP connect, attempts, backoff, reasons),
+``subscribe_handshake`` (SUBSCRIBE batches, SUBACKs, hang-up suspects),
+``outbound_flow`` (bridge to wire, drained), ``liveness``, ``wakeup`` (the
+selector and wake pipe), ``stopping`` (requests from application threads),
+``failing`` (failing what waits), ``fork_guard``, ``data_plane`` and ``unrouted``.
+
 Rules of this module:
 - it is the only module that imports paho; no paho type leaves it;
 - paho is the session engine (CONNECT/CONNACK, keep-alive, TLS set-up,
@@ -48,10 +55,10 @@ from . import fork_guard
 from .backoff import Backoff
 from .bridge import OutboundBridge
 from .buffered_socket import BufferedSocket
-from .connecting import Reconnect, connect_failure, describe, open_tcp
+from .connecting import Reconnect, connect_failure, describe, lost_reason, open_tcp
 from .data_plane import DataPlane, Outbound
 from .failing import Waiters
-from .health_control import HealthController, Phase
+from .health_control import HealthController
 from .liveness import Liveness
 from .options import MqttConnectorOptions
 from .outbound_flow import OutboundFlow
@@ -217,14 +224,7 @@ class Gateway:
         self.died = reason
         self._reconnect.gave_up = True
         self._thread = None
-        fork_guard.replace_locks(self.outbound, self._controller, self._subscriptions)
-        self.outbound.closed_reason = reason
-        self.outbound.close()
-        down = ConnectorDown(reason)
-        for reader in self._subscriptions.all_readers():
-            reader.after_fork()
-            reader.fail(down)
-        self._controller.set_phase(Phase.DOWN, reason)
+        fork_guard.refuse_in_child(reason, self.outbound, self._controller, self._subscriptions)
 
     def _die(self, err: BaseException) -> None:
         """An unexpected exception: report it once, go Down, fail everything that waits."""
@@ -385,7 +385,7 @@ class Gateway:
         self._plane.connection_lost()
         self._handshake.connection_lost(was_connected)
         self._lent_ids.connection_lost()
-        self._reconnect.lost(was_connected, self._asked.stop, _describe_disconnect(reason_code))
+        self._reconnect.lost(was_connected, self._asked.stop, lost_reason(reason_code))
 
     def _force_close(self, reason: str) -> None:
         """Drop the connection from this side (the next read reports it as lost)."""
@@ -584,9 +584,3 @@ def _install_ids(client: paho.Client, take: Callable[[], int]) -> None:
 
 def _ignore_socket(client: paho.Client, userdata: Any, sock: Any) -> None:
     """Write registration hook: its presence makes paho queue instead of writing inline."""
-
-
-def _describe_disconnect(reason_code: Any) -> str:
-    if getattr(reason_code, "is_failure", False):
-        return f"the connection was closed ({reason_code.getName()})"
-    return "the broker closed the connection"
