@@ -59,6 +59,7 @@ contracts: $(STAMP)
 	$(BIN)/lint-imports
 
 unit: $(STAMP)
+	@scripts/ensure-mosquitto
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/coverage combine -q
@@ -75,6 +76,7 @@ example: $(STAMP)
 # On a mosquitto the kit starts per scenario, so every scenario runs (amqtt has no
 # shared subscriptions). Runs all three steps; fails if any did not PASS.
 conformance: $(STAMP)
+	@scripts/ensure-mosquitto
 	@echo "==> the conformance kit against the reference MqttConnector (a fresh amqtt broker per scenario)"
 	@rc=0; \
 	$(BIN)/taktora-conformance -q --report-dir reports/conformance/reference || rc=1; \
