@@ -637,3 +637,31 @@ class IgnoresShareGroup(Wrapper):
 
 def ignores_share_group(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return IgnoresShareGroup(MqttConnector(options, codec))
+
+
+class ShareGroupRefusingReader(ChannelWrapper):
+    """Answers every read with the StackError a broker's refusal would bring."""
+
+    def _refused(self) -> Any:
+        return Failure(StackError("share groups are not supported by this connector"))
+
+    def recv(self, timeout: float | None = None) -> Any:
+        return self._refused()
+
+    def try_recv(self) -> Any:
+        return self._refused()
+
+
+class RefusesShareGroupsItself(Wrapper):
+    """Fails shared readers on its own, with no refusal from the broker: the kit must
+    not take that for a broker without shared subscriptions (NOT RUN), it FAILs."""
+
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        result = self.inner.create_reader(descriptor)
+        if descriptor.routing.share_group is None:
+            return result
+        return result.map(ShareGroupRefusingReader)
+
+
+def refuses_share_groups_itself(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return RefusesShareGroupsItself(MqttConnector(options, codec))
