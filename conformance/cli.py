@@ -21,7 +21,14 @@ import pytest
 from .factory import DEFAULT_FACTORY
 from .identity import run_ids
 from .paths import DEFAULT_REPORT_DIR, SUITE
-from .preflight import check_broker, check_broker_choice, check_factory, unknown_tags
+from .preflight import (
+    check_broker,
+    check_broker_choice,
+    check_factory,
+    malformed_selection,
+    report_dir_problem,
+    unknown_tags,
+)
 from .registry import REQUIREMENTS, TESTS
 from .reports import Matrix
 
@@ -164,6 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _preflight(args: argparse.Namespace) -> str | None:
+    malformed = malformed_selection(args.keyword, args.markexpr) or report_dir_problem(
+        args.report_dir
+    )
+    if malformed is not None:
+        return malformed
     if args.markexpr:
         unknown = unknown_tags(args.markexpr, [*REQUIREMENTS, *TESTS, *run_ids().values()])
         if unknown:

@@ -36,7 +36,14 @@ from .brokers import mosquitto_binary, mosquitto_version
 from .factory import DEFAULT_FACTORY, ConnectorFactory, load_factory
 from .identity import RunKey, identity, run_ids
 from .paths import DEFAULT_REPORT_DIR
-from .preflight import check_broker, check_broker_choice, check_factory, unknown_tags
+from .preflight import (
+    check_broker,
+    check_broker_choice,
+    check_factory,
+    malformed_selection,
+    report_dir_problem,
+    unknown_tags,
+)
 from .registry import REQUIREMENTS, TESTS, requirement_of, tests_of
 from .reports import (
     FAILED,
@@ -95,6 +102,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for run in runs:  # TEST_2511_3: one scenario run, so -m can select exactly it
         config.addinivalue_line("markers", f"{run}: one run of {run.rsplit('_', 1)[0]}")
     markexpr = str(config.getoption("markexpr", "") or "")
+    malformed = malformed_selection(str(config.getoption("keyword", "") or ""), markexpr)
+    if malformed is None:
+        malformed = report_dir_problem(config.getoption("--report-dir") or DEFAULT_REPORT_DIR)
+    if malformed is not None:
+        raise pytest.UsageError(malformed)
     unknown = unknown_tags(markexpr, [*REQUIREMENTS, *TESTS, *runs])
     if unknown:
         raise pytest.UsageError(

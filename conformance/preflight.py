@@ -19,6 +19,7 @@ import re
 import socket
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -48,16 +49,46 @@ _CONNACK_CODES: Final = {
 
 
 def unknown_tags(markexpr: str, known: Iterable[str]) -> list[str]:
-    """The ``REQ_``/``TEST_`` names in a ``-m`` expression that are not the kit's."""
+    """The names in a ``-m`` expression that are not tags of the kit's scenarios (its
+    ``REQ_``/``TEST_`` ids, run ids and ``broker_config``): pytest would only say so
+    after the run, and the reports would claim a verdict for a selection of nothing."""
     names = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", markexpr)
-    known = set(known)
-    return sorted(
-        {
-            n
-            for n in names
-            if n not in _WORDS and n.upper().startswith(("REQ_", "TEST_")) and n not in known
-        }
-    )
+    known = {*known, "broker_config"}
+    return sorted({n for n in names if n not in _WORDS and n not in known})
+
+
+def report_dir_problem(report_dir: str | os.PathLike[str]) -> str | None:
+    """Why the reports could not be written to ``report_dir``, found before the run
+    rather than after it (the run's verdict would be lost)."""
+    path = Path(report_dir)
+    if path.exists() and not path.is_dir():
+        return f"--report-dir {str(path)!r} is a file, not a directory"
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"--report-dir {str(path)!r}: {str(existing)!r} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"--report-dir {str(path)!r}: {str(existing)!r} is not writable"
+    return None
+
+
+def malformed_selection(keyword: str | None, markexpr: str | None) -> str | None:
+    """Why ``-k``/``-m`` is not a valid selection expression, or None when both are."""
+    # pytest's own parser, so the kit refuses exactly what pytest would refuse later
+    from _pytest.mark.expression import Expression
+
+    for flag, value in (("-k", keyword), ("-m", markexpr)):
+        if not value:
+            continue
+        try:
+            Expression.compile(value)
+        except SyntaxError as error:
+            return (
+                f"{flag} {value!r} is not a valid selection expression ({error.msg}); use "
+                "names joined by 'and', 'or', 'not' and parentheses"
+            )
+    return None
 
 
 def check_factory(reference: str) -> str | None:

@@ -262,11 +262,51 @@ def test_unknown_tags_are_refused_before_anything_runs(tmp_path: Path) -> None:
         "REQ_0254",
         "REQ_9999",
     ]
-    assert preflight.unknown_tags("slow and not TEST_0131", TESTS) == []
+    # any name that tags no scenario: pytest would refuse it only after the run
+    assert preflight.unknown_tags("slow and not TEST_0131", TESTS) == ["slow"]
+    assert preflight.unknown_tags("broker_config or TEST_0131", TESTS) == []
     code, report, output = run_kit(tmp_path / "r", "-m", "REQ_9999")
     assert (code, report) == (2, {})
     assert "REQ_9999, which the kit does not know" in output
     assert "Verdict" not in output
+
+
+@pytest.mark.parametrize(
+    ("flag", "expression"),
+    [
+        ("-m", "nonsense"),
+        ("-m", "REQ_0250 and"),
+        ("-m", "REQ_0250 or (REQ_0251"),
+        ("-k", "qos and"),
+    ],
+)
+def test_a_malformed_selection_is_refused_before_anything_runs_and_writes_nothing(
+    tmp_path: Path, flag: str, expression: str
+) -> None:
+    """It once printed a table and 'Verdict: PARTIAL', wrote reports saying so (over
+    a good earlier report), and only then pytest refused the expression."""
+    earlier = tmp_path / "r" / "report.json"
+    earlier.parent.mkdir()
+    earlier.write_text('{"verdict": "PASS"}')
+    code, _, output = run_kit(tmp_path / "r", flag, expression)
+    assert code == 2, output[-2000:]
+    assert "Verdict" not in output
+    assert "not a valid selection expression" in output or "which the kit does not know" in output
+    assert earlier.read_text() == '{"verdict": "PASS"}'
+    assert sorted(p.name for p in earlier.parent.iterdir()) == ["report.json"]
+
+
+def test_a_report_dir_that_cannot_be_one_is_refused_before_the_run(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    code, _, output = run_kit(a_file, "-m", "TEST_2570")
+    assert code == 2, output[-2000:]
+    assert f"--report-dir {str(a_file)!r} is a file, not a directory" in output
+    assert "Traceback" not in output
+    assert preflight.report_dir_problem(a_file / "below") == (
+        f"--report-dir {str(a_file / 'below')!r}: {str(a_file)!r} is not a directory"
+    )
+    assert preflight.report_dir_problem(tmp_path / "new" / "dir") is None
 
 
 def test_a_selection_matching_nothing_writes_no_report(tmp_path: Path) -> None:
