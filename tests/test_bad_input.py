@@ -151,3 +151,15 @@ def test_options_errors_never_echo_the_password() -> None:
     )
     assert "sw0rdfish" not in repr(connector)
     connector.close()
+
+
+@pytest.mark.parametrize("codec", [42, "json", object()])
+def test_a_codec_that_is_no_payload_codec_is_refused_at_construction(codec: Any) -> None:
+    """It was accepted, and every send then failed with a CodecError about AttributeError."""
+    with pytest.raises(ConfigurationError, match="codec must be a PayloadCodec"):
+        MqttConnector(MqttConnectorOptions(), codec)
+
+
+def test_options_that_are_not_options_are_refused_at_construction() -> None:
+    with pytest.raises(ConfigurationError, match="options must be MqttConnectorOptions, got str"):
+        MqttConnector("mqtt://localhost:1883")  # type: ignore[arg-type]

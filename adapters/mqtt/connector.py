@@ -68,6 +68,15 @@ class MqttConnector(Generic[T]):
                 f"options must be MqttConnectorOptions, got {type(self._options).__name__}"
             )
         self._codec: PayloadCodec[T] = codec if codec is not None else JsonCodec()
+        missing = [
+            name for name in ("format_name", "encode", "decode") if not hasattr(self._codec, name)
+        ]
+        if missing or not callable(self._codec.encode) or not callable(self._codec.decode):
+            raise ConfigurationError(
+                f"codec must be a PayloadCodec (format_name, encode(value), decode(bytes)), "
+                f"got {type(self._codec).__name__}"
+                + (f" without {', '.join(missing)}" if missing else "")
+            )
         self._broadcaster = HealthBroadcaster(Connecting(time.monotonic_ns()))
         self._controller = HealthController(self._broadcaster, self._options.inbound_drop_threshold)
         # Nothing the sidecar holds may refer to this facade, so that dropping the
