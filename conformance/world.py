@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from returns.pipeline import is_successful
+from returns.result import Result
 
 from taktora_connector.adapters.codecs import JsonCodec
 from taktora_connector.adapters.mqtt import (
@@ -58,6 +59,10 @@ from .proxy import FaultProxy, PacketType, WirePacket
 WIRE_KEEP = 600
 #: How long a step waits for something that should happen promptly.
 PATIENCE = 10.0
+#: The longest one ``send`` may take, on any path (stalled, PUBACKs held back, broker
+#: away): the port promises that send never blocks. A bound on waiting, not a speed
+#: target: a send that queues takes microseconds.
+SEND_BOUND = 0.5
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
@@ -249,7 +254,7 @@ class World:
         handle = self.writer(writer)
         deadline = time.monotonic() + PATIENCE
         while True:
-            result = handle.send(value)
+            result = timed_send(handle, value, writer)
             if is_successful(result):
                 outcome = result.unwrap()
                 self.outcomes[writer].append(outcome)
@@ -383,3 +388,18 @@ def harness_thread(thread: threading.Thread) -> bool:
 
 def qos(level: int) -> MqttQos:
     return MqttQos(level)
+
+
+def timed_send(
+    handle: ChannelWriter[Any, MqttRouting], value: Any, writer: str
+) -> Result[SendOutcome, ConnectorError]:
+    """``handle.send(value)``, failing the step when it took longer than SEND_BOUND."""
+    began = time.monotonic()
+    result = handle.send(value)
+    took = time.monotonic() - began
+    assert took <= SEND_BOUND, (
+        f"send through {writer!r} took {took:.2f} s; send must never block (it accepts "
+        f"into the bounded bridge or refuses with BackPressure; the kit allows "
+        f"{SEND_BOUND:g} s)"
+    )
+    return result

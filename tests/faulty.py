@@ -665,3 +665,26 @@ class RefusesShareGroupsItself(Wrapper):
 
 def refuses_share_groups_itself(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return RefusesShareGroupsItself(MqttConnector(options, codec))
+
+
+# send must never block (checked in every scenario that sends; not in BROKEN: a
+# blocking send breaks the scenarios of several requirements at once)
+
+
+class DeliveryWaitingWriter(ChannelWrapper):
+    """Waits up to 1 s for the delivery before returning: a 'synchronous' send."""
+
+    def send(self, value: Any, *, correlation_id: bytes | None = None) -> Any:
+        result = self.inner.send(value, correlation_id=correlation_id)
+        if is_successful(result):
+            result.unwrap().delivery.wait(1.0)
+        return result
+
+
+class SendWaitsForDelivery(Wrapper):
+    def create_writer(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_writer(descriptor).map(DeliveryWaitingWriter)
+
+
+def send_waits_for_delivery(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return SendWaitsForDelivery(MqttConnector(options, codec))

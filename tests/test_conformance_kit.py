@@ -312,3 +312,20 @@ def test_selection_and_bad_factories(tmp_path: Path) -> None:
     assert "cannot be imported" in output
     code, _, output = run_kit(tmp_path / "none", "-k", "no-scenario-has-this-name")
     assert code == 2
+
+
+def test_a_send_that_waits_for_its_delivery_fails_the_stalled_path(tmp_path: Path) -> None:
+    """The port's send never blocks. A send that waits (here up to 1 s for PUBACK)
+    passed all 43 scenarios before the kit bounded every send it makes."""
+    code, report, output = run_kit(
+        tmp_path / "r",
+        "-m",
+        "TEST_0139 or TEST_0131",
+        "--connector-factory",
+        "tests.faulty:send_waits_for_delivery",
+        measure=False,
+    )
+    assert code == 1, output[-3000:]
+    failed = {s["id"]: s for s in report["scenarios"] if s["outcome"] == "failed"}
+    assert set(failed) == {"TEST_0139", "TEST_0131"}, output[-3000:]
+    assert all("send must never block" in str(s) for s in failed.values()), output[-3000:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pytest_bdd import parsers, then
 from returns.pipeline import is_successful
 
-from taktora_connector.conformance.world import World
+from taktora_connector.conformance.world import World, timed_send
 from taktora_connector.domain import (
     BackPressure,
 )
@@ -21,7 +21,7 @@ def _refusal_was_backpressure(conformance_world: World, limit: int) -> None:
 
 @then(parsers.parse('"{writer}" sending again is refused with BackPressure'))
 def _refused_again(conformance_world: World, writer: str) -> None:
-    result = conformance_world.writer(writer).send("again")
+    result = timed_send(conformance_world.writer(writer), "again", writer)
     assert isinstance(result.failure() if not is_successful(result) else None, BackPressure), str(
         result
     )

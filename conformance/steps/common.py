@@ -13,7 +13,7 @@ from returns.pipeline import is_successful
 
 from taktora_connector.adapters.codecs import BytesCodec
 from taktora_connector.adapters.mqtt import Credentials
-from taktora_connector.conformance.world import PATIENCE, World, is_probe, wait_for
+from taktora_connector.conformance.world import PATIENCE, World, is_probe, timed_send, wait_for
 from taktora_connector.domain import (
     ConnectorDown,
     Degraded,
@@ -196,7 +196,7 @@ def _send_until_refused(conformance_world: World, writer: str) -> None:
     accepted = 0
     for _ in range(2):
         for _ in range(10_000):
-            result = handle.send(payload)
+            result = timed_send(handle, payload, writer)
             if not is_successful(result):
                 conformance_world.refusal = result.failure()
                 break
