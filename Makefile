@@ -79,9 +79,9 @@ conformance: $(STAMP)
 	@scripts/ensure-mosquitto
 	@echo "==> the conformance kit against the reference MqttConnector (a fresh amqtt broker per scenario)"
 	@rc=0; \
-	$(BIN)/taktora-conformance -q --report-dir reports/conformance/reference || rc=1; \
+	$(BIN)/taktora-conformance --report-dir reports/conformance/reference || rc=1; \
 	echo "==> the kit against the gmqtt example connector (examples/gmqtt_connector)"; \
-	PYTHONPATH=examples $(BIN)/taktora-conformance -q --report-dir reports/conformance/gmqtt \
+	PYTHONPATH=examples $(BIN)/taktora-conformance --report-dir reports/conformance/gmqtt \
 	    --connector-factory gmqtt_connector:make_connector || rc=1; \
 	echo "==> both side by side (reports/conformance/)"; \
 	$(BIN)/taktora-conformance compare reports/conformance/reference/report.json \
