@@ -182,3 +182,11 @@ def test_tls_options_fail_early_on_bad_ca(tmp_path: object) -> None:
     import ssl
 
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_a_read_only_routing_cannot_be_retained() -> None:
+    """retained=True on a filter-only routing was accepted and silently meant nothing."""
+    with pytest.raises(ConfigurationError, match="retained=True is a flag for publishing"):
+        MqttRouting(filter="plant/+/temperature", retained=True)
+    both = MqttRouting(topic="plant/a/temperature", filter="plant/+/temperature", retained=True)
+    assert both.retained  # with a topic to publish to, it means something

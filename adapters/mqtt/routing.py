@@ -81,6 +81,11 @@ class MqttRouting:
         object.__setattr__(self, "qos", MqttQos.parse(self.qos))
         if not isinstance(self.retained, bool):
             raise ConfigurationError(f"retained must be True or False, got {self.retained!r}")
+        if self.retained and self.topic is None:
+            raise ConfigurationError(
+                "retained=True is a flag for publishing, and a routing with only a filter "
+                "can only read; give it a topic to publish retained messages"
+            )
 
     def subscription_filter(self) -> str:
         """The filter a reader of this routing matches received topics against."""
