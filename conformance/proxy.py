@@ -22,7 +22,6 @@ Rules of this module:
 from __future__ import annotations
 
 import contextlib
-import enum
 import selectors
 import socket
 import struct
@@ -44,25 +43,12 @@ from taktora_connector.adapters.mqtt.packets import (
     Unsubscribe,
     remaining_length,
 )
+from taktora_connector.adapters.mqtt.packets import PacketType as _CodecPacketType
 
 from .brokers import free_port
 
-
-class PacketType(enum.IntEnum):
-    CONNECT = 1
-    CONNACK = 2
-    PUBLISH = 3
-    PUBACK = 4
-    PUBREC = 5
-    PUBREL = 6
-    PUBCOMP = 7
-    SUBSCRIBE = 8
-    SUBACK = 9
-    UNSUBSCRIBE = 10
-    UNSUBACK = 11
-    PINGREQ = 12
-    PINGRESP = 13
-    DISCONNECT = 14
+#: The kit names packet types as the codec does: one table of them.
+PacketType = _CodecPacketType
 
 
 @dataclass(frozen=True)
