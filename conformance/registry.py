@@ -124,6 +124,8 @@ TESTS: Final[dict[str, TestCase]] = {
         ),
         TestCase("TEST_2503", "QoS 1 accepted during an outage is delivered after it", "REQ_0250"),
         TestCase("TEST_2504", "A reader's fileno() is readable while something waits", "REQ_0250"),
+        TestCase("TEST_2505", "As a context manager it starts and closes", "REQ_0250"),
+        TestCase("TEST_2506", "A closed writer refuses; other writers carry on", "REQ_0250"),
         TestCase("TEST_2510", "Received routing carries topic, QoS and retained flag", "REQ_0251"),
         TestCase("TEST_2511", "Invalid routings are refused", "REQ_0251"),
         TestCase("TEST_0130", "QoS 0 round trip preserves payload bytes", "REQ_0252"),

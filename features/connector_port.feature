@@ -77,3 +77,31 @@ Feature: The connector satisfies the Connector port (REQ_0250)
     When a reader "denied" on "sub" for topic "fd/denied" at QoS 1
     And "denied" is registered with a selector
     Then the selector finds "denied" readable
+
+  @REQ_0250 @TEST_2505
+  Scenario: As a context manager it starts on entry and closes on exit
+    Given a broker
+    And a connector "c"
+    And a reader "in" on "c" for topic "with/t" at QoS 1
+    And a writer "out" on "c" to topic "with/t" at QoS 1
+    When "c" is entered as a context manager
+    Then "c" reaches Up
+    When "in" is subscribed, probed through "out"
+    And "out" sends the value "inside" and it is delivered
+    Then "in" receives the value "inside"
+    When the with block of "c" ends
+    Then "c" is Down
+    And the writer "out" and the reader "in" refuse with ConnectorDown
+
+  @REQ_0250 @TEST_2506
+  Scenario: A closed writer refuses to send while the connector's other writers carry on
+    Given a broker
+    And a started connector "c"
+    And a reader "in" on "c" for topic "wclose/t" at QoS 1
+    And a writer "gone" on "c" to topic "wclose/t" at QoS 1
+    And a writer "kept" on "c" to topic "wclose/t" at QoS 1
+    When "in" is subscribed, probed through "kept"
+    And the writer "gone" is closed
+    Then sending through "gone" is refused
+    When "kept" sends the value "still here" and it is delivered
+    Then "in" receives the value "still here"

@@ -83,6 +83,36 @@ class ChannelWrapper:
 # REQ_0250 -------------------------------------------------------------------------------
 
 
+class LazyWith(Wrapper):
+    """``with`` neither starts nor closes the connector (TEST_2505)."""
+
+    def __enter__(self) -> LazyWith:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def lazy_with(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> LazyWith:
+    return LazyWith(MqttConnector(options, codec))
+
+
+class ImmortalWriter(ChannelWrapper):
+    def close(self) -> None:
+        pass  # the writer goes on accepting
+
+
+class WriterCloseIgnored(Wrapper):
+    """A writer's ``close()`` does nothing (TEST_2506)."""
+
+    def create_writer(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_writer(descriptor).map(ImmortalWriter)
+
+
+def writer_close_ignored(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return WriterCloseIgnored(MqttConnector(options, codec))
+
+
 class Nameless(Wrapper):
     @property
     def name(self) -> str:
@@ -534,6 +564,8 @@ def never_reports_drops(options: MqttConnectorOptions, codec: PayloadCodec[Any])
 #: factory name -> the one requirement it breaks
 BROKEN: dict[str, str] = {
     "nameless": "REQ_0250",
+    "lazy_with": "REQ_0250",
+    "writer_close_ignored": "REQ_0250",
     "never_reconnects": "REQ_0250",
     "fileno_never_readable": "REQ_0250",
     "forgets_received_qos": "REQ_0251",
@@ -606,6 +638,8 @@ def wakes_asyncio_loop(options: MqttConnectorOptions, codec: PayloadCodec[Any]) 
 
 #: faulty factory name -> the scenario (test id) written to catch it
 CAUGHT_BY: dict[str, str] = {
+    "lazy_with": "TEST_2505",
+    "writer_close_ignored": "TEST_2506",
     "never_reconnects": "TEST_2502",
     "close_without_flush": "TEST_2522",
     "pending_forever_after_close": "TEST_2523",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from pytest_bdd import parsers, then
+from pytest_bdd import parsers, then, when
 from returns.pipeline import is_successful
 
 from taktora_connector.adapters.mqtt import MqttRouting
@@ -61,6 +62,15 @@ def _writer_needs_topic(conformance_world: World, name: str) -> None:
 @then(parsers.parse('the channels of "{name}" refuse with ConnectorDown'))
 def _channels_refuse(conformance_world: World, name: str) -> None:
     writer, reader = conformance_world.scratch["channels"]
+    _refuse_with_connector_down(writer, reader)
+
+
+@then(parsers.parse('the writer "{writer}" and the reader "{reader}" refuse with ConnectorDown'))
+def _named_channels_refuse(conformance_world: World, writer: str, reader: str) -> None:
+    _refuse_with_connector_down(conformance_world.writer(writer), conformance_world.reader(reader))
+
+
+def _refuse_with_connector_down(writer: Any, reader: Any) -> None:
     assert isinstance(writer.send("late").failure(), ConnectorDown)
     assert isinstance(reader.try_recv().failure(), ConnectorDown)
     assert isinstance(reader.recv(0.1).failure(), ConnectorDown)
@@ -90,3 +100,26 @@ def _loss_sequence(conformance_world: World, name: str) -> None:
     low, high = conformance_world.began_monotonic_ns - 10**9, time.monotonic_ns() + 10**9
     assert all(low <= at <= high for at in stamps), f"HealthEvent.at not monotonic ns: {stamps}"
     assert stamps == sorted(stamps), f"HealthEvent.at goes back in time: {stamps}"
+
+
+@when(parsers.parse('"{name}" is entered as a context manager'))
+def _entered(conformance_world: World, name: str) -> None:
+    connector = conformance_world.party(name).connector
+    entered = connector.__enter__()
+    assert entered is connector, f"__enter__ of {name!r} returned {entered!r}, not the connector"
+
+
+@when(parsers.parse('the with block of "{name}" ends'))
+def _with_ends(conformance_world: World, name: str) -> None:
+    conformance_world.party(name).connector.__exit__(None, None, None)
+
+
+@when(parsers.parse('the writer "{writer}" is closed'))
+def _writer_closed(conformance_world: World, writer: str) -> None:
+    conformance_world.writer(writer).close()
+
+
+@then(parsers.parse('sending through "{writer}" is refused'))
+def _sending_refused(conformance_world: World, writer: str) -> None:
+    result = conformance_world.writer(writer).send("after close")
+    assert not is_successful(result), f"a closed writer accepted a value: {result}"
