@@ -168,7 +168,10 @@ def _meta_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
     ident = meta.get("identity", {})
     selection = meta.get("selection", {})
     chosen = ", ".join(f"{k} {v!r}" for k, v in selection.items() if v) or "every scenario"
-    limits = "; ".join(meta.get("broker_limits", [])) or "none"
+    limits = (
+        "; ".join(meta.get("broker_limits", []))
+        or "none (every selected scenario can run on this broker set-up)"
+    )
     return [
         ("Connector under test", f"{meta['connector']}"),
         ("Connector distribution", ident.get("distribution", "unknown")),
