@@ -6,8 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import sysconfig
-import zipfile
-from email.parser import Parser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,43 +70,6 @@ def test_the_console_script_is_the_safe_entry() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "--broker-url" in done.stdout
-
-
-def test_wheel_carries_the_licence_and_the_metadata(tmp_path: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = tmp_path.glob("*.whl")
-    archive = zipfile.ZipFile(wheel)
-    licence = archive.read("taktora_connector-0.1.0.dist-info/licenses/LICENSE").decode()
-    assert licence == (ROOT / "LICENSE").read_text(encoding="utf-8")
-    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
-    metadata = Parser().parsestr(
-        archive.read("taktora_connector-0.1.0.dist-info/METADATA").decode()
-    )
-    assert metadata["License-Expression"] == "Apache-2.0"
-    assert metadata["License-File"] == "LICENSE"
-    classifiers = metadata.get_all("Classifier") or []
-    assert "Framework :: Pytest" in classifiers
-    assert any(c.startswith("Development Status ::") for c in classifiers)
-    extras = metadata.get_all("Requires-Dist") or []
-    assert any(r.startswith("pytest-timeout") and 'extra == "conformance"' in r for r in extras)
-    entry_points = archive.read("taktora_connector-0.1.0.dist-info/entry_points.txt").decode()
-    assert "taktora-conformance = taktora_connector.conformance.entry:main" in entry_points
-    assert "taktora_conformance = taktora_connector.conformance.entry" in entry_points
 
 
 def test_kit_console_shows_no_pytest_configfile(tmp_path: Path) -> None:

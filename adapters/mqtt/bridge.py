@@ -191,18 +191,21 @@ class InboundQueue(Generic[T]):
             if not items:
                 return None
             item = items.popleft()
-            drained = False
-            if not items:
-                if self._pipe is not None:
-                    os.read(self._pipe[0], 1)
-                if self._overflowed:
-                    self._overflowed = False
-                    drained = True
+            drained = not items and self._emptied()
         finally:
             lock.release()
         if drained:
             self._on_drained()
         return item
+
+    def _emptied(self) -> bool:
+        """The queue just became empty (lock held): clear the pipe's readable byte;
+        True when it had overflowed, so the drop latch may re-arm."""
+        if self._pipe is not None:
+            os.read(self._pipe[0], 1)
+        overflowed = self._overflowed
+        self._overflowed = False
+        return overflowed
 
     def after_fork(self) -> None:
         """In a forked child: a lock a parent thread held at the fork would stay held."""
@@ -225,13 +228,7 @@ class InboundQueue(Generic[T]):
                 items.clear()
             else:
                 taken = [items.popleft() for _ in range(limit)]
-            drained = False
-            if not items:
-                if self._pipe is not None:
-                    os.read(self._pipe[0], 1)
-                if self._overflowed:
-                    self._overflowed = False
-                    drained = True
+            drained = not items and self._emptied()
         finally:
             lock.release()
         if drained:
