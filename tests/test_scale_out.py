@@ -17,10 +17,6 @@ from .conftest import unique_id, wait_until
 
 K = 3
 COUNT = 3_000
-#: What a SIGKILLed member may have acknowledged and not yet printed (see below).
-#: Measured: 0 in every run so far; a broker that dropped the dead member's share
-#: would lose hundreds.
-KILL_WINDOW = 5
 
 
 def _group(broker: MosquittoBroker, run: str, *, idle: float, persistent: bool) -> list[Consumer]:
@@ -65,8 +61,11 @@ def test_a_killed_and_restarted_member_loses_nothing_of_its_session(
     What can still go missing is what the killed process had acknowledged but not
     yet handed on: the connector acknowledges a QoS 1 message when it reaches the
     reader's queue (paho's automatic PUBACK), so a message in that queue, or between
-    the queue and the print, dies with the process. Those are counted and must not
-    exceed a handful (``KILL_WINDOW``)."""
+    the queue and the print, dies with the process. Those are counted, and each must
+    be explained that way: numbered after the last one the victim printed and before
+    the first one the restarted member got (the broker sends a session's share in
+    order). A broker that dropped the dead member's share would lose messages after
+    that window. Seen: 0 lost in most runs, 12 in one run on a loaded machine."""
     run = unique_id("kill").replace("-", "")
     publisher = Publisher(mosquitto_broker.port)
     consumers = _group(mosquitto_broker, run, idle=3.0, persistent=True)
@@ -111,7 +110,12 @@ def test_a_killed_and_restarted_member_loses_nothing_of_its_session(
     assert set(duplicates) <= victim_numbers
     assert all(times == 2 for times in duplicates.values())
     assert restarted.numbers()  # the restarted member got its queued share
-    assert len(lost) <= KILL_WINDOW, f"lost {len(lost)}: {lost[:20]}"
+    last_printed, first_after = max(victim.numbers()), min(restarted.numbers())
+    unexplained = [n for n in lost if not last_printed < n < first_after]
+    assert not unexplained, (
+        f"lost {len(lost)}; {len(unexplained)} of them ({unexplained[:20]}) are not what the "
+        f"victim had acknowledged and not printed (after {last_printed}, before {first_after})"
+    )
 
 
 def test_a_dead_members_share_waits_in_its_session_for_the_restart(
