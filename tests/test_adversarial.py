@@ -201,7 +201,7 @@ def test_every_public_wait_takes_any_timeout_without_raising(value: Any) -> None
     )
     try:
         reader: Any = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="a/t"))).unwrap()
-        reader.deliver_many([(b"x", "a/t", 0, False, 0)])
+        reader.deliver_many([(b"x", "a/t", 0, False, 0, None)])
         writer: Any = conn.create_writer(ChannelDescriptor("w", MqttRouting(topic="a/t"))).unwrap()
         results: list[Result[Any, ConnectorError]] = [reader.recv(value), writer.flush(value)]
         sub = conn.subscribe_health()

@@ -162,7 +162,7 @@ def test_leaving_an_iteration_early_loses_no_message() -> None:
     )
     try:
         reader: Any = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="a/t"))).unwrap()
-        reader.deliver_many([(bytes([n]), "a/t", 0, False, 0) for n in range(5)])
+        reader.deliver_many([(bytes([n]), "a/t", 0, False, 0, None) for n in range(5)])
         for envelope in reader:  # takes all five at once, hands out two
             if envelope.payload == b"\x01":
                 break

@@ -28,7 +28,7 @@ from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.mqtt import MqttRouting
-from taktora_connector.adapters.mqtt.channels import MqttReader, MqttWriter
+from taktora_connector.adapters.mqtt.channels import MqttReader, MqttWriter, Ready
 from taktora_connector.adapters.mqtt.delivery import Delivery
 from taktora_connector.adapters.timeouts import shown, wait_seconds
 from taktora_connector.domain import (
@@ -251,7 +251,8 @@ class AsyncReader(Generic[T]):
         self._detached = False
         # Taken from the reader in one batch and not yet handed out; it belongs to the
         # reader, not to a coroutine, so a cancelled recv leaves it for the next one.
-        self._ready: deque[RecvEnvelope[T, MqttRouting] | ConnectorError] = deque()
+        # Each with its acknowledgement, handed to the reader as the message is handed out.
+        self._ready: deque[Ready[T]] = deque()
 
     @property
     def descriptor(self) -> ChannelDescriptor[MqttRouting]:
@@ -273,12 +274,15 @@ class AsyncReader(Generic[T]):
         """The next waiting envelope, or ``None`` at once."""
         if self._detached:
             return Failure(self._closed_error())
+        reader = self._reader
+        reader.release_taken()  # the caller is back: done with what it took before
         ready = self._ready
         if not ready:
-            ready.extend(self._reader.take_ready(_BATCH))
+            ready.extend(reader.take_ready(_BATCH))
             if not ready:
-                return self._reader.try_recv()  # nothing waits: None, or why not
-        taken = ready.popleft()
+                return reader.try_recv()  # nothing waits: None, or why not
+        taken, token = ready.popleft()
+        reader.hold_taken(token)
         if isinstance(taken, RecvEnvelope):
             return Success(taken)
         return Failure(taken)
@@ -337,7 +341,9 @@ class AsyncReader(Generic[T]):
         return self._fd
 
     def close(self) -> None:
-        """Close the reader; coroutines waiting in ``recv`` get ``Failure(ConnectorDown)``."""
+        """Close the reader; coroutines waiting in ``recv`` get ``Failure(ConnectorDown)``.
+        Like the thread API's ``close``, what was taken and not handed out is discarded."""
+        self._reader.release([token for _, token in self._ready if token is not None])
         self.detach()
         self._reader.close()
 

@@ -12,7 +12,10 @@ Rules of this module:
   counted, and ``offer`` returns ``Dropped(count)`` with the running total
   (REQ_0261); the reader is told when its queue drains after a drop;
 - a reader's queue can expose a file descriptor that is readable exactly while
-  a message waits; the pipe behind it is only made when asked for.
+  a message waits; the pipe behind it is only made when asked for;
+- items the queue lets go of without handing them out (dropped when full, offered
+  once closed, cleared by ``close``) go to its ``on_discard`` hook, if any, outside
+  its lock (a persistent session releases their acknowledgements there).
 """
 
 from __future__ import annotations
@@ -129,8 +132,14 @@ class InboundQueue(Generic[T]):
     since a reader that keeps up is woken for nearly every message.
     """
 
-    def __init__(self, capacity: int, on_drained: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        on_drained: Callable[[], None],
+        on_discard: Callable[[list[T]], None] | None = None,
+    ) -> None:
         self.capacity = capacity
+        self._on_discard = on_discard
         self.dropped = 0
         self._items: deque[T] = deque()
         self._lock = threading.Lock()
@@ -153,28 +162,40 @@ class InboundQueue(Generic[T]):
     def offer_many(self, batch: list[T]) -> int:
         """Queue ``batch`` in order under one lock; return how many were dropped (the
         newest ones, beyond the capacity)."""
+        discarded: list[T] | None = None
         with self._lock:
             if self._closed:
-                return 0  # the reader is gone; nobody is left to count this for
-            items = self._items
-            was_empty = not items
-            room = self.capacity - len(items)
-            if room >= len(batch):
-                items.extend(batch)
-                dropped = 0
+                discarded = batch
+                dropped = 0  # the reader is gone; nobody is left to count this for
             else:
-                room = max(room, 0)
-                if room:
-                    items.extend(batch[:room])
-                dropped = len(batch) - room
-                self.dropped += dropped
-                self._overflowed = True
-            if items:
-                if was_empty and self._pipe is not None:
-                    os.write(self._pipe[1], b"\x01")
-                waiters = self._waiters
-                for _ in range(min(len(waiters), len(items))):
-                    waiters.popleft().release()
+                dropped = self._queue_batch(batch)
+                if dropped and self._on_discard is not None:
+                    discarded = batch[len(batch) - dropped :]
+        if discarded and self._on_discard is not None:
+            self._on_discard(discarded)
+        return dropped
+
+    def _queue_batch(self, batch: list[T]) -> int:
+        """``offer_many`` with the lock held, the queue open: how many were dropped."""
+        items = self._items
+        was_empty = not items
+        room = self.capacity - len(items)
+        if room >= len(batch):
+            items.extend(batch)
+            dropped = 0
+        else:
+            room = max(room, 0)
+            if room:
+                items.extend(batch[:room])
+            dropped = len(batch) - room
+            self.dropped += dropped
+            self._overflowed = True
+        if items:
+            if was_empty and self._pipe is not None:
+                os.write(self._pipe[1], b"\x01")
+            waiters = self._waiters
+            for _ in range(min(len(waiters), len(items))):
+                waiters.popleft().release()
         return dropped
 
     def take(self, timeout: float | None) -> T | None:
@@ -321,9 +342,12 @@ class InboundQueue(Generic[T]):
             if self._closed:
                 return
             self._closed = True
+            discarded = list(self._items)
             self._items.clear()
             self._wake_all()
             pipe, self._pipe = self._pipe, None
+        if discarded and self._on_discard is not None:
+            self._on_discard(discarded)
         if pipe is not None:
             os.close(pipe[0])
             os.close(pipe[1])

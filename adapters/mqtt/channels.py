@@ -9,7 +9,11 @@ Rules of this module:
 - a writer's sequence numbers are assigned under its lock together with the
   enqueue, so they strictly increase in bridge order and a refused send uses none;
 - payloads are decoded on the reader's thread; a payload that does not decode
-  is a ``Failure(CodecError)`` carrying the raw bytes, and the reader carries on.
+  is a ``Failure(CodecError)`` carrying the raw bytes, and the reader carries on;
+- a persistent session's QoS 1 message is acknowledged once the application is done
+  with it: when it next asks this reader for a message (``recv``, ``try_recv``, the
+  next step of an iteration) or closes the reader; what it never took stays
+  unacknowledged, and the broker sends it again (``inbound_acks``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from taktora_connector.ports import PayloadCodec
 from .bridge import InboundQueue, Offer, OutboundBridge
 from .delivery import Delivery
 from .health_control import HealthController
+from .inbound_acks import AckToken, InboundAcks
 from .routing import MqttRouting
 
 T = TypeVar("T")
@@ -56,9 +61,13 @@ _ROUTING_CACHE = 1024
 #: (beyond that, a re-sent retained message may reach it twice).
 _RETAINED_MEMORY = 100_000
 
-#: (payload, topic, qos, retain, timestamp_ns, sequence_number) as queued for a reader;
-#: the payload is a PayloadOverflow in place of one above the channel's limit.
-_Inbound = tuple[bytes | PayloadOverflow, str, int, bool, int, int]
+#: (payload, topic, qos, retain, timestamp_ns, sequence_number, token) as queued for a
+#: reader; the payload is a PayloadOverflow in place of one above the channel's limit;
+#: the token is the persistent session's acknowledgement (None: nothing to release).
+_Inbound = tuple[bytes | PayloadOverflow, str, int, bool, int, int, AckToken | None]
+#: A message as the asyncio reader takes it: the envelope or the error in its place,
+#: and the acknowledgement to hand over with it (``hold_taken``).
+Ready = tuple[RecvEnvelope[T, MqttRouting] | ConnectorError, AckToken | None]
 
 
 class MqttWriter(Generic[T]):
@@ -181,13 +190,21 @@ class MqttReader(Generic[T]):
         capacity: int,
         controller: HealthController,
         on_close: Callable[[MqttReader[T]], None],
+        *,
+        acks: InboundAcks | None = None,
     ) -> None:
         self._descriptor = descriptor
         self._codec = codec
         self._controller = controller
         self._on_close = on_close
         self.topic_filter = descriptor.routing.broker_filter()
-        self._queue: InboundQueue[_Inbound] = InboundQueue(capacity, self._drained)
+        # A persistent session: acknowledgements wait for the application (module rules).
+        self._acks = acks
+        self._taken_lock = threading.Lock()
+        self._taken: list[AckToken] = []  # handed out, the application not back yet
+        self._queue: InboundQueue[_Inbound] = InboundQueue(
+            capacity, self._drained, self._discarded if acks is not None else None
+        )
         self._next_sequence = 0  # written by the sidecar only
         self._error: ConnectorError | None = None
         self._closed = False
@@ -219,15 +236,16 @@ class MqttReader(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
-    def deliver_many(self, items: list[tuple[bytes, str, int, bool, int]]) -> int:
-        """Sidecar side: queue (payload, topic, qos, retain, timestamp_ns) items in order,
-        under one lock; return how many were dropped. Dropped ones use a sequence number
-        too, so a gap in a reader's sequence numbers shows where messages were dropped."""
+    def deliver_many(self, items: list[tuple[bytes, str, int, bool, int, AckToken | None]]) -> int:
+        """Sidecar side: queue (payload, topic, qos, retain, timestamp_ns, token) items in
+        order, under one lock; return how many were dropped. Dropped ones use a sequence
+        number too, so a gap in a reader's sequence numbers shows where messages were
+        dropped."""
         sequence = self._next_sequence
         batch: list[_Inbound] = []
         append = batch.append
         limit = self._max_payload
-        for payload, topic, qos, retain, timestamp_ns in items:
+        for payload, topic, qos, retain, timestamp_ns, token in items:
             if retain:
                 # Retained copies come in answer to every SUBSCRIBE of a matching filter,
                 # also those made for another reader: skip one this reader already has.
@@ -235,6 +253,8 @@ class MqttReader(Generic[T]):
                 digest = hash(payload)
                 if seen.get(topic) == digest:
                     self.retained_duplicates += 1
+                    if token is not None and self._acks is not None:
+                        self._acks.release((token,))
                     continue
                 if len(seen) < _RETAINED_MEMORY or topic in seen:
                     seen[topic] = digest
@@ -242,9 +262,9 @@ class MqttReader(Generic[T]):
                 # Above this channel's limit: not queued; reported in its place, in order.
                 self.oversized += 1
                 overflow = PayloadOverflow(len(payload), limit)
-                append((overflow, topic, qos, retain, timestamp_ns, sequence))
+                append((overflow, topic, qos, retain, timestamp_ns, sequence, token))
             else:
-                append((payload, topic, qos, retain, timestamp_ns, sequence))
+                append((payload, topic, qos, retain, timestamp_ns, sequence, token))
             sequence += 1
         self._next_sequence = sequence
         return self._queue.offer_many(batch) if batch else 0
@@ -276,7 +296,11 @@ class MqttReader(Generic[T]):
     ) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:
         if self._closed:
             return Failure(self._closed_error())
+        if self._acks is not None:
+            self.release_taken()  # the application is back: done with what it took
         item = self._queue.take(timeout)
+        if item is not None and item[6] is not None:
+            self.hold_taken(item[6])
         if item is None:
             if self._queue.closed:  # closed while we waited
                 return Failure(self._closed_error())
@@ -291,7 +315,7 @@ class MqttReader(Generic[T]):
 
     def _envelope(self, item: _Inbound) -> RecvEnvelope[T, MqttRouting] | ConnectorError:
         """One queued item as the caller gets it: an envelope, or the error in its place."""
-        payload, topic, qos, retain, timestamp_ns, sequence = item
+        payload, topic, qos, retain, timestamp_ns, sequence, _ = item
         if isinstance(payload, PayloadOverflow):
             return payload
         try:
@@ -316,14 +340,42 @@ class MqttReader(Generic[T]):
             routing = self._routings[key] = MqttRouting.delivered(topic, qos, retain)
         return RecvEnvelope(value, payload, sequence, timestamp_ns, ZERO_CORRELATION_ID, routing)
 
-    def take_ready(self, limit: int) -> list[RecvEnvelope[T, MqttRouting] | ConnectorError]:
+    def take_ready(self, limit: int) -> list[Ready[T]]:
         """Up to ``limit`` of the messages waiting now, under one lock, each as an envelope
-        or the error in its place; ``[]`` when none waits (``try_recv`` then tells why).
-        For callers that keep what they took (the asyncio reader): taken is taken."""
+        or the error in its place, with its acknowledgement; ``[]`` when none waits
+        (``try_recv`` then tells why). For callers that keep what they took (the asyncio
+        reader): taken is taken, and such a caller calls ``hold_taken`` as it hands a
+        message out and ``release_taken`` when its caller is back for more."""
         if self._closed:
             return []
         envelope = self._envelope
-        return [envelope(item) for item in self._queue.take_many(limit, 0)]
+        return [(envelope(item), item[6]) for item in self._queue.take_many(limit, 0)]
+
+    def hold_taken(self, token: AckToken | None) -> None:
+        """The application has this message now; acknowledged at ``release_taken``."""
+        if token is not None:
+            with self._taken_lock:
+                self._taken.append(token)
+
+    def release_taken(self) -> None:
+        """The application is done with what it took (it came back, or closed the reader)."""
+        if not self._taken or self._acks is None:
+            return
+        with self._taken_lock:
+            taken, self._taken = self._taken, []
+        self._acks.release(taken)
+
+    def release(self, tokens: list[AckToken]) -> None:
+        """Acknowledge messages taken from this reader that nobody will hand out (the
+        asyncio reader closing with some it had taken)."""
+        if tokens and self._acks is not None:
+            self._acks.release(tokens)
+
+    def _discarded(self, items: list[_Inbound]) -> None:
+        """The queue let these go (dropped when full, or the reader closed): they owe
+        this reader nothing."""
+        assert self._acks is not None
+        self._acks.release([item[6] for item in items if item[6] is not None])
 
     def __iter__(self) -> Iterator[RecvEnvelope[T, MqttRouting]]:
         """Envelopes until the reader or its connector closes; other errors are raised.
@@ -335,6 +387,8 @@ class MqttReader(Generic[T]):
         while True:
             if self._closed:
                 return
+            if self._acks is not None:
+                self.release_taken()  # e.g. what a recv before the loop handed out
             batch = queue.take_many(_ITER_BATCH, None)
             if not batch:
                 error = self._error
@@ -347,10 +401,15 @@ class MqttReader(Generic[T]):
             try:
                 for item in batch:
                     handed += 1
+                    token = item[6]
+                    if token is not None:
+                        self.hold_taken(token)
                     envelope = self._envelope(item)
                     if not isinstance(envelope, RecvEnvelope):
                         raise envelope
                     yield envelope
+                    if token is not None:
+                        self.release_taken()  # the loop came back: done with this one
             finally:
                 if handed < len(batch):
                     queue.unget(batch[handed:])
@@ -363,7 +422,8 @@ class MqttReader(Generic[T]):
             return
         self._closed = True
         self._on_close(self)
-        self._queue.close()
+        self.release_taken()
+        self._queue.close()  # what waits is discarded (and released, see _discarded)
         self._controller.inbound_drained(self)
 
     def _drained(self) -> None:

@@ -217,6 +217,7 @@ class MqttConnector(Generic[T]):
                 self._options.inbound_capacity,
                 self._controller,
                 _weak_method(self._forget_reader),
+                acks=self._gateway.inbound_acks,
             )
             self._readers[descriptor.name] = reader
             self._subscriptions.add(reader.topic_filter, reader, int(descriptor.routing.qos))
@@ -255,6 +256,13 @@ class MqttConnector(Generic[T]):
     ) -> Result[None, ConnectorError]:
         for writer in writers:
             writer.close()
+        acks = self._gateway.inbound_acks
+        if acks is not None:
+            # A persistent session: what the application took is acknowledged before the
+            # DISCONNECT; what it never took is not, and comes again with the next session.
+            for reader in readers:
+                reader.release_taken()
+            acks.seal()
         flushed = self._gateway.stop(seconds)
         for reader in readers:
             reader.close()

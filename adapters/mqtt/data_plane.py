@@ -14,8 +14,10 @@ Rules of this module:
 - a complete packet is the liveness signal: ``packets_received`` counts them
   (partial bytes never count);
 - readers get messages in batches: one queue lock per reader per read, never one
-  per message; a QoS 1 PUBLISH is acknowledged once it was offered to its
-  readers (queued, or dropped and counted), as before; a QoS 2 PUBLISH breaks
+  per message; a QoS 1 PUBLISH of a clean session is acknowledged once it was
+  offered to its readers (queued, or dropped and counted); one of a persistent
+  session once the application is done with it (``inbound_acks``); either way
+  PUBACKs leave in the order the PUBLISHes came (MQTT-4.6.0-2); a QoS 2 PUBLISH breaks
   MQTT-3.8.4-6 (the connector never subscribes above QoS 1) and ends the connection;
 - outbound: messages are taken from the bridge in batches and encoded straight
   into the socket's write buffer: QoS 1 while fewer than ``max_inflight`` are
@@ -42,6 +44,7 @@ from taktora_connector.domain import ConnectorDown, ConnectorError, StackError
 from .bridge import OutboundBridge
 from .buffered_socket import BufferedSocket
 from .delivery import Delivery
+from .inbound_acks import AckToken, InboundAcks
 from .packet_ids import LARGEST, PacketIds
 from .packets import (
     MAX_REMAINING,
@@ -66,8 +69,9 @@ SESSION_IDS: Final = 1024
 
 #: (topic, payload, qos, retain, delivery) as queued by a writer.
 Outbound = tuple[str, bytes, int, bool, Delivery]
-#: (payload, topic, qos, retain, timestamp_ns) as handed to a reader.
-Inbound = tuple[bytes, str, int, bool, int]
+#: (payload, topic, qos, retain, timestamp_ns, token) as handed to a reader; the token
+#: is the persistent session's acknowledgement to release (None: nothing to release).
+Inbound = tuple[bytes, str, int, bool, int, AckToken | None]
 
 
 class InboundSink(Hashable, Protocol):
@@ -115,8 +119,11 @@ class DataPlane:
         ids: PacketIds,
         max_inflight: int,
         unrouted: Unrouted,
+        *,
+        acks: InboundAcks | None = None,
     ) -> None:
         self._match = match
+        self._acks = acks  # None: a clean session, acknowledged on arrival
         self._unrouted = unrouted
         self._drops = drops
         self._ids = ids
@@ -146,7 +153,10 @@ class DataPlane:
         self._reader = self._new_reader()
 
     def connection_lost(self) -> None:
-        """QoS 0 messages whose bytes did not reach the kernel fail; QoS 1 ones wait."""
+        """QoS 0 messages whose bytes did not reach the kernel fail; QoS 1 ones wait.
+        Inbound ones not acknowledged come again from the broker."""
+        if self._acks is not None:
+            self._acks.connection_lost()
         self.settle_qos0()
         lost = ConnectorDown("connection lost before the message was written")
         while self._qos0:
@@ -182,6 +192,7 @@ class DataPlane:
         routes: dict[bytes, _Route] = {}
         batches: dict[InboundSink, list[Inbound]] = {}
         acks: list[bytes] = []
+        ledger = self._acks
         now = time.time_ns()
         count = 0
         try:
@@ -192,32 +203,52 @@ class DataPlane:
                     assert isinstance(packet, Publish)
                     count += 1
                     topic_raw = packet.topic
-                    if topic_raw in routes:
-                        route = routes[topic_raw]
-                    else:
-                        route = routes[topic_raw] = self._route(topic_raw, batches)
                     qos = packet.qos
                     if qos == 2:
                         raise ProtocolViolation(
                             "QoS 2 PUBLISH on a subscription of QoS 1 at most (MQTT-3.8.4-6)"
                         )
+                    token: AckToken | None = None
+                    if qos:
+                        assert packet.packet_id is not None
+                        if ledger is None:
+                            acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
+                        else:
+                            token = ledger.expect(
+                                packet.packet_id, topic_raw, packet.payload, packet.dup
+                            )
+                            if token is None:
+                                continue  # a resend of one the readers already have
+                    if topic_raw in routes:
+                        route = routes[topic_raw]
+                    else:
+                        route = routes[topic_raw] = self._route(topic_raw, batches)
                     if route is not None:
                         batches_of = route[1]
                         if batches_of is None:
                             self._unrouted(packet.payload, route[0], qos, packet.retain, now)
                         else:
-                            item = (packet.payload, route[0], qos, packet.retain, now)
+                            item: Inbound = (
+                                packet.payload,
+                                route[0],
+                                qos,
+                                packet.retain,
+                                now,
+                                token,
+                            )
+                            if token is not None:
+                                token.owed = len(batches_of)
                             for batch in batches_of:
                                 batch.append(item)
-                    if qos:
-                        assert packet.packet_id is not None
-                        acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
                 elif kind is SkippedPublish:
                     assert isinstance(packet, SkippedPublish)
                     count += 1
                     self._skipped(packet, batches, now)
                     if packet.packet_id is not None:
-                        acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
+                        if ledger is None:
+                            acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
+                        else:  # refused by every reader: owes nothing, acknowledged in turn
+                            ledger.expect(packet.packet_id, packet.topic, b"", dup=False)
                 elif kind is PubAck:
                     assert isinstance(packet, PubAck)
                     count += 1
@@ -234,8 +265,18 @@ class DataPlane:
         finally:
             self.packets_received += count
             self._deliver(batches)
+            if ledger is not None:
+                acks.append(ledger.due())
             if acks and wire is not None and self._wire is wire:
                 wire.write(b"".join(acks))
+
+    def write_due_acks(self) -> None:
+        """A persistent session: write the PUBACKs that became due since the last read."""
+        if self._acks is None or self._wire is None:
+            return
+        due = self._acks.due()
+        if due:
+            self._wire.write(due)
 
     def _payload_limit(self, topic_raw: bytes) -> int:
         """The largest payload a reader of this topic accepts (point 11 of issue 9): a
@@ -258,7 +299,7 @@ class DataPlane:
         route = self._route(packet.topic, batches)
         if route is None or route[1] is None:
             return
-        item = (_Skipped(packet.size), route[0], packet.qos, packet.retain, now)
+        item = (_Skipped(packet.size), route[0], packet.qos, packet.retain, now, None)
         for batch in route[1]:
             batch.append(item)
 

@@ -59,6 +59,7 @@ from .connecting import Reconnect, connect_failure, describe, lost_reason, open_
 from .data_plane import DataPlane, Outbound
 from .failing import Waiters
 from .health_control import HealthController
+from .inbound_acks import InboundAcks
 from .liveness import Liveness
 from .options import MqttConnectorOptions
 from .outbound_flow import OutboundFlow
@@ -101,8 +102,15 @@ class Gateway:
         )
         self._ids = PacketIds()
         self._lent_ids = LentIds(self._ids)  # the ones paho took and has in flight
+        #: A persistent session's PUBACKs wait for the application (``inbound_acks``).
+        self.inbound_acks = None if options.clean_session else InboundAcks(self.wake)
         self._plane = DataPlane(
-            self._match, controller, self._ids, options.max_inflight, self._unrouted.hold
+            self._match,
+            controller,
+            self._ids,
+            options.max_inflight,
+            self._unrouted.hold,
+            acks=self.inbound_acks,
         )
         self.outbound: OutboundBridge[Outbound] = OutboundBridge(bridge_capacity, self.wake)
         self._waiters = Waiters(controller, subscriptions, self._plane, self.outbound)
@@ -283,6 +291,7 @@ class Gateway:
             self._attempt_connect(now)
         self._unrouted.route_if_changed()
         if self._connected:
+            self._plane.write_due_acks()
             self._pump()
         if self._socket_open:
             self._write()
@@ -338,6 +347,9 @@ class Gateway:
             return False
         if self._subscriptions.pending:
             return True
+        acks = self.inbound_acks
+        if acks is not None and acks.waiting:
+            return True
         return self._flow.can_pump() or (sock is not None and has_buffered_input(sock))
 
     # -- connecting ------------------------------------------------------------------
@@ -367,6 +379,8 @@ class Gateway:
             return
         self._connected = True
         self._connack_deadline = None
+        if self.inbound_acks is not None:
+            self.inbound_acks.session_resumed(bool(flags.session_present))
         self._reconnect.connected()
         self._send_subscriptions(self._subscriptions.everything())
         self._plane.resend()
@@ -529,6 +543,7 @@ class Gateway:
         if client is not None and self._socket_open:
             wire = self._wire
             if self._connected:
+                self._plane.write_due_acks()  # what the application was done with
                 self._connected = False
                 client.disconnect()
                 deadline = time.monotonic() + 1.0

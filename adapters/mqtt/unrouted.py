@@ -7,7 +7,9 @@ Rules of this module:
 - with a clean session the broker keeps nothing for later, and a retained message
   comes again in answer to the reader's SUBSCRIBE: those are only counted;
 - otherwise the last ``capacity`` of them are held (older ones go first) and, once
-  the set of readers changes, handed in order to the readers that match them.
+  the set of readers changes, handed in order to the readers that match them;
+- a held message was acknowledged on arrival (holding its PUBACK back would stall every
+  later one, MQTT-4.6.0-2): a process that dies loses what it held.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class UnroutedHold:
         self.count += 1
         if not self._keep or retain:
             return
-        self._held.append((payload, topic, qos, retain, timestamp_ns))
+        self._held.append((payload, topic, qos, retain, timestamp_ns, None))
         self._seen = self._readers()
 
     def route_if_changed(self) -> None:
