@@ -1,7 +1,7 @@
 """Scale-out: K connector processes share one subscription (``$share/<group>/<filter>``).
 
     python -m benchmarks.scaleout consume --port P --filter F --group G --client-id ID
-        [--persistent] [--idle S] [--summary]
+        [--persistent] [--idle S] [--work S] [--summary]
 
 A consumer process: one ``MqttConnector`` with a shared reader on ``F`` and a plain
 reader on ``probe/<client id>``. It prints ``ready`` once a probe arrived (the
@@ -84,6 +84,8 @@ def consume(args: argparse.Namespace) -> int:
             if not args.summary:
                 out.write(envelope.payload.decode() + "\n")
                 out.flush()
+            if args.work:
+                time.sleep(args.work)  # a slow application: messages wait in the reader
         if args.summary:
             out.write(f"summary {count} {first} {last}\n")
         out.flush()
@@ -110,6 +112,7 @@ class Consumer:
         *,
         persistent: bool = False,
         idle: float = 3.0,
+        work: float = 0.0,
         summary: bool = False,
     ) -> Consumer:
         command = [
@@ -122,6 +125,7 @@ class Consumer:
             f"--group={group}",
             f"--client-id={client_id}",
             f"--idle={idle}",
+            f"--work={work}",
             *(["--persistent"] if persistent else []),
             *(["--summary"] if summary else []),
         ]
@@ -251,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--client-id", required=True)
     worker.add_argument("--persistent", action="store_true")
     worker.add_argument("--idle", type=float, default=3.0)
+    worker.add_argument(
+        "--work", type=float, default=0.0, help="seconds spent on each message after printing it"
+    )
     worker.add_argument("--summary", action="store_true")
     return consume(parser.parse_args(argv))
 
