@@ -10,15 +10,21 @@
 The "bare socket" contender is the limit: the smallest Python that speaks the
 case (a PUBLISH encoded per message and written in batches; the smallest
 PUBLISH parser over 64 KiB reads). It shares no code with the connector.
+``PublisherProcess`` runs the bare publisher in a process of its own: the asyncio
+benchmark's live inbound cases use it as a publisher faster than any receiver.
 Every function returns seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -30,6 +36,8 @@ from taktora_connector.adapters.mqtt import MqttConnector, MqttQos, MqttRouting
 from taktora_connector.domain import ChannelDescriptor
 
 from .contenders import TIMEOUT, backpressure_pause, client_id, connector_options, wait_up
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: The in-flight window every QoS 1 publisher uses (the connector's default).
 WINDOW = 1000
@@ -139,50 +147,122 @@ def publish_bare(port: int, qos: int, payload: bytes, count: int, topic: str) ->
         client.close()
 
 
-def drain_bare(port: int, qos: int, count: int, ident: str) -> None:
+def read_bare(client: BareClient, count: int) -> None:
     """Read ``count`` PUBLISH packets with the smallest parser; PUBACK each at QoS 1."""
-    client = BareClient(port, ident, clean=False)
     sock = client.sock
     data = bytes(client.buffer)
     got = 0
-    try:
-        while got < count:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise RuntimeError("broker closed the connection")
-            data = data + chunk if data else chunk
-            pos = 0
-            end = len(data)
-            acks = []
-            while pos + 2 <= end:
-                first = data[pos]
-                length = 0
-                shift = 0
-                index = pos + 1
-                byte = 0x80
-                while index < end:
-                    byte = data[index]
-                    index += 1
-                    length |= (byte & 0x7F) << shift
-                    shift += 7
-                    if byte < 0x80:
-                        break
-                if byte >= 0x80 or index + length > end:
+    while got < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("broker closed the connection")
+        data = data + chunk if data else chunk
+        pos = 0
+        end = len(data)
+        acks = []
+        while pos + 2 <= end:
+            first = data[pos]
+            length = 0
+            shift = 0
+            index = pos + 1
+            byte = 0x80
+            while index < end:
+                byte = data[index]
+                index += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if byte < 0x80:
                     break
-                if first & 0xF0 == 0x30:
-                    topic_end = index + 2 + (data[index] << 8 | data[index + 1])
-                    _topic = data[index + 2 : topic_end]
-                    if first & 0x06:
-                        acks.append(b"\x40\x02" + data[topic_end : topic_end + 2])
-                        topic_end += 2
-                    _payload = data[topic_end : index + length]
-                    got += 1
-                pos = index + length
-            data = data[pos:]
-            if acks:
-                sock.sendall(b"".join(acks))
+            if byte >= 0x80 or index + length > end:
+                break
+            if first & 0xF0 == 0x30:
+                topic_end = index + 2 + (data[index] << 8 | data[index + 1])
+                _topic = data[index + 2 : topic_end]
+                if first & 0x06:
+                    acks.append(b"\x40\x02" + data[topic_end : topic_end + 2])
+                    topic_end += 2
+                _payload = data[topic_end : index + length]
+                got += 1
+            pos = index + length
+        data = data[pos:]
+        if acks:
+            sock.sendall(b"".join(acks))
+
+
+def drain_bare(port: int, qos: int, count: int, ident: str) -> None:
+    """Reconnect the persistent session ``ident`` and read ``count`` messages."""
+    client = BareClient(port, ident, clean=False)
+    try:
+        read_bare(client, count)
     finally:
         client.close()
+
+
+# -- the bare publisher in a process of its own ---------------------------------------------------
+
+
+def _publish_on_go(port: int, qos: int, payload: bytes, count: int, topic: str) -> None:
+    """The publisher process: says ``ready``, publishes on a ``go`` line, prints its seconds."""
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return
+    started = time.perf_counter()
+    publish_bare(port, qos, payload, count, topic)
+    print(time.perf_counter() - started, flush=True)
+
+
+class PublisherProcess:
+    """``publish_bare`` in a process of its own, so it shares no GIL with a receiver.
+
+    The process starts (and imports) ahead; ``go()`` makes it publish ``count``
+    messages and the QoS 1 fence on ``topic`` (``count + 1`` in all). ``close()``
+    waits for it and returns its own publishing rate (msg/s, connect included).
+    """
+
+    def __init__(self, port: int, qos: int, payload: bytes, count: int, topic: str) -> None:
+        self.count = count
+        self._went = False
+        code = (
+            "from benchmarks.capacity import _publish_on_go;"
+            f"_publish_on_go({port}, {qos}, {payload!r}, {count}, {topic!r})"
+        )
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        readable, _, _ = select.select([self._process.stdout], [], [], 60)
+        if not readable or self._process.stdout.readline().strip() != "ready":
+            self._process.kill()
+            self._process.wait(10)
+            raise RuntimeError("the publisher process did not start")
+
+    def go(self) -> None:
+        assert self._process.stdin is not None
+        self._went = True
+        self._process.stdin.write("go\n")
+        self._process.stdin.flush()
+
+    def close(self) -> float:
+        """The publisher's msg/s (0.0 if never told to go); kills it after TIMEOUT."""
+        if not self._went:
+            self._process.kill()
+            self._process.communicate(timeout=10)
+            return 0.0
+        try:
+            out, _ = self._process.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.communicate(timeout=10)
+            raise RuntimeError("the publisher process did not finish") from None
+        if self._process.returncode != 0:
+            raise RuntimeError(
+                f"the publisher process failed: exit code {self._process.returncode}"
+            )
+        return self.count / float(out.strip())
 
 
 # -- publish capacity ----------------------------------------------------------------------------

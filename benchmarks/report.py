@@ -20,8 +20,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     lines += capacity_tables(results)
-    if "mosquitto" not in results:
-        return "\n".join([*lines, *target_table(results)]) + "\n"
+    if "outbound" not in results.get("mosquitto", {}):  # one part of the suite (--only)
+        return "\n".join([*lines, asyncio_contenders.markdown(results), *target_table(results)])
     lines += ["## Throughput on mosquitto (msg/s, end to end)", ""]
     for direction in ("outbound", "inbound"):
         table = results["mosquitto"][direction]
@@ -127,7 +127,7 @@ def capacity_tables(results: dict[str, Any]) -> list[str]:
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
-    if "mosquitto" not in results:
+    if "outbound" not in results.get("mosquitto", {}):
         return
     import matplotlib
 
