@@ -142,6 +142,14 @@ class MqttConnector(Generic[T]):
         return self._gateway.unrouted_inbound
 
     @property
+    def unacknowledged_inbound(self) -> int:
+        """QoS 1 messages of a persistent session (``clean_session=False``) received on this
+        connection and not yet acknowledged: the application has not taken them, or has not
+        yet come back to their reader for more. Always 0 for a clean session."""
+        acks = self._gateway.inbound_acks
+        return 0 if acks is None else acks.unacknowledged
+
+    @property
     def inbound_drops(self) -> int:
         """Inbound messages dropped across all readers so far."""
         return self._controller.inbound_drops
