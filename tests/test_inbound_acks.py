@@ -9,7 +9,10 @@ what was never taken coming again with the next session.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
+
+from returns.pipeline import is_successful
 
 from taktora_connector.adapters.aio import AsyncMqttConnector
 from taktora_connector.adapters.codecs import BytesCodec
@@ -413,3 +416,59 @@ def test_the_data_plane_holds_pubacks_and_does_not_queue_a_resend_twice() -> Non
     acks.release([tokens[1]])  # type: ignore[list-item]
     plane.write_due_acks()
     assert sent_packets(wire2, peer2) == [PubAck(6)]
+
+
+def test_a_forked_child_never_acknowledges_for_the_parent(
+    mosquitto_broker: MosquittoBroker, connect: ConnectFn
+) -> None:
+    """The child gets the parent's reader queue and ledger: taking from it must neither
+    hang (the ledger's lock was held at the fork) nor acknowledge anything."""
+    import os
+    import select
+    import signal
+
+    topic = f"ack/{unique_id()}"
+    conn = connect(
+        mosquitto_broker.port, client_id=unique_id("fork"), clean_session=False, codec=BytesCodec()
+    )
+    reader = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic=topic, qos=QOS1))).unwrap()
+    _publish(connect, mosquitto_broker.port, topic, [b"probe"])
+    assert value(reader.recv(10)) == b"probe"
+    _publish(connect, mosquitto_broker.port, topic, [b"one", b"two"])
+    wait_until(lambda: len(reader._queue) == 2, 10, "two queued")
+    acks = conn._gateway.inbound_acks
+    assert acks is not None
+    read_end, write_end = os.pipe()
+    held, fork_done = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:  # another thread holds it across the fork
+        with acks._lock:
+            held.set()
+            fork_done.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.alarm(20)
+            got = [reader.recv(0), reader.recv(0), reader.recv(0)]
+            answer = repr([r.unwrap().value if is_successful(r) else "failure" for r in got])
+            os.write(write_end, answer.encode())
+        finally:
+            os._exit(0)
+    fork_done.set()
+    holder.join()
+    os.close(write_end)
+    assert select.select([read_end], [], [], 30)[0], "the child hung"
+    answer = os.read(read_end, 4096)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert answer == b"[b'one', b'two', 'failure']"  # what was queued, then the refusal
+    # The parent's session is untouched: "probe" (still in the parent's hands) and the two
+    # queued ones are still owed.
+    assert conn.unacknowledged_inbound == 3
+    assert [value(reader.recv(5)), value(reader.recv(5))] == [b"one", b"two"]
+    reader.recv(0)
+    wait_until(lambda: conn.unacknowledged_inbound == 0, 5, "the parent's PUBACKs")

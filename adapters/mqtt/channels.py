@@ -271,6 +271,7 @@ class MqttReader(Generic[T]):
 
     def after_fork(self) -> None:
         self._queue.after_fork()
+        self._taken_lock = threading.Lock()
 
     def fail(self, error: ConnectorError) -> None:
         """Sidecar side: this reader failed for good (a refused subscription, a stopped

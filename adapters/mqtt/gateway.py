@@ -232,6 +232,8 @@ class Gateway:
         self.died = reason
         self._reconnect.gave_up = True
         self._thread = None
+        if self.inbound_acks is not None:
+            self.inbound_acks.after_fork()
         fork_guard.refuse_in_child(reason, self.outbound, self._controller, self._subscriptions)
 
     def _die(self, err: BaseException) -> None:

@@ -133,6 +133,12 @@ class InboundAcks:
         if first:
             self._wake()
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (a parent thread may have held this one), and
+        sealed: the connection, and its acknowledgements, are the parent's."""
+        self._lock = threading.Lock()
+        self._sealed = True
+
     def seal(self) -> None:
         """The connector is closing: releases from now on are ignored (see the module)."""
         with self._lock:
