@@ -454,18 +454,18 @@ def test_a_forked_child_never_acknowledges_for_the_parent(
         try:
             signal.alarm(20)
             got = [reader.recv(0), reader.recv(0), reader.recv(0)]
-            answer = repr([r.unwrap().value if is_successful(r) else "failure" for r in got])
-            os.write(write_end, answer.encode())
+            said = [value(r) if is_successful(r) else "failure" for r in got]
+            os.write(write_end, repr(said).encode())
         finally:
             os._exit(0)
     fork_done.set()
     holder.join()
     os.close(write_end)
     assert select.select([read_end], [], [], 30)[0], "the child hung"
-    answer = os.read(read_end, 4096)
+    child_said = os.read(read_end, 4096)
     os.close(read_end)
     os.waitpid(pid, 0)
-    assert answer == b"[b'one', b'two', 'failure']"  # what was queued, then the refusal
+    assert child_said == b"[b'one', b'two', 'failure']"  # what was queued, then the refusal
     # The parent's session is untouched: "probe" (still in the parent's hands) and the two
     # queued ones are still owed.
     assert conn.unacknowledged_inbound == 3
