@@ -12,6 +12,9 @@ Rules of this module:
   ``recv`` or ``send`` has taken or accepted nothing, a finished one exactly one;
   a reader takes what waits in batches into a buffer of its own (up to ``_BATCH``
   messages beyond its queue's capacity), which the next ``recv`` serves first;
+- a persistent session acknowledges as the thread API does: a message taken into the
+  buffer is not yet the application's; it is handed over by ``recv`` (or ``async for``)
+  and acknowledged when the coroutine comes back for the next one or closes the reader;
 - every operation that can fail returns a ``Result``, as in the thread API;
 - handles belong to the event loop they were created on.
 """
@@ -249,6 +252,7 @@ class AsyncReader(Generic[T]):
         self._waiters: list[asyncio.Future[None]] = []
         self._registered = False
         self._detached = False
+        self._acking = reader.acknowledges_when_done  # else nothing to hold or release
         # Taken from the reader in one batch and not yet handed out; it belongs to the
         # reader, not to a coroutine, so a cancelled recv leaves it for the next one.
         # Each with its acknowledgement, handed to the reader as the message is handed out.
@@ -275,14 +279,16 @@ class AsyncReader(Generic[T]):
         if self._detached:
             return Failure(self._closed_error())
         reader = self._reader
-        reader.release_taken()  # the caller is back: done with what it took before
+        if self._acking:
+            reader.release_taken()  # the caller is back: done with what it took before
         ready = self._ready
         if not ready:
             ready.extend(reader.take_ready(_BATCH))
             if not ready:
                 return reader.try_recv()  # nothing waits: None, or why not
         taken, token = ready.popleft()
-        reader.hold_taken(token)
+        if token is not None:
+            reader.hold_taken(token)
         if isinstance(taken, RecvEnvelope):
             return Success(taken)
         return Failure(taken)

@@ -352,6 +352,12 @@ class MqttReader(Generic[T]):
         envelope = self._envelope
         return [(envelope(item), item[6]) for item in self._queue.take_many(limit, 0)]
 
+    @property
+    def acknowledges_when_done(self) -> bool:
+        """True for a persistent session's reader: its QoS 1 messages are acknowledged once
+        the application is done with them (module rules), not on arrival."""
+        return self._acks is not None
+
     def hold_taken(self, token: AckToken | None) -> None:
         """The application has this message now; acknowledged at ``release_taken``."""
         if token is not None:
