@@ -126,6 +126,17 @@ TESTS: Final[dict[str, TestCase]] = {
         TestCase("TEST_2504", "A reader's fileno() is readable while something waits", "REQ_0250"),
         TestCase("TEST_2505", "As a context manager it starts and closes", "REQ_0250"),
         TestCase("TEST_2506", "A closed writer refuses; other writers carry on", "REQ_0250"),
+        TestCase(
+            "TEST_2507",
+            "Iterating a reader ends once it is closed; a closed reader refuses, others receive",
+            "REQ_0250",
+        ),
+        TestCase("TEST_2508", "Iterating a reader ends once its connector is closed", "REQ_0250"),
+        TestCase(
+            "TEST_2509",
+            "Health subscriptions: next(timeout), iteration in order until closed",
+            "REQ_0250",
+        ),
         TestCase("TEST_2510", "Received routing carries topic, QoS and retained flag", "REQ_0251"),
         TestCase("TEST_2511", "Invalid routings are refused", "REQ_0251"),
         TestCase("TEST_0130", "QoS 0 round trip preserves payload bytes", "REQ_0252"),
@@ -149,12 +160,18 @@ TESTS: Final[dict[str, TestCase]] = {
         TestCase("TEST_0135", "Username and password on CONNECT", "REQ_0255"),
         TestCase("TEST_0136", "TLS with a CA made at run time", "REQ_0256"),
         TestCase("TEST_2570", "CONNECT says MQTT level 4", "REQ_0257"),
+        TestCase(
+            "TEST_2571",
+            "Correlation ids stay off the wire; received envelopes carry the zero id",
+            "REQ_0257",
+        ),
         TestCase("TEST_2580", "Port calls do no protocol I/O on the caller's thread", "REQ_0258"),
         TestCase("TEST_2581", "No stack or event-loop type in the port surface", "REQ_0258"),
         TestCase("TEST_2582", "Closing leaves no thread of the connector", "REQ_0258"),
         TestCase("TEST_0160", "Bounded bridges under concurrent senders", "REQ_0259"),
         TestCase("TEST_2590", "Bridge capacities come from the options", "REQ_0259"),
         TestCase("TEST_0139", "Outbound saturation: BackPressure and Degraded", "REQ_0260"),
+        TestCase("TEST_2600", "Closing while Degraded goes straight to Down", "REQ_0260"),
         TestCase("TEST_0140", "Inbound saturation: counted drops and one Degraded", "REQ_0261"),
     )
 }

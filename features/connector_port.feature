@@ -105,3 +105,57 @@ Feature: The connector satisfies the Connector port (REQ_0250)
     Then sending through "gone" is refused
     When "kept" sends the value "still here" and it is delivered
     Then "in" receives the value "still here"
+
+  @REQ_0250 @TEST_2507
+  Scenario: Iterating a reader yields its messages and ends once the reader is closed; a closed reader refuses while the others receive
+    Given a broker
+    And a started connector "c"
+    And a reader "in" on "c" for topic "iter/t" at QoS 1
+    And a reader "kept" on "c" for topic "iter/t" at QoS 1
+    And a writer "out" on "c" to topic "iter/t" at QoS 1
+    When every reader is subscribed, probed through "c"
+    And "in" is iterated on a thread of its own
+    And "out" sends 3 values and they are delivered
+    Then the iteration of "in" yields the values 0 to 2
+    And "kept" receives the values 0 to 2, each at least once
+    When the reader "in" is closed
+    Then the iteration of "in" ends promptly
+    And the reader "in" refuses with ConnectorDown
+    When "out" sends the value "after" and it is delivered
+    Then "kept" receives the value "after"
+
+  @REQ_0250 @TEST_2508
+  Scenario: Iterating a reader ends once its connector is closed
+    Given a broker
+    And a started connector "c"
+    And a reader "in" on "c" for topic "iterc/t" at QoS 1
+    And a writer "out" on "c" to topic "iterc/t" at QoS 1
+    When "in" is subscribed, probed through "out"
+    And "in" is iterated on a thread of its own
+    And "out" sends 2 values and they are delivered
+    Then the iteration of "in" yields the values 0 to 1
+    When "c" closes
+    Then the iteration of "in" ends promptly
+    And the writer "out" and the reader "in" refuse with ConnectorDown
+
+  @REQ_0250 @TEST_2509
+  Scenario: A health subscription's next(timeout) waits for the next event; iterating one yields the events in order until it or its connector is closed
+    Given a broker
+    And a connector "c"
+    And a health subscription "waiting" on "c"
+    And a health subscription "kept" on "c"
+    And a health subscription "closed early" on "c"
+    Then next(0.3) of "waiting" gives no event
+    When "waiting" waits for its next event on a thread of its own
+    And "kept" is iterated on a thread of its own
+    And "closed early" is iterated on a thread of its own
+    And "c" starts
+    Then "c" reaches Up
+    And the wait of "waiting" gave the first event of "c"
+    And the iteration of "closed early" yields every event of "c" so far
+    When the health subscription "closed early" is closed
+    Then the iteration of "closed early" ends promptly
+    And next of "closed early" gives no event without waiting out its timeout
+    When "c" closes
+    Then the iteration of "kept" yields every event of "c" so far, the last one to Down
+    And the iteration of "kept" ends promptly

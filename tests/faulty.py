@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import os
 import socket
 import threading
@@ -26,9 +27,12 @@ from taktora_connector.domain import (
     ConnectorError,
     ConnectorTimeout,
     Degraded,
+    HealthEvent,
+    HealthKind,
     RecvEnvelope,
     SendOutcome,
     StackError,
+    Up,
 )
 from taktora_connector.ports import PayloadCodec
 
@@ -561,6 +565,376 @@ def never_reports_drops(options: MqttConnectorOptions, codec: PayloadCodec[Any])
     return NeverReportsDrops(MqttConnector(options, codec))
 
 
+# Iterating readers, closed readers (REQ_0250, TEST_2507 and TEST_2508) -----------------
+
+
+def _poll(reader: Any) -> Any:
+    """One short wait on ``reader``: the envelope, or None (after a pause on a Failure)."""
+    result = reader.recv(0.05)
+    if not is_successful(result):
+        time.sleep(0.05)
+        return None
+    return result.unwrap()
+
+
+class ClosedFlagWrapper(Wrapper):
+    """Knows whether its connector was closed."""
+
+    def __init__(self, inner: MqttConnector[Any]) -> None:
+        super().__init__(inner)
+        self.closed = False
+
+    def close(self, timeout: float = 5.0) -> Result[None, ConnectorError]:
+        self.closed = True
+        return self.inner.close(timeout)
+
+
+class ConnectorBoundIterator(ChannelWrapper):
+    """Iterates by polling ``recv`` until the connector closes; a closed reader's
+    iteration goes on waiting."""
+
+    def __init__(self, inner: Any, owner: ClosedFlagWrapper) -> None:
+        super().__init__(inner)
+        self.owner = owner
+
+    def __iter__(self) -> Any:
+        while not self.owner.closed:
+            envelope = _poll(self.inner)
+            if envelope is not None:
+                yield envelope
+
+
+class IterationOutlivesReaderClose(ClosedFlagWrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(lambda r: ConnectorBoundIterator(r, self))
+
+
+def iteration_outlives_reader_close(
+    options: MqttConnectorOptions, codec: PayloadCodec[Any]
+) -> Wrapper:
+    return IterationOutlivesReaderClose(MqttConnector(options, codec))
+
+
+class ReaderBoundIterator(ChannelWrapper):
+    """Iterates by polling ``recv`` until this reader is closed; closing the connector
+    leaves the loop waiting."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.closed = False
+
+    def __iter__(self) -> Any:
+        while not self.closed:
+            envelope = _poll(self.inner)
+            if envelope is not None:
+                yield envelope
+
+    def close(self) -> None:
+        self.closed = True
+        self.inner.close()
+
+
+class IterationOutlivesConnectorClose(Wrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(ReaderBoundIterator)
+
+
+def iteration_outlives_connector_close(
+    options: MqttConnectorOptions, codec: PayloadCodec[Any]
+) -> Wrapper:
+    return IterationOutlivesConnectorClose(MqttConnector(options, codec))
+
+
+class QuietWhenClosedReader(ChannelWrapper):
+    """Once closed, ``recv`` and ``try_recv`` say "nothing waits" instead of
+    ``ConnectorDown`` (closing the connector still refuses: the inner reader answers)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.closed = False
+
+    def recv(self, timeout: float | None = None) -> Any:
+        if self.closed:
+            time.sleep(min(timeout or 0.0, 1.0))
+            return Success(None)
+        return self.inner.recv(timeout)
+
+    def try_recv(self) -> Any:
+        return Success(None) if self.closed else self.inner.try_recv()
+
+    def close(self) -> None:
+        self.closed = True
+        self.inner.close()
+
+
+class ClosedReaderAnswersNone(Wrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(QuietWhenClosedReader)
+
+
+def closed_reader_answers_none(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return ClosedReaderAnswersNone(MqttConnector(options, codec))
+
+
+class DeafenableReader(ChannelWrapper):
+    """Receives nothing more once ``deafen`` was called, as a reader whose filter was
+    unsubscribed at the broker would."""
+
+    def __init__(self, inner: Any, owner: ReaderCloseUnsubscribesFilter) -> None:
+        super().__init__(inner)
+        self.owner = owner
+        self.deaf = False
+
+    def recv(self, timeout: float | None = None) -> Any:
+        if self.deaf:
+            time.sleep(min(timeout or 0.0, 10.0))
+            return Success(None)
+        return self.inner.recv(timeout)
+
+    def try_recv(self) -> Any:
+        return Success(None) if self.deaf else self.inner.try_recv()
+
+    def close(self) -> None:
+        self.owner.closing(self)
+        self.inner.close()
+
+
+class ReaderCloseUnsubscribesFilter(Wrapper):
+    """Closing a reader unsubscribes its filter though another reader of this
+    connector still reads it: that reader goes deaf (TEST_2507)."""
+
+    def __init__(self, inner: MqttConnector[Any]) -> None:
+        super().__init__(inner)
+        self.readers: list[DeafenableReader] = []
+
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        def wrap(reader: Any) -> DeafenableReader:
+            wrapped = DeafenableReader(reader, self)
+            self.readers.append(wrapped)
+            return wrapped
+
+        return self.inner.create_reader(descriptor).map(wrap)
+
+    def closing(self, reader: DeafenableReader) -> None:
+        gone = reader.descriptor.routing.subscription_filter()
+        for other in self.readers:
+            if other is not reader and other.descriptor.routing.subscription_filter() == gone:
+                other.deaf = True
+
+
+def reader_close_unsubscribes_filter(
+    options: MqttConnectorOptions, codec: PayloadCodec[Any]
+) -> Wrapper:
+    return ReaderCloseUnsubscribesFilter(MqttConnector(options, codec))
+
+
+# Health subscriptions (REQ_0250, TEST_2509) ------------------------------------------
+
+
+class ImpatientSubscription:
+    """``next(timeout)`` never waits: it is ``try_next``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def try_next(self) -> Any:
+        return self.inner.try_next()
+
+    def next(self, timeout: float | None = None) -> Any:
+        return self.inner.try_next()
+
+    def __iter__(self) -> Any:
+        return iter(self.inner)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class HealthNextIgnoresTimeout(Wrapper):
+    def subscribe_health(self) -> Any:
+        return ImpatientSubscription(self.inner.subscribe_health())
+
+
+def health_next_ignores_timeout(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return HealthNextIgnoresTimeout(MqttConnector(options, codec))
+
+
+class EndlessSubscription(ImpatientSubscription):
+    """Iterating polls for events for ever: closing ends nothing."""
+
+    def next(self, timeout: float | None = None) -> Any:
+        return self.inner.next(timeout)
+
+    def __iter__(self) -> Any:
+        while True:
+            event = self.inner.next(0.05)
+            if event is None:
+                time.sleep(0.05)
+            else:
+                yield event
+
+
+class HealthIterationNeverEnds(Wrapper):
+    def subscribe_health(self) -> Any:
+        return EndlessSubscription(self.inner.subscribe_health())
+
+
+def health_iteration_never_ends(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return HealthIterationNeverEnds(MqttConnector(options, codec))
+
+
+# Correlation ids over MQTT 3.1.1 (REQ_0257, TEST_2571) -------------------------------
+
+#: What the in-band connector puts before the codec's bytes, then the 32-byte id.
+IN_BAND_MARK = b"\x00cid"
+
+
+class _Framed:
+    """Bytes to publish as they are (the in-band codec passes them through)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class InBandCodec:
+    """The connector's codec: passes framed bytes through, and takes the frame off
+    what it decodes."""
+
+    def __init__(self, inner: PayloadCodec[Any]) -> None:
+        self.inner = inner
+
+    @property
+    def format_name(self) -> str:
+        return self.inner.format_name
+
+    def encode(self, value: Any) -> Result[bytes, Any]:
+        if isinstance(value, _Framed):
+            return Success(value.data)
+        return self.inner.encode(value)
+
+    def decode(self, data: bytes) -> Result[Any, Any]:
+        if data.startswith(IN_BAND_MARK):
+            data = data[len(IN_BAND_MARK) + 32 :]
+        return self.inner.decode(data)
+
+
+class InBandWriter(ChannelWrapper):
+    def __init__(self, inner: Any, codec: PayloadCodec[Any]) -> None:
+        super().__init__(inner)
+        self.codec = codec
+
+    def send(self, value: Any, *, correlation_id: bytes | None = None) -> Any:
+        if correlation_id is None:
+            return self.inner.send(value)
+        encoded = self.codec.encode(value)
+        if not is_successful(encoded):
+            return encoded
+        return self.inner.send(_Framed(IN_BAND_MARK + correlation_id + encoded.unwrap()))
+
+
+class UnframingReader(ChannelWrapper):
+    """Envelopes with the frame taken off the payload (the id itself is not kept)."""
+
+    def _fix(self, envelope: RecvEnvelope[Any, MqttRouting] | None) -> Any:
+        if envelope is None or not envelope.payload.startswith(IN_BAND_MARK):
+            return envelope
+        return dataclasses.replace(envelope, payload=envelope.payload[len(IN_BAND_MARK) + 32 :])
+
+    def recv(self, timeout: float | None = None) -> Any:
+        return self.inner.recv(timeout).map(self._fix)
+
+    def try_recv(self) -> Any:
+        return self.inner.try_recv().map(self._fix)
+
+
+class CorrelationIdOnTheWire(Wrapper):
+    """Carries correlation ids in-band, in front of the payload (TEST_2571): its own
+    readers take them off again, but any other MQTT client gets altered payloads."""
+
+    def __init__(self, inner: MqttConnector[Any], codec: PayloadCodec[Any]) -> None:
+        super().__init__(inner)
+        self.codec = codec
+
+    def create_writer(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_writer(descriptor).map(lambda w: InBandWriter(w, self.codec))
+
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(UnframingReader)
+
+
+def correlation_id_on_the_wire(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return CorrelationIdOnTheWire(MqttConnector(options, InBandCodec(codec)), codec)
+
+
+class PayloadHashIdReader(ChannelWrapper):
+    """Gives every envelope a correlation id made from its payload, not zeros."""
+
+    @staticmethod
+    def _fix(envelope: RecvEnvelope[Any, MqttRouting] | None) -> Any:
+        if envelope is None:
+            return None
+        made = hashlib.sha256(envelope.payload).digest()
+        return dataclasses.replace(envelope, correlation_id=made)
+
+    def recv(self, timeout: float | None = None) -> Any:
+        return self.inner.recv(timeout).map(self._fix)
+
+    def try_recv(self) -> Any:
+        return self.inner.try_recv().map(self._fix)
+
+
+class InventsCorrelationIds(Wrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(PayloadHashIdReader)
+
+
+def invents_correlation_ids(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return InventsCorrelationIds(MqttConnector(options, codec))
+
+
+# Closing while Degraded (REQ_0260, TEST_2600) -----------------------------------------
+
+
+class UpBeforeDownSubscription(ImpatientSubscription):
+    """Reports Degraded -> Down as Degraded -> Up, then Up -> Down: as a connector
+    that counts the messages close() failed as drained would."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.pending: list[HealthEvent] = []
+
+    def _split(self, event: HealthEvent | None) -> HealthEvent | None:
+        if event is None or not (
+            event.from_.kind is HealthKind.DEGRADED and event.to.kind is HealthKind.DOWN
+        ):
+            return event
+        self.pending.append(HealthEvent(Up(), event.to, event.at))
+        return HealthEvent(event.from_, Up(), event.at)
+
+    def try_next(self) -> Any:
+        if self.pending:
+            return self.pending.pop(0)
+        return self._split(self.inner.try_next())
+
+    def next(self, timeout: float | None = None) -> Any:
+        if self.pending:
+            return self.pending.pop(0)
+        return self._split(self.inner.next(timeout))
+
+    def __iter__(self) -> Any:
+        while (event := self.next()) is not None:
+            yield event
+
+
+class CloseGoesThroughUp(Wrapper):
+    def subscribe_health(self) -> Any:
+        return UpBeforeDownSubscription(self.inner.subscribe_health())
+
+
+def close_goes_through_up(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return CloseGoesThroughUp(MqttConnector(options, codec))
+
+
 #: factory name -> the one requirement it breaks
 BROKEN: dict[str, str] = {
     "nameless": "REQ_0250",
@@ -585,6 +959,15 @@ BROKEN: dict[str, str] = {
     "outbound_off_by_one": "REQ_0259",
     "silent_backpressure": "REQ_0260",
     "never_reports_drops": "REQ_0261",
+    "iteration_outlives_reader_close": "REQ_0250",
+    "iteration_outlives_connector_close": "REQ_0250",
+    "closed_reader_answers_none": "REQ_0250",
+    "reader_close_unsubscribes_filter": "REQ_0250",
+    "health_next_ignores_timeout": "REQ_0250",
+    "health_iteration_never_ends": "REQ_0250",
+    "correlation_id_on_the_wire": "REQ_0257",
+    "invents_correlation_ids": "REQ_0257",
+    "close_goes_through_up": "REQ_0260",
 }
 
 
@@ -649,7 +1032,31 @@ CAUGHT_BY: dict[str, str] = {
     "swallows_refused_subscription": "TEST_2543",
     "io_on_caller_thread": "TEST_2580",
     "leaks_thread": "TEST_2582",
+    "iteration_outlives_reader_close": "TEST_2507",
+    "iteration_outlives_connector_close": "TEST_2508",
+    "closed_reader_answers_none": "TEST_2507",
+    "reader_close_unsubscribes_filter": "TEST_2507",
+    "health_next_ignores_timeout": "TEST_2509",
+    "health_iteration_never_ends": "TEST_2509",
+    "correlation_id_on_the_wire": "TEST_2571",
+    "invents_correlation_ids": "TEST_2571",
+    "close_goes_through_up": "TEST_2600",
 }
+
+#: faulty factories whose CAUGHT_BY scenario is the only one they fail
+CAUGHT_ONLY_BY: frozenset[str] = frozenset(
+    {
+        "iteration_outlives_reader_close",
+        "iteration_outlives_connector_close",
+        "closed_reader_answers_none",
+        "reader_close_unsubscribes_filter",
+        "health_next_ignores_timeout",
+        "health_iteration_never_ends",
+        "correlation_id_on_the_wire",
+        "invents_correlation_ids",
+        "close_goes_through_up",
+    }
+)
 
 #: fair factory name -> the requirement (selected with -m) it must pass
 FAIR: dict[str, str] = {

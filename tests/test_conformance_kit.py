@@ -20,7 +20,7 @@ from taktora_connector.conformance.paths import FEATURES_DIR
 from taktora_connector.conformance.registry import REQUIREMENTS, TESTS, check_tags
 
 from .conftest import require_mosquitto
-from .faulty import BROKEN, CAUGHT_BY, FAIR
+from .faulty import BROKEN, CAUGHT_BY, CAUGHT_ONLY_BY, FAIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -223,6 +223,8 @@ def test_faulty_connector_fails_exactly_its_requirement(
             test for s in report["scenarios"] if s["outcome"] == "failed" for test in s["tests"]
         }
         assert CAUGHT_BY[name] in failed_tests, (failed_tests, output[-4000:])
+        if name in CAUGHT_ONLY_BY:  # and no other scenario fails (none hides it)
+            assert failed_tests == {CAUGHT_BY[name]}, (failed_tests, output[-4000:])
 
 
 @pytest.mark.timeout(1200)
@@ -297,7 +299,7 @@ def test_readme_factory_example_and_a_third_party_pytest_run(tmp_path: Path) -> 
         check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:]
-    assert "1 passed" in done.stdout
+    assert "2 passed" in done.stdout  # TEST_2570, TEST_2571
     assert "REQ_0257     MQTT 3.1.1 baseline" in done.stdout
     assert (tmp_path / "mine" / "needs.json").exists()
 

@@ -112,6 +112,15 @@ def _exactly_one_event(conformance_world: World, sub: str, kind: str) -> None:
     assert not illegal_events(found), illegal_events(found)
 
 
+@then(parsers.re(r'"(?P<sub>[^"]+)" saw exactly one event, from (?P<start>\w+) to (?P<kind>\w+)$'))
+def _exactly_one_edge(conformance_world: World, sub: str, start: str, kind: str) -> None:
+    found = events_settled(conformance_world, sub)
+    edges = [(e.from_.kind.value, e.to.kind.value) for e in found]
+    assert edges == [(KINDS[start.lower()].value, KINDS[kind.lower()].value)], (
+        f"events seen: {edges}, expected exactly the edge {start} -> {kind}"
+    )
+
+
 @then(
     parsers.parse(
         '"{sub}" saw exactly one event, to Degraded saying it dropped at least {threshold:d} inbound frames'

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_bdd import parsers, then, when
 from returns.pipeline import is_successful
 
 from taktora_connector.adapters.mqtt import MqttRouting
-from taktora_connector.conformance.world import PATIENCE, World, wait_for
+from taktora_connector.conformance.world import PATIENCE, World, is_probe, wait_for
 from taktora_connector.domain import (
     ChannelDescriptor,
     ConfigurationError,
     ConnectorDown,
+    HealthEvent,
     HealthKind,
 )
+from taktora_connector.ports import HealthSubscription
 
 from .shared import (
     KINDS,
     illegal_events,
+    probe_all,
 )
 
 
@@ -123,3 +129,199 @@ def _writer_closed(conformance_world: World, writer: str) -> None:
 def _sending_refused(conformance_world: World, writer: str) -> None:
     result = conformance_world.writer(writer).send("after close")
     assert not is_successful(result), f"a closed writer accepted a value: {result}"
+
+
+# -- iterating readers and health subscriptions ---------------------------------------
+
+
+@dataclass
+class _Iteration:
+    """A ``for item in iterable`` loop the kit runs on a thread of its own."""
+
+    thread: threading.Thread
+    got: list[Any] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+
+def _iteration(world: World, name: str) -> _Iteration:
+    found = world.scratch.get(f"iteration {name}")
+    assert isinstance(found, _Iteration), f"{name!r} is not being iterated"
+    return found
+
+
+@when(parsers.parse('every reader is subscribed, probed through "{name}"'))
+def _all_probed(conformance_world: World, name: str) -> None:
+    probe_all(conformance_world, name)
+
+
+@when(parsers.parse('"{name}" is iterated on a thread of its own'))
+def _iterated(conformance_world: World, name: str) -> None:
+    """A reader or a health subscription, iterated until its loop ends by itself."""
+    world = conformance_world
+    iterable: Iterable[Any] = (
+        world.reader(name) if name in world.readers else world.subscriptions[name]
+    )
+
+    def run() -> None:
+        try:
+            for item in iterable:
+                iteration.got.append(item)
+        except BaseException as err:  # reported by the step that expects the end
+            iteration.errors.append(err)
+
+    # A harness thread (not the connector's): still running if the loop never ends,
+    # which the kit reports; it is a daemon, so it never keeps the run alive.
+    thread = threading.Thread(target=run, name=f"conformance-harness-iterate-{name}", daemon=True)
+    iteration = _Iteration(thread)
+    world.scratch[f"iteration {name}"] = iteration
+    thread.start()
+
+
+@then(parsers.parse('the iteration of "{name}" yields the values {first:d} to {last:d}'))
+def _iteration_yields(conformance_world: World, name: str, first: int, last: int) -> None:
+    iteration = _iteration(conformance_world, name)
+    expected = list(range(first, last + 1))
+
+    def values() -> list[Any]:
+        return [e.value for e in list(iteration.got) if not is_probe(e.value)]
+
+    wait_for(
+        lambda: len(values()) >= len(expected) or iteration.errors,
+        PATIENCE,
+        f"iterating {name!r} to yield {expected} (it yielded {values()})",
+    )
+    assert not iteration.errors, f"iterating {name!r} raised {iteration.errors[0]!r}"
+    time.sleep(0.2)  # a duplicate, if one were coming, would be here by now
+    assert values() == expected, f"iterating {name!r} yielded {values()}, not {expected}"
+
+
+@then(parsers.parse('the iteration of "{name}" ends promptly'))
+def _iteration_ends(conformance_world: World, name: str) -> None:
+    iteration = _iteration(conformance_world, name)
+    iteration.thread.join(PATIENCE)
+    assert not iteration.thread.is_alive(), (
+        f"iterating {name!r} did not end within {PATIENCE:g} s after it was closed"
+    )
+    assert not iteration.errors, (
+        f"iterating {name!r} raised {iteration.errors[0]!r} instead of ending once closed"
+    )
+
+
+@when(parsers.parse('the reader "{reader}" is closed'))
+def _reader_closed(conformance_world: World, reader: str) -> None:
+    conformance_world.reader(reader).close()
+
+
+@then(parsers.parse('the reader "{reader}" refuses with ConnectorDown'))
+def _reader_refuses(conformance_world: World, reader: str) -> None:
+    handle = conformance_world.reader(reader)
+    for call, result in (("try_recv()", handle.try_recv()), ("recv(0.2)", handle.recv(0.2))):
+        error = None if is_successful(result) else result.failure()
+        assert isinstance(error, ConnectorDown), (
+            f"{call} of the closed reader {reader!r} returned {result}, not Failure(ConnectorDown)"
+        )
+
+
+def _kinds(events: Iterable[HealthEvent]) -> list[tuple[str, str]]:
+    return [(e.from_.kind.value, e.to.kind.value) for e in events]
+
+
+def _bounded_next(
+    subscription: HealthSubscription, timeout: float, bound: float
+) -> tuple[bool, Any]:
+    """``subscription.next(timeout)`` on a harness thread: (returned within ``bound``
+    seconds, what it returned)."""
+    answer: list[Any] = []
+    waiter = threading.Thread(
+        target=lambda: answer.append(subscription.next(timeout)),
+        name="conformance-harness-next",
+        daemon=True,
+    )
+    waiter.start()
+    waiter.join(bound)
+    return bool(answer), answer[0] if answer else None
+
+
+@then(parsers.parse('next({seconds:g}) of "{sub}" gives no event'))
+def _next_times_out(conformance_world: World, seconds: float, sub: str) -> None:
+    bound = seconds + PATIENCE
+    returned, event = _bounded_next(conformance_world.subscriptions[sub], seconds, bound)
+    assert returned, f"next({seconds:g}) of {sub!r} did not return within {bound:g} s"
+    assert event is None, f"next({seconds:g}) of {sub!r} gave {event!r} though nothing happened"
+
+
+@when(parsers.parse('"{sub}" waits for its next event on a thread of its own'))
+def _waits_for_next(conformance_world: World, sub: str) -> None:
+    subscription = conformance_world.subscriptions[sub]
+    answer: list[Any] = []
+    waiter = threading.Thread(
+        target=lambda: answer.append(subscription.next(2 * PATIENCE)),
+        name=f"conformance-harness-next-{sub}",
+        daemon=True,
+    )
+    waiter.start()
+    conformance_world.scratch[f"waiting {sub}"] = (waiter, answer)
+
+
+@then(parsers.parse('the wait of "{sub}" gave the first event of "{name}"'))
+def _wait_gave(conformance_world: World, sub: str, name: str) -> None:
+    waiter, answer = conformance_world.scratch[f"waiting {sub}"]
+    waiter.join(2 * PATIENCE + PATIENCE)
+    assert not waiter.is_alive(), f"next({2 * PATIENCE:g}) of {sub!r} did not return"
+    (event,) = answer
+    seen = conformance_world.health_events(name)
+    assert seen, f"{name!r} has emitted no event"
+    assert event is not None, (
+        f"next({2 * PATIENCE:g}) of {sub!r} gave None though {name!r} emitted "
+        f"{_kinds(seen[:1])} while it waited"
+    )
+    assert _kinds([event]) == _kinds(seen[:1]), (
+        f"next() of {sub!r} gave {_kinds([event])}, the first event was {_kinds(seen[:1])}"
+    )
+
+
+@then(
+    parsers.re(
+        r'the iteration of "(?P<sub>[^"]+)" yields every event of "(?P<name>[^"]+)" so far'
+        r"(?P<down>, the last one to Down)?$"
+    )
+)
+def _iteration_yields_events(
+    conformance_world: World, sub: str, name: str, down: str | None
+) -> None:
+    """The same events, in the same order, as the kit's own subscription to the
+    connector (made before any event) saw."""
+    iteration = _iteration(conformance_world, sub)
+    world = conformance_world
+    if down:
+        wait_for(
+            lambda: [to for _, to in _kinds(world.health_events(name))][-1:] == ["down"],
+            PATIENCE,
+            f"the event to Down of {name!r}",
+        )
+    expected = _kinds(world.health_events(name))
+    wait_for(
+        lambda: len(iteration.got) >= len(expected) or iteration.errors,
+        PATIENCE,
+        f"iterating {sub!r} to yield {expected} (it yielded {_kinds(iteration.got)})",
+    )
+    assert not iteration.errors, f"iterating {sub!r} raised {iteration.errors[0]!r}"
+    assert _kinds(iteration.got) == expected, (
+        f"iterating {sub!r} yielded {_kinds(iteration.got)}; {name!r} emitted {expected}"
+    )
+
+
+@when(parsers.parse('the health subscription "{sub}" is closed'))
+def _subscription_closed(conformance_world: World, sub: str) -> None:
+    conformance_world.subscriptions[sub].close()
+
+
+@then(parsers.parse('next of "{sub}" gives no event without waiting out its timeout'))
+def _closed_next(conformance_world: World, sub: str) -> None:
+    asked = 3 * PATIENCE
+    returned, event = _bounded_next(conformance_world.subscriptions[sub], asked, PATIENCE)
+    assert returned, (
+        f"next({asked:g}) of the closed subscription {sub!r} did not return within "
+        f"{PATIENCE:g} s: a closed subscription's next gives None without waiting"
+    )
+    assert event is None, f"next() of the closed subscription {sub!r} gave {event!r}"

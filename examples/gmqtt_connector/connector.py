@@ -22,7 +22,9 @@ How it meets the contract the kit checks (docs/connector-contract.md):
   ``reconnect_max_backoff``, at most ``reconnect_attempt_ceiling`` attempts in a
   row; refused credentials stop at once (Down, "authentication failed");
 - health follows the nine legal edges of the domain's transition table; a lost
-  connection goes Up -> Degraded("connection lost") -> Connecting.
+  connection goes Up -> Degraded("connection lost") -> Connecting; ``close``
+  goes straight to Down from any state (what it fails is not a drain, so a
+  Degraded connector does not pass through Up on its way down).
 """
 
 from __future__ import annotations
@@ -1031,6 +1033,8 @@ class GmqttConnector(Generic[T]):
             self._outbound_changed.notify_all()  # close() may be waiting for this
         if "outbound" not in self.health_state.latches or self._outbound_busy():
             return
+        if self._closed:
+            return  # close() failed what was left: not a drain; Degraded goes to Down
         client = self._client
         if client is not None and _unwritten(client):
             self._schedule_pump()  # look again once the socket took the bytes
