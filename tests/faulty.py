@@ -728,6 +728,37 @@ def reader_close_unsubscribes_filter(
     return ReaderCloseUnsubscribesFilter(MqttConnector(options, codec))
 
 
+class AnswersAfterConnectorClose(ChannelWrapper):
+    """Once its connector was closed, ``recv`` and ``try_recv`` say "nothing waits"
+    instead of ``ConnectorDown``."""
+
+    def __init__(self, inner: Any, owner: ClosedFlagWrapper) -> None:
+        super().__init__(inner)
+        self.owner = owner
+
+    def recv(self, timeout: float | None = None) -> Any:
+        if self.owner.closed:
+            time.sleep(min(timeout or 0.0, 1.0))
+            return Success(None)
+        return self.inner.recv(timeout)
+
+    def try_recv(self) -> Any:
+        return Success(None) if self.owner.closed else self.inner.try_recv()
+
+
+class ReaderAnswersAfterConnectorClose(ClosedFlagWrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(
+            lambda r: AnswersAfterConnectorClose(r, self)
+        )
+
+
+def reader_answers_after_connector_close(
+    options: MqttConnectorOptions, codec: PayloadCodec[Any]
+) -> Wrapper:
+    return ReaderAnswersAfterConnectorClose(MqttConnector(options, codec))
+
+
 # Health subscriptions (REQ_0250, TEST_2509) ------------------------------------------
 
 
@@ -781,6 +812,33 @@ class HealthIterationNeverEnds(Wrapper):
 
 def health_iteration_never_ends(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return HealthIterationNeverEnds(MqttConnector(options, codec))
+
+
+class SlowWhenClosedSubscription(ImpatientSubscription):
+    """Once closed, ``next(timeout)`` waits out its whole timeout before its ``None``."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.closed = False
+
+    def next(self, timeout: float | None = None) -> Any:
+        if self.closed:
+            time.sleep(min(timeout or 0.0, 60.0))
+            return None
+        return self.inner.next(timeout)
+
+    def close(self) -> None:
+        self.closed = True
+        self.inner.close()
+
+
+class ClosedHealthNextWaits(Wrapper):
+    def subscribe_health(self) -> Any:
+        return SlowWhenClosedSubscription(self.inner.subscribe_health())
+
+
+def closed_health_next_waits(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return ClosedHealthNextWaits(MqttConnector(options, codec))
 
 
 # Correlation ids over MQTT 3.1.1 (REQ_0257, TEST_2571) -------------------------------
@@ -965,6 +1023,8 @@ BROKEN: dict[str, str] = {
     "reader_close_unsubscribes_filter": "REQ_0250",
     "health_next_ignores_timeout": "REQ_0250",
     "health_iteration_never_ends": "REQ_0250",
+    "reader_answers_after_connector_close": "REQ_0250",
+    "closed_health_next_waits": "REQ_0250",
     "correlation_id_on_the_wire": "REQ_0257",
     "invents_correlation_ids": "REQ_0257",
     "close_goes_through_up": "REQ_0260",
@@ -1038,6 +1098,8 @@ CAUGHT_BY: dict[str, str] = {
     "reader_close_unsubscribes_filter": "TEST_2507",
     "health_next_ignores_timeout": "TEST_2509",
     "health_iteration_never_ends": "TEST_2509",
+    "reader_answers_after_connector_close": "TEST_2508",
+    "closed_health_next_waits": "TEST_2509",
     "correlation_id_on_the_wire": "TEST_2571",
     "invents_correlation_ids": "TEST_2571",
     "close_goes_through_up": "TEST_2600",
@@ -1052,6 +1114,7 @@ CAUGHT_ONLY_BY: frozenset[str] = frozenset(
         "reader_close_unsubscribes_filter",
         "health_next_ignores_timeout",
         "health_iteration_never_ends",
+        "closed_health_next_waits",
         "correlation_id_on_the_wire",
         "invents_correlation_ids",
         "close_goes_through_up",
