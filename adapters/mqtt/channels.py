@@ -301,7 +301,8 @@ class MqttReader(Generic[T]):
             self.release_taken()  # the application is back: done with what it took
         item = self._queue.take(timeout)
         if item is not None and item[6] is not None:
-            self.hold_taken(item[6])
+            with self._taken_lock:
+                self._taken.append(item[6])  # the application has it now
         if item is None:
             if self._queue.closed:  # closed while we waited
                 return Failure(self._closed_error())
