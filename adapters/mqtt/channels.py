@@ -411,6 +411,7 @@ class MqttReader(Generic[T]):
                     handed += 1
                     token = item[6]
                     if token is not None:
+                        # Held where close() sees it: closing counts as done with it.
                         self.hold_taken(token)
                     envelope = self._envelope(item)
                     if not isinstance(envelope, RecvEnvelope):
