@@ -171,3 +171,30 @@ def test_leaving_an_iteration_early_loses_no_message() -> None:
         assert reader.try_recv().unwrap() is None
     finally:
         conn.close(0)
+
+
+def test_the_bytes_codec_shortcut_is_only_for_the_bytes_codec_itself() -> None:
+    """A BytesCodec reader hands out the payload without calling decode (it is the
+    identity); a subclass that decodes differently is still called."""
+    from returns.result import Result, Success
+
+    from taktora_connector.adapters.codecs import BytesCodec
+    from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
+    from taktora_connector.domain import ChannelDescriptor, CodecError
+
+    class Shouting(BytesCodec):
+        def decode(self, data: bytes) -> Result[bytes, CodecError]:
+            return Success(data.upper())
+
+    for codec, expected in ((BytesCodec(), b"quiet"), (Shouting(), b"QUIET")):
+        conn: MqttConnector[bytes] = MqttConnector(MqttConnectorOptions(client_id="id"), codec)
+        try:
+            reader: Any = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="a/t")))
+            reader = reader.unwrap()
+            reader.deliver_many([(b"quiet", "a/t", 1, True, 7, None)])
+            envelope = reader.try_recv().unwrap()
+            assert (envelope.value, envelope.payload) == (expected, b"quiet")
+            assert (envelope.routing.topic, int(envelope.routing.qos)) == ("a/t", 1)
+            assert (envelope.routing.retained, envelope.timestamp_ns) == (True, 7)
+        finally:
+            conn.close(0)
