@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +155,16 @@ def _iteration(world: World, name: str) -> _Iteration:
     return found
 
 
+def _wait_for_items(iteration: _Iteration, enough: Callable[[], bool]) -> None:
+    """Until the loop yielded ``enough``, raised, ended or the patience ran out; the
+    caller's assertion then says what it yielded."""
+    deadline = time.monotonic() + PATIENCE
+    while not enough() and not iteration.errors:
+        if time.monotonic() >= deadline or not iteration.thread.is_alive():
+            return
+        time.sleep(0.005)
+
+
 @when(parsers.parse('every reader is subscribed, probed through "{name}"'))
 def _all_probed(conformance_world: World, name: str) -> None:
     probe_all(conformance_world, name)
@@ -191,11 +201,7 @@ def _iteration_yields(conformance_world: World, name: str, first: int, last: int
     def values() -> list[Any]:
         return [e.value for e in list(iteration.got) if not is_probe(e.value)]
 
-    wait_for(
-        lambda: len(values()) >= len(expected) or iteration.errors,
-        PATIENCE,
-        f"iterating {name!r} to yield {expected} (it yielded {values()})",
-    )
+    _wait_for_items(iteration, lambda: len(values()) >= len(expected))
     assert not iteration.errors, f"iterating {name!r} raised {iteration.errors[0]!r}"
     time.sleep(0.2)  # a duplicate, if one were coming, would be here by now
     assert values() == expected, f"iterating {name!r} yielded {values()}, not {expected}"
@@ -306,11 +312,7 @@ def _iteration_yields_events(
             f"the event to Down of {name!r}",
         )
     expected = _kinds(world.health_events(name))
-    wait_for(
-        lambda: len(iteration.got) >= len(expected) or iteration.errors,
-        PATIENCE,
-        f"iterating {sub!r} to yield {expected} (it yielded {_kinds(iteration.got)})",
-    )
+    _wait_for_items(iteration, lambda: len(iteration.got) >= len(expected))
     assert not iteration.errors, f"iterating {sub!r} raised {iteration.errors[0]!r}"
     assert _kinds(iteration.got) == expected, (
         f"iterating {sub!r} yielded {_kinds(iteration.got)}; {name!r} emitted {expected}"
