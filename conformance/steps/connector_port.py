@@ -275,14 +275,27 @@ def _waits_for_next(conformance_world: World, sub: str) -> None:
     conformance_world.scratch[f"waiting {sub}"] = (waiter, answer)
 
 
+def _settled_events(world: World, name: str) -> list[HealthEvent]:
+    """Every event the kit's own subscription to ``name`` (made before any event) saw,
+    once the last one is to the state ``health()`` reports: ``health()`` may change a
+    moment before the event reaches subscribers."""
+    connector = world.party(name).connector
+
+    def caught_up() -> bool:
+        events = world.health_events(name)
+        return bool(events) and events[-1].to.kind is connector.health().kind
+
+    wait_for(caught_up, PATIENCE, f"the event to {connector.health()} of {name!r}")
+    return world.health_events(name)
+
+
 @then(parsers.parse('the wait of "{sub}" gave the first event of "{name}"'))
 def _wait_gave(conformance_world: World, sub: str, name: str) -> None:
     waiter, answer = conformance_world.scratch[f"waiting {sub}"]
     waiter.join(2 * PATIENCE + PATIENCE)
     assert not waiter.is_alive(), f"next({2 * PATIENCE:g}) of {sub!r} did not return"
     (event,) = answer
-    seen = conformance_world.health_events(name)
-    assert seen, f"{name!r} has emitted no event"
+    seen = _settled_events(conformance_world, name)
     assert event is not None, (
         f"next({2 * PATIENCE:g}) of {sub!r} gave None though {name!r} emitted "
         f"{_kinds(seen[:1])} while it waited"
@@ -304,14 +317,10 @@ def _iteration_yields_events(
     """The same events, in the same order, as the kit's own subscription to the
     connector (made before any event) saw."""
     iteration = _iteration(conformance_world, sub)
-    world = conformance_world
+    seen = _settled_events(conformance_world, name)
     if down:
-        wait_for(
-            lambda: [to for _, to in _kinds(world.health_events(name))][-1:] == ["down"],
-            PATIENCE,
-            f"the event to Down of {name!r}",
-        )
-    expected = _kinds(world.health_events(name))
+        assert seen[-1].to.kind is HealthKind.DOWN, f"{name!r} is {seen[-1].to}, not Down"
+    expected = _kinds(seen)
     _wait_for_items(iteration, lambda: len(iteration.got) >= len(expected))
     assert not iteration.errors, f"iterating {sub!r} raised {iteration.errors[0]!r}"
     assert _kinds(iteration.got) == expected, (
