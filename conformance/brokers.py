@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import shutil
 import socket
@@ -18,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,18 +35,45 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
+#: How often a broker on ports it picked itself is tried again on new ones.
+PORT_ATTEMPTS = 5
+
+
+def _address_in_use(err: BaseException) -> bool:
+    """Whether ``err`` (or an exception it was raised from) is EADDRINUSE."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.EADDRINUSE:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def wait_for_port(
+    port: int, timeout: float = 10.0, alive: Callable[[], bool] | None = None
+) -> None:
+    """Until something listens on ``port``. With ``alive`` (the process that should be
+    listening): ``ChildProcessError`` once it is gone, also when another process answered
+    on the port in its place (it is checked again a moment after the connect)."""
     deadline = time.monotonic() + timeout
     while True:
+        if alive is not None and not alive():
+            raise ChildProcessError(f"the process meant to listen on {port} has exited")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                pass
         except OSError:
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"nothing listens on 127.0.0.1:{port} after {timeout} s"
                 ) from None
             time.sleep(0.01)
+            continue
+        if alive is not None:
+            time.sleep(0.05)  # a process that cannot bind exits at once
+            if not alive():
+                raise ChildProcessError(f"port {port} answered, but not from the broker")
+        return
 
 
 @dataclass
@@ -108,20 +136,32 @@ class EmbeddedBroker:
         amqtt_quirks.quiet_logs()
         if self._workdir is None:
             self._workdir = tempfile.mkdtemp(prefix="taktora-amqtt-")
-        if not self.port:
-            self.port = free_port()
+        chosen = not self.port and not self.tls_port  # ports we pick may be taken meanwhile
         if self.tls and self.tls_material is None:
             self.tls_material = TlsMaterial.create(self._workdir)
-        if self.tls and not self.tls_port:
-            self.tls_port = free_port()
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(
             target=loop.run_forever, name="conformance-harness-amqtt", daemon=True
         )
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), loop).result(15)
-        return self
+        attempts = 0
+        while True:
+            attempts += 1
+            if chosen:
+                self.port = free_port()
+                self.tls_port = free_port() if self.tls else 0
+            try:
+                asyncio.run_coroutine_threadsafe(self._start(), loop).result(15)
+                return self
+            except Exception as err:
+                # free_port() and the bind are two steps: another process (a parallel
+                # test, another kit run) can take the port between them. Pick again.
+                if not (chosen and attempts < PORT_ATTEMPTS and _address_in_use(err)):
+                    self.stop()
+                    raise
+                with contextlib.suppress(Exception):  # a listener it did bind goes too
+                    asyncio.run_coroutine_threadsafe(self._broker.shutdown(), loop).result(15)
 
     async def _start(self) -> None:
         broker_class = amqtt_quirks.patched_broker_class()
@@ -259,26 +299,45 @@ class MosquittoBroker:
             )
         if self._workdir is None:
             self._workdir = tempfile.mkdtemp(prefix="taktora-mosquitto-")
-        self.port = self.port or free_port()
+        chosen = not self.port and not self.tls_port  # ports we pick may be taken meanwhile
         if self.tls:
             self.tls_material = self.tls_material or TlsMaterial.create(self._workdir)
-            self.tls_port = self.tls_port or free_port()
+        attempts = 0
+        while True:
+            attempts += 1
+            if chosen:
+                self.port = free_port()
+                self.tls_port = free_port() if self.tls else 0
+            if self._launch(binary):
+                return self
+            # mosquitto exited: most likely another process took the port we picked
+            # between free_port() and its bind. Pick again, or give up.
+            if not chosen or attempts >= PORT_ATTEMPTS:
+                raise MosquittoUnavailable(
+                    f"mosquitto exited at start (port {self.port} taken, or a bad configuration)"
+                )
+
+    def _launch(self, binary: str) -> bool:
+        """Start the process on the current ports; False if it exited before listening."""
+        assert self._workdir is not None
         config = Path(self._workdir, "mosquitto.conf")
         config.write_text(self._config(), encoding="utf-8")
-        self._process = subprocess.Popen(
+        process = self._process = subprocess.Popen(
             [binary, "-c", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=self._workdir,
         )
         try:
-            wait_for_port(self.port)
-            if self.tls:
-                wait_for_port(self.tls_port)
+            for port in (self.port, self.tls_port) if self.tls else (self.port,):
+                wait_for_port(port, alive=lambda: process.poll() is None)
         except TimeoutError:
             self.stop()
             raise
-        return self
+        except ChildProcessError:
+            self._process = None
+            return False
+        return True
 
     def _config(self) -> str:
         assert self._workdir is not None
