@@ -165,8 +165,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             ours = rates["connector"]
             if case == "publish":
                 add(f"publish capacity {key}: connector / gmqtt", ours / rates["gmqtt"], 1.0)
-            elif key == "QoS 0":
-                add(f"drain {key}: connector / gmqtt", ours / rates["gmqtt"], 0.7)
+            else:  # faster than the fastest Python client, both ways
+                add(f"drain {key}: connector / gmqtt", ours / rates["gmqtt"], 1.0)
                 add(f"drain {key}: connector / paho", ours / rates["paho"], 3.0)
     for name, memory in results["memory"].items():
         add(
