@@ -465,7 +465,8 @@ def test_a_forked_child_never_acknowledges_for_the_parent(
     child_said = os.read(read_end, 4096)
     os.close(read_end)
     os.waitpid(pid, 0)
-    assert child_said == b"[b'one', b'two', 'failure']"  # what was queued, then the refusal
+    # The queued messages are the parent's: the child refuses at once.
+    assert child_said == b"['failure', 'failure', 'failure']"
     # The parent's session is untouched: "probe" (still in the parent's hands) and the two
     # queued ones are still owed.
     assert conn.unacknowledged_inbound == 3

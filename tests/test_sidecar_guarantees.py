@@ -498,6 +498,7 @@ def test_14_a_forked_child_refuses_to_send(connect: ConnectFn) -> None:
         conn = connect(fake.port, codec=BytesCodec())
         writer = conn.create_writer(ChannelDescriptor("w", MqttRouting(topic="f/t"))).unwrap()
         reader = reader_of(conn, "f/t")
+        reader.deliver_many([(b"the parent's", "f/t", 0, False, 0, None)])  # waiting at the fork
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: report what send and recv said, then leave at once
@@ -523,6 +524,8 @@ def test_14_a_forked_child_refuses_to_send(connect: ConnectFn) -> None:
         os.waitpid(pid, 0)
         assert answer == b"ok", answer
         assert writer.send(b"parent").unwrap().delivery.wait(10).unwrap() is None  # parent fine
+        waiting = reader.recv(5).unwrap()
+        assert waiting is not None and waiting.value == b"the parent's"  # still the parent's
 
 
 def test_14_a_subscribe_the_broker_answers_by_hanging_up_fails_that_reader_only(

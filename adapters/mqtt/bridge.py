@@ -229,9 +229,12 @@ class InboundQueue(Generic[T]):
         return overflowed
 
     def after_fork(self) -> None:
-        """In a forked child: a lock a parent thread held at the fork would stay held."""
+        """In a forked child: a lock a parent thread held at the fork would stay held, and
+        the messages waiting are the parent's to hand out, not the child's (discarded
+        here without ``on_discard``: the child acknowledges nothing)."""
         self._lock = threading.Lock()
         self._waiters.clear()
+        self._items.clear()
 
     def take_many(self, limit: int, timeout: float | None) -> list[T]:
         """Up to ``limit`` of the oldest items under one lock, waiting as ``take`` does
