@@ -16,7 +16,9 @@ Rules of this module:
   buffer is not yet the application's; it is handed over by ``recv`` (or ``async for``)
   and acknowledged when the coroutine comes back for the next one or closes the reader;
 - every operation that can fail returns a ``Result``, as in the thread API;
-- handles belong to the event loop they were created on.
+- a reader waits on the loop that awaits it (one loop at a time: a second loop waiting
+  while the first does gets ``Failure(ConfigurationError)``); a writer's waits and a
+  delivery's use the running loop.
 """
 
 from __future__ import annotations
@@ -318,6 +320,9 @@ class AsyncReader(Generic[T]):
     async def _next(self) -> Result[RecvEnvelope[T, MqttRouting], ConnectorError]:
         """Wait for the next envelope or failure (the caller bounds the time)."""
         while True:
+            elsewhere = self._follow_running_loop()
+            if elsewhere is not None:
+                return Failure(elsewhere)
             await self._readable()
             result = self.try_recv()
             if not is_successful(result):
@@ -369,6 +374,21 @@ class AsyncReader(Generic[T]):
         self._held = []
         self._unregister()
         self._wake_all()
+
+    def _follow_running_loop(self) -> ConfigurationError | None:
+        """Wait on the loop that awaits now (a reader made under one ``asyncio.run`` may be
+        read under the next); refused while a coroutine of another loop waits on it."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return None
+        if self._waiters:
+            return ConfigurationError(
+                "this reader is being waited on by another event loop; wait on a reader "
+                "from one loop at a time"
+            )
+        self._unregister()
+        self._loop = loop
+        return None
 
     async def _readable(self) -> None:
         """Wait until the reader's descriptor is readable, an error came, or it closed."""
