@@ -72,7 +72,8 @@ def test_two_loops_waiting_on_one_reader_at_once_is_refused(amqtt_broker: Embedd
     async def wait_long() -> None:
         loops.append(asyncio.get_running_loop())
         task = asyncio.ensure_future(reader.recv(30))
-        await asyncio.sleep(0.2)  # the task is parked on this loop's add_reader now
+        while not reader._waiters:  # until the task is parked on this loop's add_reader
+            await asyncio.sleep(0.01)
         waiting.set()
         first.append(await task)
 

@@ -300,7 +300,7 @@ def test_on_the_wire_a_puback_leaves_only_once_the_application_came_back(
         wait_until(lambda: proxy.seen(PacketType.SUBACK, "in"), 10, "SUBACK")
         _publish(connect, mosquitto_broker.port, topic, [b"a", b"b", b"c"])
         wait_until(lambda: len(proxy.seen(PacketType.PUBLISH, "in")) == 3, 10, "3 PUBLISHes")
-        assert sub.unacknowledged_inbound == 3
+        wait_until(lambda: sub.unacknowledged_inbound == 3, 10, "all 3 in the reader")
         assert _pubacks_out(proxy) == []  # queued in the reader, not taken: not acknowledged
         assert value(reader.recv(5)) == b"a"
         assert _pubacks_out(proxy) == []  # taken, the application may still be on it
