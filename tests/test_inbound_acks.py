@@ -473,3 +473,33 @@ def test_a_forked_child_never_acknowledges_for_the_parent(
     assert [value(reader.recv(5)), value(reader.recv(5))] == [b"one", b"two"]
     reader.recv(0)
     wait_until(lambda: conn.unacknowledged_inbound == 0, 5, "the parent's PUBACKs")
+
+
+def test_a_persistent_session_warns_once_per_episode_when_a_full_queue_drops_qos1(
+    caplog: Any,
+) -> None:
+    import logging
+
+    options = MqttConnectorOptions(
+        client_id=unique_id("ack"), clean_session=False, inbound_capacity=2
+    )
+    conn: MqttConnector[bytes] = MqttConnector(options, BytesCodec())
+    try:
+        reader: Any = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="a/t"))).unwrap()
+        acks = conn._gateway.inbound_acks
+        assert acks is not None
+        with caplog.at_level(logging.WARNING, logger="taktora_connector.mqtt"):
+            deliver(reader, acks, range(1, 5))  # 3 and 4 dropped
+            deliver(reader, acks, range(5, 7))  # same episode: no second warning
+            warnings = [r.getMessage() for r in caplog.records]
+            assert len(warnings) == 1
+            assert "dropped 2 QoS 1 message(s)" in warnings[0]
+            assert "inbound_capacity=2" in warnings[0] and "lost" in warnings[0]
+            while reader.try_recv().unwrap() is not None:  # drained: the episode ends
+                pass
+            deliver(reader, acks, range(7, 11))
+            assert len(caplog.records) == 2
+            reader.close()  # discarding on close is no loss to warn about
+            assert len(caplog.records) == 2
+    finally:
+        conn.close(0)

@@ -18,6 +18,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +52,8 @@ from .inbound_acks import AckToken, InboundAcks
 from .routing import MqttRouting
 
 T = TypeVar("T")
+
+log = logging.getLogger("taktora_connector.mqtt")
 
 #: How many queued messages an iteration takes at once.
 _ITER_BATCH = 64
@@ -208,6 +211,7 @@ class MqttReader(Generic[T]):
         self._acks = acks
         self._taken_lock = threading.Lock()
         self._taken: list[AckToken] = []  # handed out, the application not back yet
+        self._lost_warned = False
         self._queue: InboundQueue[_Inbound] = InboundQueue(
             capacity, self._drained, self._discarded if acks is not None else None
         )
@@ -398,7 +402,18 @@ class MqttReader(Generic[T]):
         """The queue let these go (dropped when full, or the reader closed): they owe
         this reader nothing."""
         assert self._acks is not None
-        self._acks.release([item[6] for item in items if item[6] is not None])
+        tokens = [item[6] for item in items if item[6] is not None]
+        self._acks.release(tokens)
+        if tokens and not self._queue.closed and not self._lost_warned:
+            self._lost_warned = True  # once per overflow episode
+            log.warning(
+                "reader %r of a persistent session dropped %d QoS 1 message(s) for a full "
+                "queue (inbound_capacity=%d): acknowledged in turn, so they are lost; size "
+                "inbound_capacity for the largest backlog the session may hold",
+                self._descriptor.name,
+                len(tokens),
+                self._queue.capacity,
+            )
 
     def __iter__(self) -> Iterator[RecvEnvelope[T, MqttRouting]]:
         """Envelopes until the reader or its connector closes; other errors are raised.
@@ -451,6 +466,7 @@ class MqttReader(Generic[T]):
         self._controller.inbound_drained(self)
 
     def _drained(self) -> None:
+        self._lost_warned = False  # a new overflow episode warns again
         self._controller.inbound_drained(self)
 
     def _closed_error(self) -> ConnectorDown:
