@@ -39,6 +39,11 @@ def free_port() -> int:
 PORT_ATTEMPTS = 5
 
 
+def _fresh_ports(tls: bool) -> tuple[int, int]:
+    """A plain port, and a TLS port when asked (else 0), free right now."""
+    return free_port(), free_port() if tls else 0
+
+
 def _address_in_use(err: BaseException) -> bool:
     """Whether ``err`` (or an exception it was raised from) is EADDRINUSE."""
     seen: BaseException | None = err
@@ -149,8 +154,7 @@ class EmbeddedBroker:
         while True:
             attempts += 1
             if chosen:
-                self.port = free_port()
-                self.tls_port = free_port() if self.tls else 0
+                self.port, self.tls_port = _fresh_ports(self.tls)
             try:
                 asyncio.run_coroutine_threadsafe(self._start(), loop).result(15)
                 return self
@@ -306,8 +310,7 @@ class MosquittoBroker:
         while True:
             attempts += 1
             if chosen:
-                self.port = free_port()
-                self.tls_port = free_port() if self.tls else 0
+                self.port, self.tls_port = _fresh_ports(self.tls)
             if self._launch(binary):
                 return self
             # mosquitto exited: most likely another process took the port we picked

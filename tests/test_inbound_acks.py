@@ -162,10 +162,11 @@ def test_once_sealed_releases_are_ignored() -> None:
 # -- the reader's take paths, without a broker ------------------------------------------------------
 
 
-def offline_reader(name: str = "r") -> tuple[MqttConnector[bytes], Any, InboundAcks]:
-    options = MqttConnectorOptions(client_id=unique_id("ack"), clean_session=False)
+def offline_reader(**changes: Any) -> tuple[MqttConnector[bytes], Any, InboundAcks]:
+    """A persistent session's connector, not started, with one reader on "a/t"."""
+    options = MqttConnectorOptions(client_id=unique_id("ack"), clean_session=False, **changes)
     conn: MqttConnector[bytes] = MqttConnector(options, BytesCodec())
-    reader = conn.create_reader(ChannelDescriptor(name, MqttRouting(topic="a/t"))).unwrap()
+    reader = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="a/t"))).unwrap()
     acks = conn._gateway.inbound_acks
     assert acks is not None
     return conn, reader, acks
@@ -239,14 +240,8 @@ def test_closing_a_reader_acknowledges_what_it_held_and_what_waited() -> None:
 
 
 def test_drops_and_retained_copies_it_had_owe_the_reader_nothing() -> None:
-    options = MqttConnectorOptions(
-        client_id=unique_id("ack"), clean_session=False, inbound_capacity=2
-    )
-    conn: MqttConnector[bytes] = MqttConnector(options, BytesCodec())
+    conn, reader, acks = offline_reader(inbound_capacity=2)
     try:
-        reader: Any = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="a/t"))).unwrap()
-        acks = conn._gateway.inbound_acks
-        assert acks is not None
         deliver(reader, acks, range(1, 5))  # room for 2: 3 and 4 are dropped
         assert acks.due() == b""
         assert reader.recv(0).unwrap().payload == b"\x01"
@@ -480,14 +475,8 @@ def test_a_persistent_session_warns_once_per_episode_when_a_full_queue_drops_qos
 ) -> None:
     import logging
 
-    options = MqttConnectorOptions(
-        client_id=unique_id("ack"), clean_session=False, inbound_capacity=2
-    )
-    conn: MqttConnector[bytes] = MqttConnector(options, BytesCodec())
+    conn, reader, acks = offline_reader(inbound_capacity=2)
     try:
-        reader: Any = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="a/t"))).unwrap()
-        acks = conn._gateway.inbound_acks
-        assert acks is not None
         with caplog.at_level(logging.WARNING, logger="taktora_connector.mqtt"):
             deliver(reader, acks, range(1, 5))  # 3 and 4 dropped
             deliver(reader, acks, range(5, 7))  # same episode: no second warning
