@@ -11,11 +11,15 @@ SOURCE_DIRS := $(addsuffix /.,$(shell find domain ports adapters conformance fea
 PACKAGES := domain ports adapters conformance features
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint typecheck contracts unit conformance example bench clean
+.PHONY: help install test test-slow lint typecheck contracts unit conformance example bench clean
+# Test workers (pytest-xdist). Most tests wait on sockets and brokers, so two cores
+# keep four workers busy; TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 4
 
 help:
 	@echo "make conformance  the conformance kit against the reference connector (and the gmqtt example); reports in reports/conformance/"
-	@echo "make test         ruff, mypy --strict, import-linter contracts, the tests under coverage (5 to 10 min)"
+	@echo "make test         ruff, mypy --strict, import-linter contracts, the tests under coverage (about 3 min)"
+	@echo "make test-slow    the tests too long for make test (the whole kit on every faulty connector); CI runs it too"
 	@echo "make example      the quick-start examples (threads and asyncio) on an embedded broker"
 	@echo "make bench        the benchmarks (mosquitto and amqtt); reports in reports/bench/"
 	@echo "make install      only make .venv and install the package with every extra (done by the others)"
@@ -58,13 +62,21 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
+# The workers are subprocesses: coverage measures each (patch = subprocess) and
+# `coverage combine` adds their data files up.
 unit: $(STAMP)
 	@scripts/ensure-mosquitto
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage run -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report --skip-covered | tail -n 25
 	@echo "coverage total: $$($(BIN)/coverage report --format=total)%"
+	@echo "not run here: the tests marked slow; 'make test-slow' runs them (CI does)"
+
+# No coverage: these repeat what make test measured, only longer.
+test-slow: $(STAMP)
+	@scripts/ensure-mosquitto
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m slow $(PYTEST_ARGS)
 
 test: lint typecheck contracts unit
 

@@ -107,7 +107,10 @@ def pytest_configure(config: pytest.Config) -> None:
         malformed = report_dir_problem(config.getoption("--report-dir") or DEFAULT_REPORT_DIR)
     if malformed is not None:
         raise pytest.UsageError(malformed)
-    unknown = unknown_tags(markexpr, [*REQUIREMENTS, *TESTS, *runs])
+    # Markers the host run registered (its own, pytest's, other plugins') are known
+    # too: the kit's plugin is active in any pytest run, whose -m may be its own.
+    registered = [line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")]
+    unknown = unknown_tags(markexpr, [*REQUIREMENTS, *TESTS, *runs, *registered])
     if unknown:
         raise pytest.UsageError(
             f"-m {markexpr!r} names {', '.join(unknown)}, which the kit does not know; "

@@ -20,7 +20,8 @@ from taktora_connector.conformance.paths import FEATURES_DIR
 from taktora_connector.conformance.registry import REQUIREMENTS, TESTS, check_tags
 
 from .conftest import require_mosquitto
-from .faulty import BROKEN, CAUGHT_BY, CAUGHT_ONLY_BY, FAIR
+from .faulty import req_0250
+from .faulty.registry import Fault, breaks, load_all
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -181,64 +182,123 @@ def test_needs_json_is_accepted_by_sphinx_needs(reference_run: Any, tmp_path: Pa
 
 # -- the kit can fail --------------------------------------------------------------------
 
+FAULTS, FAIRS = load_all()
+#: How many kit runs go at once: they mostly wait out the kit's patience.
+POOL = 12
+
+
+def failed_tests(report: dict[str, Any]) -> set[str]:
+    return {test for s in report["scenarios"] if s["outcome"] == "failed" for test in s["tests"]}
+
+
+def outcomes_of(report: dict[str, Any], test: str) -> set[str]:
+    return {s["outcome"] for s in report["scenarios"] if test in s["tests"]}
+
+
+def run_pool(base: Path, jobs: dict[str, list[str]]) -> dict[str, tuple[int, dict[str, Any], str]]:
+    with ThreadPoolExecutor(max_workers=POOL) as pool:
+        futures = {
+            name: pool.submit(run_kit, base / name / "reports", *args, measure=False)
+            for name, args in jobs.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+def fault_args(fault: Fault) -> list[str]:
+    if fault.broker == "mosquitto":
+        require_mosquitto()
+    return ["--connector-factory", fault.factory, "--broker", fault.broker]
+
+
+def test_every_fault_names_scenarios_of_the_requirement_it_breaks() -> None:
+    """The registry is checked against the kit's own: a typo in a decorator fails here."""
+    assert len(FAULTS) >= 30 and FAIRS
+    for fault in FAULTS.values():
+        assert fault.requirement in REQUIREMENTS, fault
+        for test in fault.caught_by:
+            assert TESTS[test].verifies == fault.requirement, fault
+        assert TESTS[fault.control].verifies != fault.requirement, fault
+    for fair in FAIRS.values():
+        assert fair.requirement in REQUIREMENTS, fair
+
+
+def test_the_registry_refuses_what_it_cannot_check() -> None:
+    with pytest.raises(ValueError, match="caught_by names test ids"):
+        breaks("REQ_0250", caught_by="REQ_0250")
+    with pytest.raises(ValueError, match="a requirement is REQ_"):
+        breaks("TEST_2500", caught_by="TEST_2500")
+    with pytest.raises(ValueError, match="control TEST_0130 is a scenario it fails"):
+        breaks("REQ_0252", caught_by="TEST_0130", control="TEST_0130")(lambda o, c: None)
+    with pytest.raises(ValueError, match="registered twice"):
+        breaks("REQ_0250", caught_by="TEST_2505")(req_0250.lazy_with)
+
 
 @pytest.fixture(scope="module")
-def faulty_runs(
+def quick_runs(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, tuple[int, dict[str, Any], str]]:
-    base = tmp_path_factory.mktemp("faulty")
-    mosquitto: MosquittoBroker | None = None
-    jobs: dict[str, list[str]] = {}
-    for name in [*BROKEN, *FAIR]:  # one pool: the fair connectors' runs go alongside
-        args = ["--connector-factory", f"tests.faulty:{name}"]
-        if name == "speaks_mqtt31":  # amqtt refuses MQTT 3.1 outright: use mosquitto
-            require_mosquitto()
-            mosquitto = mosquitto or MosquittoBroker().start()
-            args += ["--broker-url", mosquitto.url]
-        jobs[name] = args
-    try:
-        with ThreadPoolExecutor(max_workers=10) as pool:  # the runs mostly wait
-            futures = {
-                name: pool.submit(run_kit, base / name / "reports", *args, measure=False)
-                for name, args in jobs.items()
-            }
-            return {name: future.result() for name, future in futures.items()}
-    finally:
-        if mosquitto is not None:
-            mosquitto.close()
+    """Each fault's catching scenario plus its control; each fair connector's whole kit."""
+    jobs = {
+        name: [*fault_args(fault), "-m", fault.quick_selection()] for name, fault in FAULTS.items()
+    }
+    jobs |= {name: ["--connector-factory", fair.factory] for name, fair in FAIRS.items()}
+    return run_pool(tmp_path_factory.mktemp("quick"), jobs)
 
 
-@pytest.mark.timeout(1200)  # the first test waits for every run of the pool (10 at a time)
-@pytest.mark.parametrize("name", sorted(BROKEN))
-def test_faulty_connector_fails_exactly_its_requirement(
-    faulty_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
+@pytest.mark.timeout(600)  # the first test waits for every run of the pool
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_faulty_connector_fails_its_scenarios_and_passes_the_control(
+    quick_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
 ) -> None:
-    code, report, output = faulty_runs[name]
+    fault = FAULTS[name]
+    code, report, output = quick_runs[name]
     assert code == 1, f"exit {code}\n{output[-3000:]}"
-    failed = {req for req, result in results(report).items() if result == "FAIL"}
-    assert failed == {BROKEN[name]}, output[-4000:]
     assert report["verdict"] == "FAIL"
-    if name in CAUGHT_BY:  # and the scenario written for this fault is one that failed
-        failed_tests = {
-            test for s in report["scenarios"] if s["outcome"] == "failed" for test in s["tests"]
-        }
-        assert CAUGHT_BY[name] in failed_tests, (failed_tests, output[-4000:])
-        if name in CAUGHT_ONLY_BY:  # and no other scenario fails (none hides it)
-            assert failed_tests == {CAUGHT_BY[name]}, (failed_tests, output[-4000:])
+    outcome = results(report)
+    failed = {req for req, result in outcome.items() if result == "FAIL"}
+    assert failed == {fault.requirement}, output[-4000:]
+    assert failed_tests(report) == {fault.caught_by[0]}, output[-4000:]
+    assert outcomes_of(report, fault.control) == {"passed"}, output[-4000:]
+    # PARTIAL where the control is not every scenario of its requirement
+    assert outcome[TESTS[fault.control].verifies] in ("PASS", "PARTIAL")
 
 
-@pytest.mark.timeout(1200)
-@pytest.mark.parametrize("name", sorted(FAIR))
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", sorted(FAIRS))
 def test_fair_connector_passes(
-    faulty_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
+    quick_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
 ) -> None:
     """Unusual but correct connectors pass the whole kit, the requirement their oddity
     touches included."""
-    code, report, output = faulty_runs[name]
+    code, report, output = quick_runs[name]
     outcome = results(report)
     assert "FAIL" not in outcome.values(), output[-3000:]
-    assert outcome[FAIR[name]] == "PASS"
+    assert outcome[FAIRS[name].requirement] == "PASS"
     assert code in (0, 3), output[-3000:]  # PASS, or PARTIAL where the broker cannot run one
+
+
+@pytest.fixture(scope="module")
+def whole_kit_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[int, dict[str, Any], str]]:
+    jobs = {name: fault_args(fault) for name, fault in FAULTS.items()}
+    return run_pool(tmp_path_factory.mktemp("whole"), jobs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_faulty_connector_fails_exactly_its_scenarios_in_the_whole_kit(
+    whole_kit_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
+) -> None:
+    """No other scenario of the kit fails it: the catch is the one its decorator names."""
+    fault = FAULTS[name]
+    code, report, output = whole_kit_runs[name]
+    assert code == 1, f"exit {code}\n{output[-3000:]}"
+    failed = {req for req, result in results(report).items() if result == "FAIL"}
+    assert failed == {fault.requirement}, output[-4000:]
+    assert report["verdict"] == "FAIL"
+    assert failed_tests(report) == set(fault.caught_by), output[-4000:]
 
 
 # -- other brokers and the command line ----------------------------------------------------
@@ -324,7 +384,7 @@ def test_a_send_that_waits_for_its_delivery_fails_the_stalled_path(tmp_path: Pat
         "-m",
         "TEST_0139 or TEST_0131",
         "--connector-factory",
-        "tests.faulty:send_waits_for_delivery",
+        "tests.faulty.blocking_send:send_waits_for_delivery",
         measure=False,
     )
     assert code == 1, output[-3000:]

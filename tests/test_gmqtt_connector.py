@@ -79,7 +79,7 @@ def test_compare_puts_runs_side_by_side_with_links_to_evidence(
         "-m",
         "REQ_0253",
         "--connector-factory",
-        "tests.faulty:ignores_retained",
+        "tests.faulty.req_0253:ignores_retained",
     )
     assert code == 1, output[-2000:]
     out = tmp_path / "matrix"
@@ -94,7 +94,7 @@ def test_compare_puts_runs_side_by_side_with_links_to_evidence(
     page = (out / "compare.html").read_text()
     markdown = (out / "compare.md").read_text()
     for text in (page, markdown):
-        assert FACTORY in text and "tests.faulty:ignores_retained" in text
+        assert FACTORY in text and "tests.faulty.req_0253:ignores_retained" in text
     # Every cell links to the anchor of its scenario or requirement in that run's report.
     links = re.findall(r'href="([^"]+)"', page)
     for link in links:

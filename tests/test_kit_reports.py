@@ -339,7 +339,7 @@ def failing_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str
         "-m",
         "REQ_0253 or REQ_0255",
         "--connector-factory",
-        "tests.faulty:ignores_retained",
+        "tests.faulty.req_0253:ignores_retained",
     )
     return code, report, output, report_dir
 
@@ -382,7 +382,7 @@ def test_passes_have_evidence_too_and_no_password_anywhere(failing_run: Any) -> 
 def test_reports_record_identity_selection_and_step_locations(failing_run: Any) -> None:
     _, report, _, report_dir = failing_run
     meta = report["meta"]
-    assert meta["identity"]["factory"] == "tests.faulty:ignores_retained"
+    assert meta["identity"]["factory"] == "tests.faulty.req_0253:ignores_retained"
     assert meta["identity"]["features_sha256"] == features_sha256()
     assert meta["identity"]["kit_version"]
     assert "distribution" in meta["identity"]
@@ -455,6 +455,14 @@ def test_a_third_party_pytest_run_gets_the_same_checks(tmp_path: Path) -> None:
     assert "returned None, not a Connector" in output
     assert " passed" not in output and " failed" not in output
     assert not (tmp_path / "r").exists()
+    # A marker the host run registered is its own business, not an unknown kit tag.
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: long tests\n")
+    code, output = pytest_run("-m", "REQ_0257 and not slow")
+    assert code == pytest.ExitCode.OK, output[-2000:]
+    assert "2 passed" in output
+    code, output = pytest_run("-m", "REQ_0257 and not quick")  # not registered anywhere
+    assert code == pytest.ExitCode.USAGE_ERROR
+    assert "quick, which the kit does not know" in output
 
 
 def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:

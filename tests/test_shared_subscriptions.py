@@ -159,7 +159,10 @@ def test_kit_scenario_passes_the_reference_and_fails_a_connector_ignoring_the_gr
     _, report, output = run_kit(tmp_path / "reference", *url)
     assert _scenario(report)["outcome"] == "passed", output[-3000:]
     code, report, output = run_kit(
-        tmp_path / "faulty", *url, "--connector-factory", "tests.faulty:ignores_share_group"
+        tmp_path / "faulty",
+        *url,
+        "--connector-factory",
+        "tests.faulty.req_0254:ignores_share_group",
     )
     assert code == 1
     assert _scenario(report)["outcome"] == "failed", output[-3000:]
@@ -189,7 +192,7 @@ def test_a_connector_failing_shared_readers_itself_fails_and_is_not_excused(
         "-m",
         "TEST_2542",
         "--connector-factory",
-        "tests.faulty:refuses_share_groups_itself",
+        "tests.faulty.req_0254:refuses_share_groups_itself",
     )
     assert _scenario(report)["outcome"] == "failed", output[-3000:]
     assert code == 1

@@ -1,0 +1,43 @@
+"""REQ_0251, routing: what a received envelope says about its message."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
+from taktora_connector.domain import (
+    ChannelDescriptor,
+    RecvEnvelope,
+)
+from taktora_connector.ports import PayloadCodec
+
+from .base import ChannelWrapper, Wrapper
+from .registry import breaks
+
+
+class QosForgettingReader(ChannelWrapper):
+    """Reports every received message as QoS 0, whatever it arrived with."""
+
+    def recv(self, timeout: float | None = None) -> Any:
+        return self.inner.recv(timeout).map(self._fix)
+
+    def try_recv(self) -> Any:
+        return self.inner.try_recv().map(self._fix)
+
+    @staticmethod
+    def _fix(envelope: RecvEnvelope[Any, MqttRouting] | None) -> Any:
+        if envelope is None:
+            return None
+        routing = MqttRouting.delivered(envelope.routing.topic or "", 0, envelope.routing.retained)
+        return dataclasses.replace(envelope, routing=routing)
+
+
+class ForgetsReceivedQos(Wrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(QosForgettingReader)
+
+
+@breaks("REQ_0251", caught_by="TEST_2510")
+def forgets_received_qos(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return ForgetsReceivedQos(MqttConnector(options, codec))
