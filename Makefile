@@ -13,7 +13,10 @@ PACKAGES := domain ports adapters conformance features
 .DEFAULT_GOAL := help
 .PHONY: help install test test-slow lint typecheck contracts unit conformance example bench clean
 # Test workers (pytest-xdist). Most tests wait on sockets and brokers, so two cores
-# keep four workers busy; TEST_WORKERS=0 runs the suite in one process.
+# keep four workers busy; TEST_WORKERS=0 runs the suite in one process. Each test
+# file goes to one worker (--dist loadfile), so a module's fixture (a pool of kit
+# runs, a built wheel) is made once. Not --dist loadgroup: with pytest 9.2 it
+# stops grouping without a word (pytest-dev/pytest-xdist#1386).
 TEST_WORKERS ?= 4
 
 help:
@@ -67,7 +70,7 @@ contracts: $(STAMP)
 unit: $(STAMP)
 	@scripts/ensure-mosquitto
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/coverage run -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report --skip-covered | tail -n 25
 	@echo "coverage total: $$($(BIN)/coverage report --format=total)%"
@@ -76,7 +79,7 @@ unit: $(STAMP)
 # No coverage: these repeat what make test measured, only longer.
 test-slow: $(STAMP)
 	@scripts/ensure-mosquitto
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m slow $(PYTEST_ARGS)
 
 test: lint typecheck contracts unit
 

@@ -190,24 +190,3 @@ def brokers() -> Iterator[Callable[..., EmbeddedBroker | MosquittoBroker]]:
     yield make
     for broker in made:
         broker.close()
-
-
-def _module_fixture_of(item: pytest.Item) -> str | None:
-    """The first module-scoped fixture of this suite that ``item`` uses, if any."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return None
-    for name in info.names_closure:
-        for fixturedef in info.name2fixturedefs.get(name, ()):
-            if fixturedef.scope == "module" and fixturedef.baseid.startswith("tests/"):
-                return f"{fixturedef.baseid}::{name}"
-    return None
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``), the tests that share one of this
-    suite's module-scoped fixtures (a kit run, a wheel) go to the worker that made it:
-    each fixture is made once, not once per worker."""
-    for item in items:
-        if (group := _module_fixture_of(item)) is not None:
-            item.add_marker(pytest.mark.xdist_group(group))

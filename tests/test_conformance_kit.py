@@ -1,5 +1,6 @@
-"""The conformance kit: it passes the reference, fails each faulty connector on exactly
-the requirement it breaks, runs against mosquitto, and writes reports tools accept."""
+"""The conformance kit: its scenarios are traced, it passes the reference, runs against
+mosquitto, and writes reports tools accept (that it fails faulty connectors is
+tests/test_faulty_connectors.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,50 +20,7 @@ from taktora_connector.conformance.paths import FEATURES_DIR
 from taktora_connector.conformance.registry import REQUIREMENTS, TESTS, check_tags
 
 from .conftest import require_mosquitto
-from .faulty import req_0250
-from .faulty.registry import Fault, breaks, load_all
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_kit(
-    report_dir: Path, *args: str, path: Path = ROOT, measure: bool = True
-) -> tuple[int, dict[str, Any], str]:
-    """Run ``taktora-conformance`` with ``path`` importable (factories live there).
-
-    ``measure=False`` keeps coverage out of the run: the faulty connectors' runs
-    add nothing to it, and tracing them made them CPU-bound (three of the suite's
-    eight minutes).
-    """
-    env = dict(os.environ, PYTHONPATH=str(path))
-    if not measure:
-        env = {key: value for key, value in env.items() if not key.startswith("COVERAGE_")}
-    report_dir.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "taktora_connector.conformance.cli",
-            "-q",
-            "--report-dir",
-            str(report_dir),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=report_dir.parent,
-        check=False,
-    )
-    report_file = report_dir / "report.json"
-    report = json.loads(report_file.read_text()) if report_file.exists() else {}
-    return done.returncode, report, done.stdout + done.stderr
-
-
-def results(report: dict[str, Any]) -> dict[str, str]:
-    return {row["id"]: row["result"] for row in report["requirements"]}
-
+from .kit_runs import ROOT, results, run_kit
 
 # -- the registry and the feature files ---------------------------------------------------
 
@@ -178,127 +135,6 @@ def test_needs_json_is_accepted_by_sphinx_needs(reference_run: Any, tmp_path: Pa
     assert code == 0, warnings.read_text()
     built = (out / "index.html").read_text()
     assert "REQ_0250" in built and "TEST_0160" in built
-
-
-# -- the kit can fail --------------------------------------------------------------------
-
-FAULTS, FAIRS = load_all()
-#: How many kit runs go at once: they mostly wait out the kit's patience.
-POOL = 12
-
-
-def failed_tests(report: dict[str, Any]) -> set[str]:
-    return {test for s in report["scenarios"] if s["outcome"] == "failed" for test in s["tests"]}
-
-
-def outcomes_of(report: dict[str, Any], test: str) -> set[str]:
-    return {s["outcome"] for s in report["scenarios"] if test in s["tests"]}
-
-
-def run_pool(base: Path, jobs: dict[str, list[str]]) -> dict[str, tuple[int, dict[str, Any], str]]:
-    with ThreadPoolExecutor(max_workers=POOL) as pool:
-        futures = {
-            name: pool.submit(run_kit, base / name / "reports", *args, measure=False)
-            for name, args in jobs.items()
-        }
-        return {name: future.result() for name, future in futures.items()}
-
-
-def fault_args(fault: Fault) -> list[str]:
-    if fault.broker == "mosquitto":
-        require_mosquitto()
-    return ["--connector-factory", fault.factory, "--broker", fault.broker]
-
-
-def test_every_fault_names_scenarios_of_the_requirement_it_breaks() -> None:
-    """The registry is checked against the kit's own: a typo in a decorator fails here."""
-    assert len(FAULTS) >= 30 and FAIRS
-    for fault in FAULTS.values():
-        assert fault.requirement in REQUIREMENTS, fault
-        for test in fault.caught_by:
-            assert TESTS[test].verifies == fault.requirement, fault
-        assert TESTS[fault.control].verifies != fault.requirement, fault
-    for fair in FAIRS.values():
-        assert fair.requirement in REQUIREMENTS, fair
-
-
-def test_the_registry_refuses_what_it_cannot_check() -> None:
-    with pytest.raises(ValueError, match="caught_by names test ids"):
-        breaks("REQ_0250", caught_by="REQ_0250")
-    with pytest.raises(ValueError, match="a requirement is REQ_"):
-        breaks("TEST_2500", caught_by="TEST_2500")
-    with pytest.raises(ValueError, match="control TEST_0130 is a scenario it fails"):
-        breaks("REQ_0252", caught_by="TEST_0130", control="TEST_0130")(lambda o, c: None)
-    with pytest.raises(ValueError, match="registered twice"):
-        breaks("REQ_0250", caught_by="TEST_2505")(req_0250.lazy_with)
-
-
-@pytest.fixture(scope="module")
-def quick_runs(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, tuple[int, dict[str, Any], str]]:
-    """Each fault's catching scenario plus its control; each fair connector's whole kit."""
-    jobs = {
-        name: [*fault_args(fault), "-m", fault.quick_selection()] for name, fault in FAULTS.items()
-    }
-    jobs |= {name: ["--connector-factory", fair.factory] for name, fair in FAIRS.items()}
-    return run_pool(tmp_path_factory.mktemp("quick"), jobs)
-
-
-@pytest.mark.timeout(600)  # the first test waits for every run of the pool
-@pytest.mark.parametrize("name", sorted(FAULTS))
-def test_faulty_connector_fails_its_scenarios_and_passes_the_control(
-    quick_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
-) -> None:
-    fault = FAULTS[name]
-    code, report, output = quick_runs[name]
-    assert code == 1, f"exit {code}\n{output[-3000:]}"
-    assert report["verdict"] == "FAIL"
-    outcome = results(report)
-    failed = {req for req, result in outcome.items() if result == "FAIL"}
-    assert failed == {fault.requirement}, output[-4000:]
-    assert failed_tests(report) == {fault.caught_by[0]}, output[-4000:]
-    assert outcomes_of(report, fault.control) == {"passed"}, output[-4000:]
-    # PARTIAL where the control is not every scenario of its requirement
-    assert outcome[TESTS[fault.control].verifies] in ("PASS", "PARTIAL")
-
-
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("name", sorted(FAIRS))
-def test_fair_connector_passes(
-    quick_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
-) -> None:
-    """Unusual but correct connectors pass the whole kit, the requirement their oddity
-    touches included."""
-    code, report, output = quick_runs[name]
-    outcome = results(report)
-    assert "FAIL" not in outcome.values(), output[-3000:]
-    assert outcome[FAIRS[name].requirement] == "PASS"
-    assert code in (0, 3), output[-3000:]  # PASS, or PARTIAL where the broker cannot run one
-
-
-@pytest.fixture(scope="module")
-def whole_kit_runs(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, tuple[int, dict[str, Any], str]]:
-    jobs = {name: fault_args(fault) for name, fault in FAULTS.items()}
-    return run_pool(tmp_path_factory.mktemp("whole"), jobs)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-@pytest.mark.parametrize("name", sorted(FAULTS))
-def test_faulty_connector_fails_exactly_its_scenarios_in_the_whole_kit(
-    whole_kit_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
-) -> None:
-    """No other scenario of the kit fails it: the catch is the one its decorator names."""
-    fault = FAULTS[name]
-    code, report, output = whole_kit_runs[name]
-    assert code == 1, f"exit {code}\n{output[-3000:]}"
-    failed = {req for req, result in results(report).items() if result == "FAIL"}
-    assert failed == {fault.requirement}, output[-4000:]
-    assert report["verdict"] == "FAIL"
-    assert failed_tests(report) == set(fault.caught_by), output[-4000:]
 
 
 # -- other brokers and the command line ----------------------------------------------------

@@ -15,7 +15,7 @@ from taktora_connector.conformance.brokers import MosquittoBroker
 from taktora_connector.conformance.compare import main as compare_main
 
 from .conftest import require_mosquitto
-from .test_conformance_kit import ROOT, results, run_kit
+from .kit_runs import ROOT, results, run_kit
 
 pytest.importorskip("gmqtt")
 

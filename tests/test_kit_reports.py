@@ -29,7 +29,7 @@ from taktora_connector.conformance.reports import (
 
 from . import kit_factories
 from .conftest import require_mosquitto
-from .test_conformance_kit import ROOT, run_kit
+from .kit_runs import ROOT, run_kit
 
 META: dict[str, Any] = {
     "connector": "x:y",

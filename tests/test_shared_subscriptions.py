@@ -153,7 +153,7 @@ def _scenario(report: dict[str, Any]) -> dict[str, Any]:
 def test_kit_scenario_passes_the_reference_and_fails_a_connector_ignoring_the_group(
     mosquitto_broker: MosquittoBroker, tmp_path: Path
 ) -> None:
-    from .test_conformance_kit import run_kit
+    from .kit_runs import run_kit
 
     url = ["--broker-url", mosquitto_broker.url, "-m", "TEST_2542"]
     _, report, output = run_kit(tmp_path / "reference", *url)
@@ -172,7 +172,7 @@ def test_kit_scenario_passes_the_reference_and_fails_a_connector_ignoring_the_gr
 
 
 def test_kit_scenario_runs_on_a_mosquitto_it_starts(tmp_path: Path) -> None:
-    from .test_conformance_kit import run_kit
+    from .kit_runs import run_kit
 
     require_mosquitto()
     _, report, output = run_kit(tmp_path / "own", "-m", "TEST_2542")
@@ -184,7 +184,7 @@ def test_a_connector_failing_shared_readers_itself_fails_and_is_not_excused(
 ) -> None:
     """NOT RUN is for a broker that refused the SUBSCRIBE on the wire; a connector that
     fails the reader by itself (no SUBACK refusal) fails the scenario."""
-    from .test_conformance_kit import run_kit
+    from .kit_runs import run_kit
 
     require_mosquitto()
     code, report, output = run_kit(

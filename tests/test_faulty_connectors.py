@@ -1,0 +1,126 @@
+"""The kit can fail: each faulty connector fails the scenario written for it.
+
+Every faulty connector is registered where it is defined (``tests/faulty/``), with the
+requirement it breaks and the scenarios that catch it. ``make test`` runs, for each, the
+scenario written for it plus a control scenario it must pass; the whole kit per fault
+is marked slow (``make test-slow``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from taktora_connector.conformance.registry import REQUIREMENTS, TESTS
+
+from .conftest import require_mosquitto
+from .faulty import req_0250
+from .faulty.registry import Fault, breaks, load_all
+from .kit_runs import failed_tests, outcomes_of, results, run_pool
+
+# -- the kit can fail --------------------------------------------------------------------
+
+FAULTS, FAIRS = load_all()
+#: How many kit runs go at once. A one- or two-scenario run mostly waits out the
+#: kit's patience; a whole-kit run keeps a core busier, and more of them at once than
+#: this two-core machine serves makes timing scenarios fail for the wrong reason.
+QUICK_AT_ONCE = 12
+WHOLE_AT_ONCE = 4
+
+
+def fault_args(fault: Fault) -> list[str]:
+    if fault.broker == "mosquitto":
+        require_mosquitto()
+    return ["--connector-factory", fault.factory, "--broker", fault.broker]
+
+
+def test_every_fault_names_scenarios_of_the_requirement_it_breaks() -> None:
+    """The registry is checked against the kit's own: a typo in a decorator fails here."""
+    assert len(FAULTS) >= 30 and FAIRS
+    for fault in FAULTS.values():
+        assert fault.requirement in REQUIREMENTS, fault
+        for test in fault.caught_by:
+            assert TESTS[test].verifies == fault.requirement, fault
+        assert TESTS[fault.control].verifies != fault.requirement, fault
+    for fair in FAIRS.values():
+        assert fair.requirement in REQUIREMENTS, fair
+
+
+def test_the_registry_refuses_what_it_cannot_check() -> None:
+    with pytest.raises(ValueError, match="caught_by names test ids"):
+        breaks("REQ_0250", caught_by="REQ_0250")
+    with pytest.raises(ValueError, match="a requirement is REQ_"):
+        breaks("TEST_2500", caught_by="TEST_2500")
+    with pytest.raises(ValueError, match="control TEST_0130 is a scenario it fails"):
+        breaks("REQ_0252", caught_by="TEST_0130", control="TEST_0130")(lambda o, c: None)
+    with pytest.raises(ValueError, match="registered twice"):
+        breaks("REQ_0250", caught_by="TEST_2505")(req_0250.lazy_with)
+
+
+@pytest.fixture(scope="module")
+def quick_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[int, dict[str, Any], str]]:
+    """Each fault's catching scenario plus its control; each fair connector's whole kit."""
+    jobs = {
+        name: [*fault_args(fault), "-m", fault.quick_selection()] for name, fault in FAULTS.items()
+    }
+    jobs |= {name: ["--connector-factory", fair.factory] for name, fair in FAIRS.items()}
+    return run_pool(tmp_path_factory.mktemp("quick"), jobs, at_once=QUICK_AT_ONCE)
+
+
+@pytest.mark.timeout(600)  # the first test waits for every run of the pool
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_faulty_connector_fails_its_scenarios_and_passes_the_control(
+    quick_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
+) -> None:
+    fault = FAULTS[name]
+    code, report, output = quick_runs[name]
+    assert code == 1, f"exit {code}\n{output[-3000:]}"
+    assert report["verdict"] == "FAIL"
+    outcome = results(report)
+    failed = {req for req, result in outcome.items() if result == "FAIL"}
+    assert failed == {fault.requirement}, output[-4000:]
+    assert failed_tests(report) == {fault.caught_by[0]}, output[-4000:]
+    assert outcomes_of(report, fault.control) == {"passed"}, output[-4000:]
+    # PARTIAL where the control is not every scenario of its requirement
+    assert outcome[TESTS[fault.control].verifies] in ("PASS", "PARTIAL")
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", sorted(FAIRS))
+def test_fair_connector_passes(
+    quick_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
+) -> None:
+    """Unusual but correct connectors pass the whole kit, the requirement their oddity
+    touches included."""
+    code, report, output = quick_runs[name]
+    outcome = results(report)
+    assert "FAIL" not in outcome.values(), output[-3000:]
+    assert outcome[FAIRS[name].requirement] == "PASS"
+    assert code in (0, 3), output[-3000:]  # PASS, or PARTIAL where the broker cannot run one
+
+
+@pytest.fixture(scope="module")
+def whole_kit_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[int, dict[str, Any], str]]:
+    jobs = {name: fault_args(fault) for name, fault in FAULTS.items()}
+    return run_pool(tmp_path_factory.mktemp("whole"), jobs, at_once=WHOLE_AT_ONCE)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_faulty_connector_fails_exactly_its_scenarios_in_the_whole_kit(
+    whole_kit_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
+) -> None:
+    """No other scenario of the kit fails it: the catch is the one its decorator names."""
+    fault = FAULTS[name]
+    code, report, output = whole_kit_runs[name]
+    assert code == 1, f"exit {code}\n{output[-3000:]}"
+    failed = {req for req, result in results(report).items() if result == "FAIL"}
+    assert failed == {fault.requirement}, output[-4000:]
+    assert report["verdict"] == "FAIL"
+    assert failed_tests(report) == set(fault.caught_by), output[-4000:]
