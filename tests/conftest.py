@@ -64,6 +64,14 @@ def unique_id(prefix: str = "t") -> str:
     return f"{prefix}-{os.getpid()}-{next(_ids)}"
 
 
+def unmeasured_env(**extra: str) -> dict[str, str]:
+    """This process's environment without coverage's variables: a subprocess started
+    with it is not measured (for runs that repeat what measured tests cover; tracing
+    doubles their CPU time)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("COVERAGE_")}
+    return env | extra
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
     """Poll ``predicate`` until it is true; fail the test after ``timeout`` s."""
     deadline = time.monotonic() + timeout

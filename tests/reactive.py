@@ -51,10 +51,15 @@ class Session:
         self.sock = sock
         self.broker = broker
         self.lock = threading.Lock()
+        # Its own socket object, so its own timeout: the conversation polls with
+        # 0.2 s, and a sendall's timeout bounds the whole send (a 32 MiB payload to
+        # a client slowed by a loaded machine took longer, and was cut mid-packet).
+        self._out = sock.dup()
+        self._out.settimeout(60)
 
     def send(self, data: bytes) -> None:
         with self.lock, contextlib.suppress(OSError):
-            self.sock.sendall(data)
+            self._out.sendall(data)
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         packet = bytearray(publish(topic.encode(), payload, qos, packet_id=7))
@@ -65,8 +70,9 @@ class Session:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        for each in (self.sock, self._out):
+            with contextlib.suppress(OSError):
+                each.close()
 
 
 Handler = Callable[[Session, Packet], bool]  # True: handled, skip the default answer

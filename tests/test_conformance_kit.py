@@ -61,7 +61,7 @@ def reference_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[int, dict[str, Any], str, Path]:
     report_dir = tmp_path_factory.mktemp("kit") / "reports"
-    code, report, output = run_kit(report_dir)
+    code, report, output = run_kit(report_dir, measure=True)
     return code, report, output, report_dir
 
 
@@ -201,14 +201,16 @@ def test_readme_factory_example_and_a_third_party_pytest_run(tmp_path: Path) -> 
 
 
 def test_selection_and_bad_factories(tmp_path: Path) -> None:
-    code, report, _ = run_kit(tmp_path / "one", "-m", "REQ_0257")
+    code, report, _ = run_kit(tmp_path / "one", "-m", "REQ_0257", measure=True)
     assert code == 3
     assert results(report)["REQ_0257"] == "PASS"
     assert results(report)["REQ_0250"] == "NOT RUN"
-    code, _, output = run_kit(tmp_path / "bad", "--connector-factory", "no_such_module:factory")
+    code, _, output = run_kit(
+        tmp_path / "bad", "--connector-factory", "no_such_module:factory", measure=True
+    )
     assert code == 2
     assert "cannot be imported" in output
-    code, _, output = run_kit(tmp_path / "none", "-k", "no-scenario-has-this-name")
+    code, _, output = run_kit(tmp_path / "none", "-k", "no-scenario-has-this-name", measure=True)
     assert code == 2
 
 

@@ -139,7 +139,7 @@ def test_factory_probe_closes_what_it_made() -> None:
 
 def test_bad_factory_stops_the_cli_before_any_scenario(tmp_path: Path) -> None:
     code, report, output = run_kit(
-        tmp_path / "r", "--connector-factory", "tests.kit_factories:returns_none"
+        tmp_path / "r", "--connector-factory", "tests.kit_factories:returns_none", measure=True
     )
     assert code == 2
     assert "returned None, not a Connector" in output
@@ -182,7 +182,7 @@ def test_broker_mosquitto_runs_credentials_and_tls_on_a_broker_the_kit_starts(
 ) -> None:
     require_mosquitto()
     code, report, output = run_kit(
-        tmp_path / "r", "--broker", "mosquitto", "-m", "REQ_0255 or REQ_0256"
+        tmp_path / "r", "--broker", "mosquitto", "-m", "REQ_0255 or REQ_0256", measure=True
     )
     assert code == 3, output[-2000:]  # PARTIAL: two requirements selected
     outcome = {r["id"]: r["result"] for r in report["requirements"]}
@@ -243,11 +243,11 @@ def test_broker_refusing_anonymous_clients_is_named() -> None:
 
 
 def test_cli_refuses_bad_urls_and_dead_brokers(tmp_path: Path) -> None:
-    code, report, output = run_kit(tmp_path / "a", "--broker-url", "localhost:1883")
+    code, report, output = run_kit(tmp_path / "a", "--broker-url", "localhost:1883", measure=True)
     assert (code, report) == (2, {})
     assert "mqtt://host:port" in output
     code, report, output = run_kit(
-        tmp_path / "b", "--broker-url", f"mqtt://127.0.0.1:{free_port()}"
+        tmp_path / "b", "--broker-url", f"mqtt://127.0.0.1:{free_port()}", measure=True
     )
     assert (code, report) == (2, {})
     assert "connection refused" in output
@@ -265,7 +265,7 @@ def test_unknown_tags_are_refused_before_anything_runs(tmp_path: Path) -> None:
     # any name that tags no scenario: pytest would refuse it only after the run
     assert preflight.unknown_tags("slow and not TEST_0131", TESTS) == ["slow"]
     assert preflight.unknown_tags("broker_config or TEST_0131", TESTS) == []
-    code, report, output = run_kit(tmp_path / "r", "-m", "REQ_9999")
+    code, report, output = run_kit(tmp_path / "r", "-m", "REQ_9999", measure=True)
     assert (code, report) == (2, {})
     assert "REQ_9999, which the kit does not know" in output
     assert "Verdict" not in output
@@ -288,7 +288,7 @@ def test_a_malformed_selection_is_refused_before_anything_runs_and_writes_nothin
     earlier = tmp_path / "r" / "report.json"
     earlier.parent.mkdir()
     earlier.write_text('{"verdict": "PASS"}')
-    code, _, output = run_kit(tmp_path / "r", flag, expression)
+    code, _, output = run_kit(tmp_path / "r", flag, expression, measure=True)
     assert code == 2, output[-2000:]
     assert "Verdict" not in output
     assert "not a valid selection expression" in output or "which the kit does not know" in output
@@ -299,7 +299,7 @@ def test_a_malformed_selection_is_refused_before_anything_runs_and_writes_nothin
 def test_a_report_dir_that_cannot_be_one_is_refused_before_the_run(tmp_path: Path) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("")
-    code, _, output = run_kit(a_file, "-m", "TEST_2570")
+    code, _, output = run_kit(a_file, "-m", "TEST_2570", measure=True)
     assert code == 2, output[-2000:]
     assert f"--report-dir {str(a_file)!r} is a file, not a directory" in output
     assert "Traceback" not in output
@@ -310,14 +310,14 @@ def test_a_report_dir_that_cannot_be_one_is_refused_before_the_run(tmp_path: Pat
 
 
 def test_a_selection_matching_nothing_writes_no_report(tmp_path: Path) -> None:
-    code, report, output = run_kit(tmp_path / "r", "-k", "no-scenario-has-this-name")
+    code, report, output = run_kit(tmp_path / "r", "-k", "no-scenario-has-this-name", measure=True)
     assert (code, report) == (2, {})
     assert "no scenario matches -k 'no-scenario-has-this-name'" in output
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
 
 
 def test_a_partial_selection_is_partial_and_says_so(tmp_path: Path) -> None:
-    code, report, output = run_kit(tmp_path / "r", "-m", "REQ_0257")
+    code, report, output = run_kit(tmp_path / "r", "-m", "REQ_0257", measure=True)
     assert code == 3, output[-2000:]
     assert report["verdict"] == "PARTIAL"
     assert report["exit_code"] == 3
@@ -340,6 +340,7 @@ def failing_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str
         "REQ_0253 or REQ_0255",
         "--connector-factory",
         "tests.faulty.req_0253:ignores_retained",
+        measure=True,
     )
     return code, report, output, report_dir
 
@@ -405,7 +406,9 @@ def test_reports_record_identity_selection_and_step_locations(failing_run: Any) 
 def test_a_broker_with_limits_is_partial_and_recorded(tmp_path: Path) -> None:
     require_mosquitto()
     with MosquittoBroker() as broker:
-        code, report, output = run_kit(tmp_path / "r", "--broker-url", broker.url, "-m", "REQ_0255")
+        code, report, output = run_kit(
+            tmp_path / "r", "--broker-url", broker.url, "-m", "REQ_0255", measure=True
+        )
     assert code == 3, output[-2000:]
     assert report["verdict"] == "PARTIAL"
     assert report["meta"]["broker_limits"]
@@ -488,13 +491,13 @@ def test_a_missing_dependency_is_not_blamed_on_pythonpath(
 
 
 def test_a_run_id_selects_exactly_that_run_and_reports_say_how_to_rerun(tmp_path: Path) -> None:
-    code, report, output = run_kit(tmp_path / "r", "-m", "TEST_2511_3")
+    code, report, output = run_kit(tmp_path / "r", "-m", "TEST_2511_3", measure=True)
     assert code == 3, output[-2000:]
     ran = [s["id"] for s in report["scenarios"] if s["outcome"] != "skipped"]
     assert ran == ["TEST_2511_3"]
     assert report["meta"]["rerun"].endswith(" -m {id}")
     page = (tmp_path / "r" / "report.html").read_text()
     assert "reference_factory -m TEST_2511_3</code>" in page
-    code, report, output = run_kit(tmp_path / "bad", "-m", "TEST_2511_99")
+    code, report, output = run_kit(tmp_path / "bad", "-m", "TEST_2511_99", measure=True)
     assert (code, report) == (2, {})
     assert "TEST_2511_99, which the kit does not know" in output

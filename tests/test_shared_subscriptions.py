@@ -156,13 +156,14 @@ def test_kit_scenario_passes_the_reference_and_fails_a_connector_ignoring_the_gr
     from .kit_runs import run_kit
 
     url = ["--broker-url", mosquitto_broker.url, "-m", "TEST_2542"]
-    _, report, output = run_kit(tmp_path / "reference", *url)
+    _, report, output = run_kit(tmp_path / "reference", *url, measure=True)
     assert _scenario(report)["outcome"] == "passed", output[-3000:]
     code, report, output = run_kit(
         tmp_path / "faulty",
         *url,
         "--connector-factory",
         "tests.faulty.req_0254:ignores_share_group",
+        measure=True,
     )
     assert code == 1
     assert _scenario(report)["outcome"] == "failed", output[-3000:]
@@ -175,7 +176,7 @@ def test_kit_scenario_runs_on_a_mosquitto_it_starts(tmp_path: Path) -> None:
     from .kit_runs import run_kit
 
     require_mosquitto()
-    _, report, output = run_kit(tmp_path / "own", "-m", "TEST_2542")
+    _, report, output = run_kit(tmp_path / "own", "-m", "TEST_2542", measure=True)
     assert _scenario(report)["outcome"] == "passed", output[-3000:]
 
 
@@ -193,6 +194,7 @@ def test_a_connector_failing_shared_readers_itself_fails_and_is_not_excused(
         "TEST_2542",
         "--connector-factory",
         "tests.faulty.req_0254:refuses_share_groups_itself",
+        measure=True,
     )
     assert _scenario(report)["outcome"] == "failed", output[-3000:]
     assert code == 1
