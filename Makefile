@@ -13,11 +13,11 @@ PACKAGES := domain ports adapters conformance features
 .DEFAULT_GOAL := help
 .PHONY: help install test test-slow lint typecheck contracts unit conformance example bench clean
 # Test workers (pytest-xdist). Most tests wait on sockets and brokers, so two cores
-# keep four workers busy; TEST_WORKERS=0 runs the suite in one process. Each test
+# keep six workers busy; TEST_WORKERS=0 runs the suite in one process. Each test
 # file goes to one worker (--dist loadfile), so a module's fixture (a pool of kit
 # runs, a built wheel) is made once. Not --dist loadgroup: with pytest 9.2 it
 # stops grouping without a word (pytest-dev/pytest-xdist#1386).
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 6
 # Every kit run the tests make is a new Python process. Where the environment says
 # PYTHONDONTWRITEBYTECODE, each one compiled this package again and pytest rewrote the
 # kit's step modules again: about 0.45 s of CPU per process, some 70 processes per
