@@ -13,6 +13,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from importlib import metadata
@@ -29,9 +30,20 @@ RunKey = tuple[str, int, int]
 def run_ids(features: Iterable[Any] | None = None) -> dict[RunKey, str]:
     """Every run of the kit's feature files, by key, with its unique id."""
     if features is None:
-        from pytest_bdd.feature import get_features
+        return dict(_kit_run_ids())
+    return _run_ids_of(features)
 
-        features = get_features([str(FEATURES_DIR)])
+
+@functools.cache
+def _kit_run_ids() -> dict[RunKey, str]:
+    """The kit's own feature files, parsed once per process (the command line and the
+    plugin both ask)."""
+    from pytest_bdd.feature import get_features
+
+    return _run_ids_of(get_features([str(FEATURES_DIR)]))
+
+
+def _run_ids_of(features: Iterable[Any]) -> dict[RunKey, str]:
     by_test: dict[str, list[RunKey]] = {}
     ordered = sorted(features, key=lambda f: Path(f.filename).name)
     for feature in ordered:
@@ -68,6 +80,16 @@ def features_sha256(directory: Path = FEATURES_DIR) -> str:
 def distribution_of(reference: str) -> str:
     """``name version`` of the installed distribution that holds the factory's module."""
     top = reference.partition(":")[0].split(".")[0]
+    # Most distributions are named after their module: ask those first, and read
+    # every installed distribution's file list (a fifth of a second here) only when
+    # that does not find one that ships the module.
+    for name in dict.fromkeys((top, top.replace("_", "-"))):
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if top in _top_level_names(dist):
+            return f"{dist.metadata['Name']} {dist.version}"
     try:
         names = metadata.packages_distributions().get(top, [])
     except Exception:
@@ -78,6 +100,18 @@ def distribution_of(reference: str) -> str:
         except metadata.PackageNotFoundError:
             continue
     return f"not found (module {top!r} is not part of an installed distribution)"
+
+
+def _top_level_names(dist: metadata.Distribution) -> set[str]:
+    """The import names a distribution ships, as ``packages_distributions`` reads them."""
+    declared = (dist.read_text("top_level.txt") or "").split()
+    if declared:
+        return set(declared)
+    return {
+        path.parts[0].removesuffix(".py") if len(path.parts) == 1 else path.parts[0]
+        for path in dist.files or ()
+        if path.parts and not path.parts[0].endswith((".dist-info", ".egg-info"))
+    }
 
 
 def kit_version() -> str:

@@ -8,11 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import require_mosquitto, unmeasured_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # every contender of the benchmark harness, tiny but 25 s of CPU
 def test_bench_harness_writes_json_markdown_and_chart(tmp_path: Path) -> None:
     require_mosquitto()
     done = subprocess.run(

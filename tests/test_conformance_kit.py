@@ -140,6 +140,7 @@ def test_needs_json_is_accepted_by_sphinx_needs(reference_run: Any, tmp_path: Pa
 # -- other brokers and the command line ----------------------------------------------------
 
 
+@pytest.mark.slow  # the whole kit again, on a broker URL (the broker matrix)
 def test_kit_passes_against_mosquitto(tmp_path: Path) -> None:
     require_mosquitto()
     with MosquittoBroker(extra_config="sys_interval 1") as broker:

@@ -53,6 +53,7 @@ def test_the_gmqtt_connector_uses_none_of_the_reference_adapter() -> None:
         assert set(name.replace(" ", "").split(",")) <= {"MqttConnectorOptions", "MqttRouting"}
 
 
+@pytest.mark.slow  # the whole kit again, on a broker URL (the broker matrix)
 def test_the_gmqtt_connector_against_mosquitto(tmp_path: Path) -> None:
     require_mosquitto()
     with MosquittoBroker() as broker:
