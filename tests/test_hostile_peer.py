@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from taktora_connector.adapters.codecs import BytesCodec
-from taktora_connector.adapters.mqtt import MqttRouting
+from taktora_connector.adapters.mqtt import MqttQos, MqttRouting
 from taktora_connector.domain import ChannelDescriptor, Down, HealthKind
 
 from .conftest import ConnectFn, wait_until
 from .hostile import CONNACK_OK, FakeBroker, publish
+from .reactive import PUBACK, SUBSCRIBE, Packet, ReactiveBroker, Session, suback
 
 SCRIPTS = {
     "malformed packet": ([b"\xf0\xff\xff\xff\xff\xff"], True),
@@ -116,4 +117,40 @@ def test_flood_of_random_packets_is_survived(connect: ConnectFn, thread_errors: 
         assert conn.sidecar.is_alive()
         assert conn.health().kind in (HealthKind.CONNECTING, HealthKind.DEGRADED, HealthKind.UP)
     assert threading.active_count() < 100
+    assert thread_errors == []
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_what_is_no_topic_name_is_dropped_counted_and_acknowledged(
+    connect: ConnectFn, thread_errors: list[Any], qos: int
+) -> None:
+    """A broker may only send topic names: not empty (MQTT-4.7.3-1), no wildcard
+    (MQTT-3.3.2-2), no U+0000 (MQTT-1.5.3-2). Before, each of these reached a ``#``
+    reader and ``rejected_inbound`` stayed 0."""
+    bad = [b"a/+", b"a/#", b"a/+/b", b"#", b"a\x00b", b""]
+
+    def send_bad_then_good(session: Session, packet: Packet) -> bool:
+        if packet.kind != SUBSCRIBE:
+            return False
+        session.send(suback(packet.packet_id, b"\x01"))
+        for number, topic in enumerate(bad, start=1):
+            session.send(publish(topic, b"bad", qos=qos, packet_id=number))
+        session.send(publish(b"good/t", b"kept", qos=qos, packet_id=99))
+        return True
+
+    with ReactiveBroker(send_bad_then_good) as fake:
+        conn = connect(fake.port, codec=BytesCodec(), start=False)
+        routing = MqttRouting(filter="#", qos=MqttQos(qos))
+        reader: Any = conn.create_reader(ChannelDescriptor("in", routing)).unwrap()
+        conn.start().unwrap()
+        envelope = reader.recv(10).unwrap()
+        assert envelope is not None and envelope.payload == b"kept"
+        assert envelope.routing.topic == "good/t"
+        assert reader.recv(0.2).unwrap() is None
+        assert conn.rejected_inbound == len(bad)
+        assert conn.health().kind is HealthKind.UP
+        if qos:  # every one acknowledged, in the order it came (MQTT-4.6.0-2)
+            wait_until(lambda: len(fake.seen(PUBACK)) == len(bad) + 1, 10, "every PUBACK")
+            ids = [int.from_bytes(p.body[:2], "big") for p in fake.seen(PUBACK)]
+            assert ids == [*range(1, len(bad) + 1), 99]
     assert thread_errors == []

@@ -130,7 +130,8 @@ class MqttConnector(Generic[T]):
 
     @property
     def rejected_inbound(self) -> int:
-        """Inbound messages the broker sent with a topic that is not UTF-8 (dropped, logged)."""
+        """Inbound messages the broker sent on something that is no topic name: not UTF-8,
+        empty, with a wildcard or with U+0000 (dropped, counted, logged)."""
         return self._gateway.rejected_inbound
 
     @property

@@ -111,6 +111,17 @@ class _Skipped(bytes):
         return self.size
 
 
+def _topic_name_flaw(topic: str) -> str | None:
+    """Why ``topic`` is no MQTT 3.1.1 topic name a broker may send, or ``None``."""
+    if not topic:
+        return "is empty (MQTT-4.7.3-1)"
+    if "+" in topic or "#" in topic:
+        return "holds a wildcard, which only filters may (MQTT-3.3.2-2)"
+    if "\x00" in topic:
+        return "holds U+0000 (MQTT-1.5.3-2)"
+    return None
+
+
 class DataPlane:
     def __init__(
         self,
@@ -304,11 +315,19 @@ class DataPlane:
             batch.append(item)
 
     def _route(self, topic_raw: bytes, batches: dict[InboundSink, list[Inbound]]) -> _Route:
+        """Where a PUBLISH goes: every inbound PUBLISH, skipped or not, passes here, so
+        this is where its topic name is checked. One that is not a topic name is
+        dropped and counted in ``rejected_inbound`` (its PUBACK, if any, still goes in
+        turn: the broker would only send it again)."""
         try:
             topic = topic_raw.decode("utf-8")
         except UnicodeDecodeError:
             self.rejected_inbound += 1
-            log.warning("dropped an inbound message whose topic is not UTF-8")
+            log.warning("dropped an inbound message whose topic is not UTF-8 (MQTT-1.5.3-1)")
+            return None
+        if (flaw := _topic_name_flaw(topic)) is not None:
+            self.rejected_inbound += 1
+            log.warning("dropped an inbound message whose topic %r %s", topic, flaw)
             return None
         readers = self._match(topic)
         if not readers:
