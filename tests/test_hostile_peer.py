@@ -154,3 +154,34 @@ def test_what_is_no_topic_name_is_dropped_counted_and_acknowledged(
             ids = [int.from_bytes(p.body[:2], "big") for p in fake.seen(PUBACK)]
             assert ids == [*range(1, len(bad) + 1), 99]
     assert thread_errors == []
+
+
+@pytest.mark.parametrize("codes", [b"\x01", b"\x01\x01\x01"], ids=["one short", "one long"])
+def test_a_suback_without_one_code_per_filter_closes_the_connection(
+    connect: ConnectFn, thread_errors: list[Any], codes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MQTT-3.8.4-5: a SUBACK has a return code for every filter of its SUBSCRIBE. Before,
+    one code for two filters was taken as an answer: the second reader waited forever on
+    a subscription never made, and health stayed Up."""
+
+    def answer_wrongly(session: Session, packet: Packet) -> bool:
+        if packet.kind != SUBSCRIBE:
+            return False
+        assert len(packet.filters()) == 2
+        session.send(suback(packet.packet_id, codes))
+        return True
+
+    with ReactiveBroker(answer_wrongly) as fake:
+        conn = connect(
+            fake.port, start=False, reconnect_initial_backoff=0.05, reconnect_max_backoff=0.2
+        )
+        health = conn.subscribe_health()
+        for name in ("a", "b"):
+            conn.create_reader(ChannelDescriptor(name, MqttRouting(topic=f"s/{name}"))).unwrap()
+        conn.start().unwrap()
+        wait_until(lambda: fake.connects >= 2, 10, "the client to close and connect again")
+        kinds = [event.to.kind for event in iter(health.try_next, None)]
+        assert kinds[:3] == [HealthKind.UP, HealthKind.DEGRADED, HealthKind.CONNECTING], kinds
+        assert any("MQTT-3.8.4-5" in r.getMessage() for r in caplog.records), caplog.text
+        assert conn.sidecar is not None and conn.sidecar.is_alive()
+    assert thread_errors == []

@@ -481,6 +481,10 @@ class Gateway:
             return False
         wire.to_session(packet)
         self._client_call(lambda c: c.loop_read())
+        if (violation := self._handshake.take_violation()) is not None:
+            log.warning("broker broke the protocol: %s", violation)
+            self._force_close(f"protocol error: {violation}")  # not from paho's callback
+            return False
         self._session_writes()  # e.g. the SUBSCRIBEs of on_connect, before any PUBLISH
         return self._socket_open and self._wire is wire
 

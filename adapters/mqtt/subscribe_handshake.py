@@ -43,6 +43,12 @@ class SubscribeHandshake:
         #: (sent alone from then on); a second strike poisons the filter.
         self._suspects: set[str] = set()
         self._poisoned: set[str] = set()
+        self._violation: str | None = None
+
+    def take_violation(self) -> str | None:
+        """The protocol violation the last SUBACK was, once; ``None`` if it was none."""
+        violation, self._violation = self._violation, None
+        return violation
 
     def send(
         self,
@@ -70,9 +76,20 @@ class SubscribeHandshake:
             unsubscribe(unwanted[start : start + SUBSCRIBE_BATCH])
 
     def answered(self, packet_id: int, refused: Iterable[bool]) -> None:
-        """A SUBACK: one refusal flag per filter of that SUBSCRIBE, in order."""
+        """A SUBACK: one refusal flag per filter of that SUBSCRIBE, in order.
+
+        A SUBACK with more or fewer return codes than its SUBSCRIBE had filters breaks
+        MQTT-3.8.4-5: nothing of it is believed, and ``take_violation`` tells the
+        gateway to close the connection (MQTT-4.8.0-1)."""
         filters = self._unanswered.pop(packet_id, [])
-        for topic_filter, failed in zip(filters, refused, strict=False):
+        flags = list(refused)
+        if filters and len(flags) != len(filters):
+            self._violation = (
+                f"the SUBACK for packet {packet_id} has {len(flags)} return code(s) for a "
+                f"SUBSCRIBE of {len(filters)} filter(s) (MQTT-3.8.4-5)"
+            )
+            return
+        for topic_filter, failed in zip(filters, flags, strict=True):
             self._suspects.discard(topic_filter)
             if failed:
                 log.warning("broker refused the subscription to %r", topic_filter)
@@ -90,6 +107,7 @@ class SubscribeHandshake:
         if was_connected and self._unanswered:
             self._blame_subscribe()
         self._unanswered.clear()
+        self._violation = None
 
     def _fail_readers(self, topic_filter: str, error: ConnectorError) -> None:
         for reader in self._subscriptions.readers_of(topic_filter):
