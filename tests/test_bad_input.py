@@ -12,6 +12,7 @@ from taktora_connector.adapters.mqtt import (
     Credentials,
     MqttConnector,
     MqttConnectorOptions,
+    MqttQos,
     MqttRouting,
     TlsOptions,
 )
@@ -44,6 +45,23 @@ def test_payload_over_the_channel_maximum_is_refused_and_nothing_is_sent(
         outcome.delivery.wait(5).unwrap()
         wait_until(lambda: proxy.seen(PacketType.PUBLISH, "out"), 5, "the good PUBLISH")
         assert [p.payload() for p in proxy.seen(PacketType.PUBLISH, "out")] == [b"x" * 10]
+
+
+@pytest.mark.parametrize(("qos", "limit"), [(0, 268_435_452), (1, 268_435_450)])
+def test_a_payload_no_publish_can_carry_is_refused_at_send(
+    connect: ConnectFn, qos: int, limit: int
+) -> None:
+    """A PUBLISH's remaining length (at most 268,435,455) also holds the topic and the
+    packet id. Before, 268,435,453 bytes on a 1-byte topic were accepted and their
+    delivery failed later with StackError."""
+    conn = connect(1, codec=BytesCodec(), start=False)
+    routing = MqttRouting(topic="t", qos=MqttQos(qos))
+    descriptor = ChannelDescriptor("w", routing, max_payload_size=268_435_455)
+    writer = conn.create_writer(descriptor).unwrap()
+    payload = bytes(limit + 1)
+    assert writer.send(payload).failure() == PayloadOverflow(limit + 1, limit)
+    del payload
+    assert writer.send(bytes(limit)).unwrap().sequence_number == 0  # exactly fits
 
 
 def test_unencodable_value_is_a_codec_error_naming_the_format(connect: ConnectFn) -> None:

@@ -49,6 +49,7 @@ from .bridge import InboundQueue, Offer, OutboundBridge
 from .delivery import Delivery
 from .health_control import HealthController
 from .inbound_acks import AckToken, InboundAcks
+from .packets import publish_payload_limit
 from .routing import MqttRouting
 
 T = TypeVar("T")
@@ -95,7 +96,9 @@ class MqttWriter(Generic[T]):
         self._topic = routing.topic
         self._qos = int(routing.qos)
         self._retain = routing.retained
-        self._max = descriptor.max_payload_size
+        # No larger payload fits one PUBLISH of this topic and QoS: a send above it gets
+        # PayloadOverflow naming this limit, never a delivery that fails later.
+        self._max = min(descriptor.max_payload_size, publish_payload_limit(self._topic, self._qos))
         self._lock = threading.Lock()
         self._next_sequence = 0
         self._last: Delivery | None = None
