@@ -15,7 +15,7 @@ from taktora_connector.domain import ChannelDescriptor, Down, HealthKind
 
 from .conftest import ConnectFn, wait_until
 from .hostile import CONNACK_OK, FakeBroker, publish
-from .reactive import PUBACK, SUBSCRIBE, Packet, ReactiveBroker, Session, suback
+from .reactive import CONNECT, PUBACK, SUBSCRIBE, Packet, ReactiveBroker, Session, suback
 
 SCRIPTS = {
     "malformed packet": ([b"\xf0\xff\xff\xff\xff\xff"], True),
@@ -184,4 +184,57 @@ def test_a_suback_without_one_code_per_filter_closes_the_connection(
         assert kinds[:3] == [HealthKind.UP, HealthKind.DEGRADED, HealthKind.CONNECTING], kinds
         assert any("MQTT-3.8.4-5" in r.getMessage() for r in caplog.records), caplog.text
         assert conn.sidecar is not None and conn.sidecar.is_alive()
+    assert thread_errors == []
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (1, "Unsupported protocol version"),
+        (2, "Client identifier not valid"),
+        (4, "Bad user name or password"),
+        (5, "Not authorized"),
+    ],
+)
+def test_a_permanent_connack_refusal_is_down_at_once_naming_it(
+    connect: ConnectFn, thread_errors: list[Any], code: int, words: str
+) -> None:
+    """CONNACK codes 1, 2, 4 and 5 will not change by trying again: Down after one
+    CONNECT, naming the refusal. Before, code 1 made paho itself reconnect with MQTT
+    3.1 (16 CONNECTs in 1.5 s, health Connecting): the session must stay 3.1.1."""
+    with ReactiveBroker(connack=bytes([0x20, 0x02, 0x00, code])) as fake:
+        conn = connect(
+            fake.port,
+            start=False,
+            wait_up=False,
+            reconnect_initial_backoff=0.05,
+            reconnect_max_backoff=0.1,
+        )
+        conn.start()
+        wait_until(lambda: conn.health().kind is HealthKind.DOWN, 10, "Down")
+        time.sleep(0.5)  # room for a reconnect that must not come
+        assert fake.connects == 1
+        assert words in str(conn.health()), conn.health()
+        levels = {p.body[6] for p in fake.seen(CONNECT)}  # after b"\x00\x04MQTT"
+        assert levels == {4}
+    assert thread_errors == []
+
+
+def test_server_unavailable_is_retried_with_mqtt_311(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    """CONNACK code 3 may pass: it is retried, with backoff, always as MQTT 3.1.1."""
+    with ReactiveBroker(connack=b"\x20\x02\x00\x03") as fake:
+        conn = connect(
+            fake.port,
+            start=False,
+            wait_up=False,
+            reconnect_initial_backoff=0.05,
+            reconnect_max_backoff=0.2,
+        )
+        conn.start()
+        wait_until(lambda: fake.connects >= 3, 10, "three CONNECTs")
+        assert conn.health().kind is HealthKind.CONNECTING
+        assert "Server unavailable" in (conn.last_error or ""), conn.last_error
+        assert {p.body[6] for p in fake.seen(CONNECT)} == {4}
     assert thread_errors == []

@@ -41,6 +41,14 @@ POLL_TICK: Final = 0.5
 STABLE_AFTER: Final = 2.0
 
 _AUTH_REFUSALS: Final = frozenset({"Bad user name or password", "Not authorized"})
+#: MQTT 3.1.1's CONNACK refusals (MQTT-3.2.2.3), by return code, named as paho names them.
+CONNACK_REFUSALS: Final = {
+    1: "Unsupported protocol version",
+    2: "Client identifier not valid",
+    3: "Server unavailable",
+    4: "Bad user name or password",
+    5: "Not authorized",
+}
 _PERMANENT_REFUSALS: Final = frozenset(
     {"Unsupported protocol version", "Client identifier not valid"}
 )

@@ -55,7 +55,14 @@ from . import fork_guard
 from .backoff import Backoff
 from .bridge import OutboundBridge
 from .buffered_socket import BufferedSocket
-from .connecting import Reconnect, connect_failure, describe, lost_reason, open_tcp
+from .connecting import (
+    CONNACK_REFUSALS,
+    Reconnect,
+    connect_failure,
+    describe,
+    lost_reason,
+    open_tcp,
+)
 from .data_plane import DataPlane, Outbound
 from .failing import Waiters
 from .health_control import HealthController
@@ -478,6 +485,12 @@ class Gateway:
         """Hand one whole control packet to paho; False if the connection is gone after it."""
         wire = self._wire
         if wire is None:
+            return False
+        if packet[:2] == b"\x20\x02" and (name := CONNACK_REFUSALS.get(packet[-1])) is not None:
+            # A refusal is classified here, not left to paho: for code 1 paho would
+            # reconnect by itself speaking MQTT 3.1, which this connector never does.
+            self._reconnect.refused(name)
+            self._force_close(f"broker refused the connection: {name}")
             return False
         wire.to_session(packet)
         self._client_call(lambda c: c.loop_read())
