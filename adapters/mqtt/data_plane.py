@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Final, Protocol
 
-from taktora_connector.domain import ConnectorDown, ConnectorError, StackError
+from taktora_connector.domain import ConfigurationError, ConnectorDown, ConnectorError, StackError
 
 from .bridge import OutboundBridge
 from .buffered_socket import BufferedSocket
@@ -56,6 +56,7 @@ from .packets import (
     SkippedPublish,
     encode_publish,
 )
+from .topics import validate_topic_name
 
 log = logging.getLogger("taktora_connector.mqtt")
 
@@ -112,13 +113,13 @@ class _Skipped(bytes):
 
 
 def _topic_name_flaw(topic: str) -> str | None:
-    """Why ``topic`` is no MQTT 3.1.1 topic name a broker may send, or ``None``."""
-    if not topic:
-        return "is empty (MQTT-4.7.3-1)"
-    if "+" in topic or "#" in topic:
-        return "holds a wildcard, which only filters may (MQTT-3.3.2-2)"
-    if "\x00" in topic:
-        return "holds U+0000 (MQTT-1.5.3-2)"
+    """Why ``topic`` is no topic name a broker may send (the rules that writers'
+    topics follow: not empty, MQTT-4.7.3-1; no wildcard, MQTT-3.3.2-2; no U+0000,
+    MQTT-1.5.3-2), or ``None``."""
+    try:
+        validate_topic_name(topic)
+    except ConfigurationError as err:
+        return str(err)
     return None
 
 
@@ -232,6 +233,8 @@ class DataPlane:
                                 continue  # a resend of one the readers already have
                     if topic_raw in routes:
                         route = routes[topic_raw]
+                        if route is None:  # rejected again: each message counts
+                            self.rejected_inbound += 1
                     else:
                         route = routes[topic_raw] = self._route(topic_raw, batches)
                     if route is not None:
@@ -327,7 +330,7 @@ class DataPlane:
             return None
         if (flaw := _topic_name_flaw(topic)) is not None:
             self.rejected_inbound += 1
-            log.warning("dropped an inbound message whose topic %r %s", topic, flaw)
+            log.warning("dropped an inbound message: %s", flaw)
             return None
         readers = self._match(topic)
         if not readers:
