@@ -44,7 +44,13 @@ class EarlyDelivery(Wrapper):
         return self.inner.create_writer(descriptor).map(EarlyDeliveryWriter)
 
 
-@breaks("REQ_0252", caught_by=("TEST_0131", "TEST_2523"))
+@breaks(
+    "REQ_0252",
+    caught_by=("TEST_0131", "TEST_2523"),
+    may_also_fail=("TEST_2521",),
+    because="its flush returns before the broker has the last message, and the scenario "
+    "goes on to close the publisher: on a loaded machine that message never reached it",
+)
 def early_delivery(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return EarlyDelivery(MqttConnector(options, codec))
 
