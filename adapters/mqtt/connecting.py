@@ -41,7 +41,7 @@ POLL_TICK: Final = 0.5
 STABLE_AFTER: Final = 2.0
 
 _AUTH_REFUSALS: Final = frozenset({"Bad user name or password", "Not authorized"})
-#: MQTT 3.1.1's CONNACK refusals (MQTT-3.2.2.3), by return code, named as paho names them.
+#: MQTT 3.1.1's CONNACK refusals (section 3.2.2.3), by return code, named as paho names them.
 CONNACK_REFUSALS: Final = {
     1: "Unsupported protocol version",
     2: "Client identifier not valid",

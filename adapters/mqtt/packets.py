@@ -38,7 +38,7 @@ MAX_REMAINING: Final = 268_435_455
 def publish_payload_limit(topic: str, qos: int) -> int:
     """The largest payload one PUBLISH of ``topic`` at ``qos`` can carry: the remaining
     length (at most ``MAX_REMAINING``) also holds the topic and, above QoS 0, the
-    packet identifier (MQTT-2.2.3, 3.3.2)."""
+    packet identifier (MQTT 3.1.1 sections 2.2.3 and 3.3.2)."""
     return MAX_REMAINING - 2 - len(topic.encode("utf-8")) - (2 if qos else 0)
 
 
