@@ -62,6 +62,20 @@ class ChannelWrapper:
         return iter(self.inner)
 
 
+class FilteringReader(ChannelWrapper):
+    """A reader whose ``recv`` and ``try_recv`` answer what ``_keep`` makes of the
+    inner reader's answer (a fault hides some envelopes)."""
+
+    def _keep(self, result: Any) -> Any:
+        return result
+
+    def recv(self, timeout: float | None = None) -> Any:
+        return self._keep(self.inner.recv(timeout))
+
+    def try_recv(self) -> Any:
+        return self._keep(self.inner.try_recv())
+
+
 def _poll(reader: Any) -> Any:
     """One short wait on ``reader``: the envelope, or None (after a pause on a Failure)."""
     result = reader.recv(0.05)

@@ -14,7 +14,7 @@ from taktora_connector.domain import (
 )
 from taktora_connector.ports import PayloadCodec
 
-from .base import ChannelWrapper, Wrapper
+from .base import FilteringReader, Wrapper
 from .registry import breaks
 
 
@@ -29,7 +29,7 @@ def ignores_retained(options: MqttConnectorOptions, codec: PayloadCodec[Any]) ->
     return IgnoresRetained(MqttConnector(options, codec))
 
 
-class RetainedBlindReader(ChannelWrapper):
+class RetainedBlindReader(FilteringReader):
     """Never yields a retained message."""
 
     def _keep(self, result: Any) -> Any:
@@ -37,12 +37,6 @@ class RetainedBlindReader(ChannelWrapper):
         if envelope is not None and envelope.routing.retained:
             return Success(None)
         return result
-
-    def recv(self, timeout: float | None = None) -> Any:
-        return self._keep(self.inner.recv(timeout))
-
-    def try_recv(self) -> Any:
-        return self._keep(self.inner.try_recv())
 
 
 class SecondRetainedReaderStarved(Wrapper):

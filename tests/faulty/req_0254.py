@@ -15,11 +15,11 @@ from taktora_connector.domain import (
 )
 from taktora_connector.ports import PayloadCodec
 
-from .base import ChannelWrapper, Wrapper
+from .base import ChannelWrapper, FilteringReader, Wrapper
 from .registry import breaks
 
 
-class ExactOnlyReader(ChannelWrapper):
+class ExactOnlyReader(FilteringReader):
     """Delivers only messages whose topic equals the reader's filter, as a naive demux would."""
 
     def _keep(self, result: Any) -> Any:
@@ -28,12 +28,6 @@ class ExactOnlyReader(ChannelWrapper):
         if envelope is not None and envelope.routing.topic != wanted:
             return Success(None)
         return result
-
-    def recv(self, timeout: float | None = None) -> Any:
-        return self._keep(self.inner.recv(timeout))
-
-    def try_recv(self) -> Any:
-        return self._keep(self.inner.try_recv())
 
 
 class ExactMatchOnly(Wrapper):
