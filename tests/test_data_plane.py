@@ -17,6 +17,7 @@ from taktora_connector.adapters.mqtt.packet_ids import PacketIds
 from taktora_connector.adapters.mqtt.packets import (
     NeedData,
     PacketReader,
+    PacketType,
     ProtocolViolation,
     PubAck,
     Publish,
@@ -65,6 +66,7 @@ def plane_with(
         lambda *message: None,
     )
     plane.attach(wire)
+    plane.session.received(PacketType.CONNACK)  # connected, as after the broker's CONNACK
     return plane, wire, right, drops
 
 

@@ -14,7 +14,7 @@ from taktora_connector.adapters.mqtt import MqttQos, MqttRouting
 from taktora_connector.domain import ChannelDescriptor, Down, HealthKind
 
 from .conftest import ConnectFn, wait_until
-from .hostile import CONNACK_OK, FakeBroker, publish
+from .hostile import CONNACK_OK, FakeBroker, publish, remaining_length
 from .reactive import CONNECT, PUBACK, SUBSCRIBE, Packet, ReactiveBroker, Session, suback
 
 SCRIPTS = {
@@ -237,4 +237,143 @@ def test_server_unavailable_is_retried_with_mqtt_311(
         assert conn.health().kind is HealthKind.CONNECTING
         assert "Server unavailable" in (conn.last_error or ""), conn.last_error
         assert {p.body[6] for p in fake.seen(CONNECT)} == {4}
+    assert thread_errors == []
+
+
+BEFORE_CONNACK = {
+    "QoS 1 PUBLISH": publish(b"early/t", b"early", qos=1, packet_id=5),
+    "QoS 0 PUBLISH": publish(b"early/t", b"early"),
+    "PUBACK": b"\x40\x02\x00\x01",
+    "SUBACK": suback(1, b"\x00"),
+    "PINGRESP": b"\xd0\x00",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BEFORE_CONNACK))
+def test_a_packet_before_connack_closes_the_connection_unanswered(
+    connect: ConnectFn, thread_errors: list[Any], case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MQTT-3.2.0-1: a broker's first packet is CONNACK. Before, a QoS 1 PUBLISH sent
+    ahead of CONNACK reached the reader, was acknowledged before any CONNACK, and the
+    connection went Up. Now the connection ends at that packet, nothing is delivered
+    or acknowledged, and it is never Up."""
+
+    def early(session: Session, packet: Packet) -> bool:
+        if packet.kind != CONNECT:
+            return False
+        session.send(BEFORE_CONNACK[case] + CONNACK_OK)
+        return True
+
+    with ReactiveBroker(early) as fake:
+        conn = connect(
+            fake.port,
+            codec=BytesCodec(),
+            start=False,
+            reconnect_initial_backoff=0.05,
+            reconnect_max_backoff=0.1,
+        )
+        health = conn.subscribe_health()
+        reader: Any = conn.create_reader(ChannelDescriptor("in", MqttRouting(filter="#"))).unwrap()
+        conn.start().unwrap()
+        wait_until(lambda: fake.connects >= 3, 10, "the client to close and connect again")
+        assert reader.recv(0.2).unwrap() is None
+        assert fake.seen(PUBACK) == []
+        assert fake.seen(SUBSCRIBE) == []
+        kinds = [event.to.kind for event in iter(health.try_next, None)]
+        assert HealthKind.UP not in kinds, kinds
+        assert any("MQTT-3.2.0-1" in r.getMessage() for r in caplog.records), caplog.text
+    assert thread_errors == []
+
+
+AFTER_CONNACK = {
+    "a second CONNACK": (CONNACK_OK, "second CONNACK"),
+    "PINGREQ": (b"\xc0\x00", "only a client sends it"),
+    "DISCONNECT": (b"\xe0\x00", "only a client sends it"),
+    "PUBREL": (b"\x62\x02\x00\x01", "no QoS 2 flow"),
+    "PUBREC": (b"\x50\x02\x00\x01", "no QoS 2 flow"),
+    "a SUBACK for no SUBSCRIBE": (suback(999, b"\x00"), "no SUBSCRIBE awaiting"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AFTER_CONNACK))
+def test_a_packet_no_broker_may_send_a_client_closes_the_connection(
+    connect: ConnectFn, thread_errors: list[Any], case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once connected, a broker sends PUBLISH, PUBACK, SUBACK, UNSUBACK and PINGRESP.
+    Anything else is a protocol violation and closes the connection (MQTT-4.8.0-1);
+    a message after it on the same connection is not delivered."""
+    bad, words = AFTER_CONNACK[case]
+
+    def then_bad(session: Session, packet: Packet) -> bool:
+        if packet.kind != SUBSCRIBE:
+            return False
+        session.send(suback(packet.packet_id, b"\x00") + bad + publish(b"t", b"after"))
+        return True
+
+    with ReactiveBroker(then_bad) as fake:
+        conn = connect(
+            fake.port,
+            codec=BytesCodec(),
+            start=False,
+            reconnect_initial_backoff=0.05,
+            reconnect_max_backoff=0.1,
+        )
+        reader: Any = conn.create_reader(ChannelDescriptor("in", MqttRouting(topic="t"))).unwrap()
+        conn.start().unwrap()
+        wait_until(lambda: fake.connects >= 2, 10, "the client to close and connect again")
+        assert reader.recv(0.2).unwrap() is None
+        assert any(words in r.getMessage() for r in caplog.records), caplog.text
+    assert thread_errors == []
+
+
+SKIPPED_HEADERS = {
+    # (first byte, packet id): each header is wrong whatever the payload's size
+    "QoS 3": (0x36, 9),
+    "QoS 2": (0x34, 9),
+    "QoS 1, packet id 0": (0x32, 0),
+    "QoS 0 with DUP": (0x38, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SKIPPED_HEADERS))
+def test_a_publish_skipped_for_its_size_is_checked_like_any_other(
+    connect: ConnectFn, thread_errors: list[Any], case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PUBLISH above every reader's limit is discarded as it arrives, but its header
+    is checked first. Before, QoS 3, QoS 2 and packet id 0 were all acknowledged when
+    skipped (a PUBACK with id 0), and closed the connection only when not skipped."""
+    first, packet_id = SKIPPED_HEADERS[case]
+    topic = b"big/t"
+    body = len(topic).to_bytes(2, "big") + topic
+    if packet_id is not None:
+        body += packet_id.to_bytes(2, "big")
+    body += bytes(200_000)
+    packet = bytes([first]) + remaining_length(len(body)) + body
+
+    def send_big(session: Session, packet_in: Packet) -> bool:
+        if packet_in.kind != SUBSCRIBE:
+            return False
+        session.send(suback(packet_in.packet_id, b"\x01"))
+        session.send(packet[:100])  # the header first: the client decides to skip on it
+        time.sleep(0.2)
+        session.send(packet[100:] + publish(b"big/t", b"small", qos=1, packet_id=10))
+        return True
+
+    with ReactiveBroker(send_big) as fake:
+        conn = connect(
+            fake.port,
+            codec=BytesCodec(),
+            start=False,
+            reconnect_initial_backoff=0.05,
+            reconnect_max_backoff=0.1,
+        )
+        routing = MqttRouting(topic="big/t", qos=MqttQos.AT_LEAST_ONCE)
+        descriptor = ChannelDescriptor("in", routing, max_payload_size=1000)
+        reader: Any = conn.create_reader(descriptor).unwrap()
+        conn.start().unwrap()
+        wait_until(lambda: fake.connects >= 2, 10, "the client to close and connect again")
+        assert fake.seen(PUBACK) == []
+        assert reader.recv(0.2).unwrap() is None
+        assert conn.health().kind is not HealthKind.DOWN
+    assert any("PUBLISH" in r.getMessage() for r in caplog.records), caplog.text
     assert thread_errors == []

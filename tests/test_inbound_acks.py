@@ -402,6 +402,7 @@ def test_the_data_plane_holds_pubacks_and_does_not_queue_a_resend_twice() -> Non
     plane.connection_lost()
     _, wire2, peer2, _ = plane_with({"a/t": [reader]})
     plane.attach(wire2)
+    plane.session.received(PacketType.CONNACK)
     acks.session_resumed(present=True)
     resend = bytearray(encode_publish(b"a/t", b"two", 1, False, 6))
     resend[0] |= 0x08  # DUP

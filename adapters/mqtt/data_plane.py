@@ -50,12 +50,14 @@ from .packets import (
     MAX_REMAINING,
     NeedData,
     PacketReader,
+    PacketType,
     ProtocolViolation,
     PubAck,
     Publish,
     SkippedPublish,
     encode_publish,
 )
+from .session import ClientSession
 from .topics import validate_topic_name
 
 log = logging.getLogger("taktora_connector.mqtt")
@@ -141,6 +143,8 @@ class DataPlane:
         self._ids = ids
         self._max_inflight = min(max_inflight, LARGEST - SESSION_IDS)
         self._reader = self._new_reader()
+        #: What the broker may send now (``session``): every packet read is checked there.
+        self.session = ClientSession()
         self._wire: BufferedSocket | None = None
         self._qos0: deque[tuple[int, Delivery]] = deque()  # (end of its bytes, delivery)
         self._inflight: dict[int, tuple[bytes, Delivery]] = {}  # unacknowledged QoS 1
@@ -163,10 +167,12 @@ class DataPlane:
         """A new connection: a fresh packet reader over its socket."""
         self._wire = wire
         self._reader = self._new_reader()
+        self.session.connection_opened()
 
     def connection_lost(self) -> None:
         """QoS 0 messages whose bytes did not reach the kernel fail; QoS 1 ones wait.
         Inbound ones not acknowledged come again from the broker."""
+        self.session.connection_closed()
         if self._acks is not None:
             self._acks.connection_lost()
         self.settle_qos0()
@@ -205,6 +211,8 @@ class DataPlane:
         batches: dict[InboundSink, list[Inbound]] = {}
         acks: list[bytes] = []
         ledger = self._acks
+        session = self.session
+        connected = session.connected  # else the next PUBLISH or PUBACK is a violation
         now = time.time_ns()
         count = 0
         try:
@@ -214,6 +222,8 @@ class DataPlane:
                 if kind is Publish:
                     assert isinstance(packet, Publish)
                     count += 1
+                    if not connected:
+                        session.received(PacketType.PUBLISH)
                     topic_raw = packet.topic
                     qos = packet.qos
                     if qos == 2:
@@ -257,6 +267,12 @@ class DataPlane:
                 elif kind is SkippedPublish:
                     assert isinstance(packet, SkippedPublish)
                     count += 1
+                    if not connected:
+                        session.received(PacketType.PUBLISH)
+                    if packet.qos == 2:  # its header is checked like any other's
+                        raise ProtocolViolation(
+                            "QoS 2 PUBLISH on a subscription of QoS 1 at most (MQTT-3.8.4-6)"
+                        )
                     self._skipped(packet, batches, now)
                     if packet.packet_id is not None:
                         if ledger is None:
@@ -266,15 +282,20 @@ class DataPlane:
                 elif kind is PubAck:
                     assert isinstance(packet, PubAck)
                     count += 1
+                    if not connected:
+                        session.received(PacketType.PUBACK)
                     self._acknowledged(packet.packet_id)
                 elif isinstance(packet, NeedData):
                     return
                 else:
                     count += 1
+                    raw = reader.last_raw()
+                    session.received(raw[0] >> 4)  # in this state, may the broker send it?
+                    connected = session.connected
                     # Messages before a control packet reach readers before paho sees it.
                     self._deliver(batches)
                     routes.clear()
-                    if not to_session(reader.last_raw()):
+                    if not to_session(raw):
                         return  # the connection ended or changed under the session engine
         finally:
             self.packets_received += count

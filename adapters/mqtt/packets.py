@@ -369,7 +369,14 @@ class PacketReader:
             self._checked = pos
             self._need = stop - pos  # wanted: collect the rest, then join once
             return NEED_DATA
+        # Skipped or not, the header obeys the same rules (``_publish``).
         packet_id = data[topic_end] << 8 | data[topic_end + 1] if qos else None
+        if qos == 3:
+            self._fail("PUBLISH with QoS 3 (MQTT-3.3.1-4)")
+        if packet_id == 0:
+            self._fail("PUBLISH with packet identifier 0 (MQTT-2.3.1-1)")
+        if not qos and first & 8:
+            self._fail("PUBLISH with QoS 0 and DUP set (MQTT-3.3.1-2)")
         self._skip = stop - end
         self._data = b""
         self._pos = 0

@@ -81,9 +81,15 @@ class SubscribeHandshake:
         A SUBACK with more or fewer return codes than its SUBSCRIBE had filters breaks
         MQTT-3.8.4-5: nothing of it is believed, and ``take_violation`` tells the
         gateway to close the connection (MQTT-4.8.0-1)."""
-        filters = self._unanswered.pop(packet_id, [])
+        filters = self._unanswered.pop(packet_id, None)
         flags = list(refused)
-        if filters and len(flags) != len(filters):
+        if filters is None:
+            self._violation = (
+                f"a SUBACK for packet {packet_id}, which is no SUBSCRIBE awaiting its "
+                "answer (MQTT-3.8.4-2: a SUBACK carries its SUBSCRIBE's identifier)"
+            )
+            return
+        if len(flags) != len(filters):
             self._violation = (
                 f"the SUBACK for packet {packet_id} has {len(flags)} return code(s) for a "
                 f"SUBSCRIBE of {len(filters)} filter(s) (MQTT-3.8.4-5)"

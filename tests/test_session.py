@@ -1,0 +1,78 @@
+"""The client session's state table (``adapters/mqtt/session.py``), without a network."""
+
+from __future__ import annotations
+
+import pytest
+
+from taktora_connector.adapters.mqtt.packets import PacketType, ProtocolViolation
+from taktora_connector.adapters.mqtt.session import ALLOWED, ClientSession, State
+
+FROM_BROKER = {
+    PacketType.CONNACK,
+    PacketType.PUBLISH,
+    PacketType.PUBACK,
+    PacketType.SUBACK,
+    PacketType.UNSUBACK,
+    PacketType.PINGRESP,
+}
+
+
+def opened() -> ClientSession:
+    session = ClientSession()
+    session.connection_opened()
+    return session
+
+
+def test_a_new_connection_awaits_connack_and_connack_connects_it() -> None:
+    session = opened()
+    assert session.state is State.AWAITING_CONNACK
+    session.received(PacketType.CONNACK)
+    assert session.connected
+
+
+@pytest.mark.parametrize("kind", sorted(set(PacketType) - {PacketType.CONNACK}))
+def test_any_packet_but_connack_first_is_a_violation_of_3_2_0_1(kind: PacketType) -> None:
+    session = opened()
+    with pytest.raises(ProtocolViolation, match=r"MQTT-3\.2\.0-1"):
+        session.received(kind)
+    assert session.state is State.CLOSED
+
+
+@pytest.mark.parametrize("kind", sorted(PacketType))
+def test_connected_allows_exactly_what_a_broker_sends_a_qos1_client(kind: PacketType) -> None:
+    session = opened()
+    session.received(PacketType.CONNACK)
+    if kind in FROM_BROKER - {PacketType.CONNACK}:
+        session.received(kind)
+        assert session.connected
+    else:
+        with pytest.raises(ProtocolViolation, match=kind.name):
+            session.received(kind)
+        assert session.state is State.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        (PacketType.CONNACK, "second CONNACK"),
+        (PacketType.SUBSCRIBE, "only a client sends it"),
+        (PacketType.PUBREL, "MQTT-3.8.4-6"),
+    ],
+)
+def test_each_violation_says_what_was_wrong(kind: PacketType, words: str) -> None:
+    session = opened()
+    session.received(PacketType.CONNACK)
+    with pytest.raises(ProtocolViolation, match=words):
+        session.received(kind)
+
+
+def test_a_closed_session_accepts_nothing() -> None:
+    session = ClientSession()
+    for kind in PacketType:
+        with pytest.raises(ProtocolViolation, match="after the connection ended"):
+            session.received(kind)
+    assert ALLOWED[State.CLOSED] == frozenset()
+    reopened = opened()
+    reopened.received(PacketType.CONNACK)
+    reopened.connection_closed()
+    assert reopened.state is State.CLOSED
