@@ -189,6 +189,34 @@ def test_qos1_window_out_of_order_acks_complete_in_order_and_resend_sets_dup() -
     assert not plane.idle
 
 
+def test_an_early_acknowledgement_keeps_the_window_and_its_identifier_until_it_completes() -> None:
+    """Issue 16 point 7: an identifier acknowledged ahead of an older one was released
+    at once; a new message took it while the old entry still waited in the order, and
+    once the identifiers wrapped every later delivery hung."""
+    plane, wire, peer, _ = plane_with({}, max_inflight=2)
+    bridge: OutboundBridge[Outbound] = OutboundBridge(10, lambda: None)
+    plane._ids._last = 65_534  # the next identifiers are 65535, then 1: across the wrap
+    first, second, third = outbound(bridge, 1, 3)
+    plane.pump(bridge)
+    assert [p.packet_id for p in sent_packets(wire, peer)] == [65_535, 1]
+    plane.receive(encode(PubAck(1)), lambda p: True)
+    assert not second.done
+    assert plane._ids.in_use(1)  # not free while its message waits for the older one
+    assert not plane.can_pump(bridge)  # the window still holds two
+    plane.pump(bridge)
+    assert sent_packets(wire, peer) == []
+    plane.receive(encode(PubAck(1)), lambda p: True)  # a duplicate: changes nothing
+    assert not second.done
+    plane.receive(encode(PubAck(65_535)), lambda p: True)
+    assert is_successful(first.wait(0)) and is_successful(second.wait(0))
+    assert not plane._ids.in_use(1) and not plane._ids.in_use(65_535)
+    plane.pump(bridge)
+    assert [p.packet_id for p in sent_packets(wire, peer)] == [2]
+    plane.receive(encode(PubAck(2)), lambda p: True)
+    assert is_successful(third.wait(0))
+    assert plane.idle
+
+
 def test_qos0_completes_once_its_bytes_reached_the_kernel_and_fails_if_lost() -> None:
     plane, wire, peer, _ = plane_with({})
     bridge: OutboundBridge[Outbound] = OutboundBridge(10, lambda: None)

@@ -8,14 +8,15 @@ import time
 from typing import Any
 
 import pytest
+from returns.pipeline import is_successful
 
 from taktora_connector.adapters.codecs import BytesCodec
 from taktora_connector.adapters.mqtt import MqttQos, MqttRouting
-from taktora_connector.domain import ChannelDescriptor, Down, HealthKind
+from taktora_connector.domain import BackPressure, ChannelDescriptor, Down, HealthKind
 
 from .conftest import ConnectFn, wait_until
 from .hostile import CONNACK_OK, FakeBroker, publish, remaining_length
-from .reactive import CONNECT, PUBACK, SUBSCRIBE, Packet, ReactiveBroker, Session, suback
+from .reactive import CONNECT, PUBACK, PUBLISH, SUBSCRIBE, Packet, ReactiveBroker, Session, suback
 
 SCRIPTS = {
     "malformed packet": ([b"\xf0\xff\xff\xff\xff\xff"], True),
@@ -376,4 +377,60 @@ def test_a_publish_skipped_for_its_size_is_checked_like_any_other(
         assert reader.recv(0.2).unwrap() is None
         assert conn.health().kind is not HealthKind.DOWN
     assert any("PUBLISH" in r.getMessage() for r in caplog.records), caplog.text
+    assert thread_errors == []
+
+
+def test_a_held_puback_stalls_the_window_and_nothing_hangs_once_it_comes(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    """Issue 16 point 7: the broker holds the first message's PUBACK and acknowledges
+    the others at once. Before, their identifiers were freed and reused while they
+    waited behind the first; after the identifiers wrapped (65,599 messages), 64
+    deliveries and every later one never completed. Now a message acknowledged early
+    keeps its identifier and its place in the window until it completes in turn: the
+    window stalls at ``max_inflight`` (sends get BackPressure), and when the PUBACK
+    comes every delivery completes, in order."""
+    release = threading.Event()
+    held: list[bytes] = []
+
+    def hold_first(session: Session, packet: Packet) -> bool:
+        if packet.kind != PUBLISH:
+            return False
+        topic_len = int.from_bytes(packet.body[:2], "big")
+        ack = b"\x40\x02" + packet.body[2 + topic_len : 4 + topic_len]
+        if not held:
+            held.append(ack)
+
+            def later() -> None:
+                release.wait(20)
+                session.send(ack)
+
+            threading.Thread(target=later, daemon=True).start()
+            return True
+        session.send(ack)
+        return True
+
+    with ReactiveBroker(hold_first) as fake:
+        conn = connect(fake.port, max_inflight=8, outbound_capacity=16)
+        routing = MqttRouting(topic="held/t", qos=MqttQos.AT_LEAST_ONCE)
+        writer: Any = conn.create_writer(ChannelDescriptor("out", routing)).unwrap()
+        accepted = []
+        refused = 0
+        for n in range(40):
+            result = writer.send(n)
+            if is_successful(result):
+                accepted.append(result.unwrap().delivery)
+            else:
+                assert isinstance(result.failure(), BackPressure), result
+                refused += 1
+            time.sleep(0.005)
+        wait_until(lambda: len(fake.seen(PUBLISH)) >= 8, 10, "the window to fill")
+        time.sleep(0.3)  # room for a PUBLISH the stalled window must not send
+        assert len(fake.seen(PUBLISH)) == 8
+        assert len(accepted) <= 8 + 16 and refused == 40 - len(accepted)  # BackPressure
+        assert not any(delivery.done for delivery in accepted)
+        release.set()
+        assert is_successful(writer.flush(10))
+        assert all(is_successful(delivery.wait(0)) for delivery in accepted)
+        assert len(fake.seen(PUBLISH)) == len(accepted)
     assert thread_errors == []

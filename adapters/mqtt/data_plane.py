@@ -21,10 +21,13 @@ Rules of this module:
   MQTT-3.8.4-6 (the connector never subscribes above QoS 1) and ends the connection;
 - outbound: messages are taken from the bridge in batches and encoded straight
   into the socket's write buffer: QoS 1 while fewer than ``max_inflight`` are
-  unacknowledged, QoS 0 while less than ``WRITE_HIGH_WATER`` bytes wait to be
+  not completed (unacknowledged, or acknowledged ahead of an older one: a broker
+  that holds one PUBACK stalls the window, so sends get BackPressure), QoS 0 while less than ``WRITE_HIGH_WATER`` bytes wait to be
   flushed, so a stalled broker fills the bridge (BackPressure), not memory;
 - deliveries complete in order: QoS 0 once its bytes reached the kernel, QoS 1
-  on PUBACK (a broker acknowledges in the order it received, MQTT-4.6.0-2);
+  on PUBACK, in the order sent (a broker acknowledges in the order it received,
+  MQTT-4.6.0-2; one acknowledged early waits for the older ones and keeps its
+  packet identifier until it completes);
   unacknowledged QoS 1 messages go again, DUP set and same identifier, on the
   next connection (``resend``);
 - every packet identifier comes from the connection's one ``PacketIds``
@@ -371,16 +374,23 @@ class DataPlane:
         if entry is None:
             log.debug("PUBACK for packet %d, which is not in flight", packet_id)
             return
-        self._ids.release(packet_id)
         order = self._order
         if order[0] != packet_id:
+            # Acknowledged before an older one: it completes in turn. Its identifier
+            # stays taken until then, so no new message can reuse it while it waits
+            # in ``_order`` (issue 16 point 7: a reused id overwrote this entry and a
+            # stale one stayed at the head, and every later delivery hung).
             self._acked_early[packet_id] = entry[1]
             return
+        release = self._ids.release
         order.popleft()
+        release(packet_id)
         entry[1].succeed()
         early = self._acked_early
         while early and order and order[0] in early:
-            early.pop(order.popleft()).succeed()
+            done = order.popleft()
+            release(done)
+            early.pop(done).succeed()
 
     # -- outbound -------------------------------------------------------------------------------
 
@@ -389,7 +399,7 @@ class DataPlane:
         if item is None or self._wire is None:
             return False
         if item[2]:
-            return len(self._inflight) < self._max_inflight
+            return len(self._order) < self._max_inflight
         return self._wire.unflushed < WRITE_HIGH_WATER
 
     def pump(self, bridge: OutboundBridge[Outbound]) -> None:
@@ -401,7 +411,8 @@ class DataPlane:
         wire = self._wire
         if wire is None:
             return
-        slots = self._max_inflight - len(self._inflight)
+        # The window is every QoS 1 message not yet completed, acknowledged early or not.
+        slots = self._max_inflight - len(self._order)
         budget = WRITE_HIGH_WATER - wire.unflushed
 
         def admit(item: Outbound) -> bool:
@@ -482,5 +493,6 @@ class DataPlane:
                 self._ids.release(packet_id)
                 entry[1].fail(error)
             elif packet_id in early:
+                self._ids.release(packet_id)
                 early.pop(packet_id).succeed()
         self._order.clear()
