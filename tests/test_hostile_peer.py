@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -433,4 +434,56 @@ def test_a_held_puback_stalls_the_window_and_nothing_hangs_once_it_comes(
         assert is_successful(writer.flush(10))
         assert all(is_successful(delivery.wait(0)) for delivery in accepted)
         assert len(fake.seen(PUBLISH)) == len(accepted)
+    assert thread_errors == []
+
+
+UNWANTED = {
+    # (topic, clean_session, the counter that counts it)
+    "not UTF-8": (b"\xff\xfe/t", True, "rejected_inbound"),
+    "a wildcard": (b"huge/+", True, "rejected_inbound"),
+    "no reader, clean session": (b"other/t", True, "unrouted_inbound"),
+    "no reader, persistent session": (b"other/t", False, "unrouted_inbound"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNWANTED))
+def test_an_unwanted_payload_is_skipped_as_it_arrives_not_buffered_whole(
+    connect: ConnectFn, thread_errors: list[Any], case: str
+) -> None:
+    """Issue 16 point 5: a 96 MiB PUBLISH on a topic that is not UTF-8, or that no reader
+    matches, was buffered whole before being counted and dropped (peak RSS +192 to
+    288 MB). Now it is skipped as its bytes arrive, counted and acknowledged; memory
+    stays bounded (tracemalloc peak, Python allocations of every thread). The
+    persistent session's hold keeps an unrouted message whole up to 1 MiB only
+    (``DEFAULT_MAX_PAYLOAD_SIZE``), so this one is counted, not held."""
+    topic, clean, counter = UNWANTED[case]
+    size = 32 << 20
+    huge = publish(topic, bytes(size), qos=1, packet_id=9)
+
+    def send_huge(session: Session, packet: Packet) -> bool:
+        if packet.kind != SUBSCRIBE:
+            return False
+        session.send(suback(packet.packet_id, b"\x01"))
+        session.send(huge)
+        session.send(publish(b"huge/t", b"after", qos=1, packet_id=10))
+        return True
+
+    with ReactiveBroker(send_huge) as fake:
+        conn = connect(fake.port, codec=BytesCodec(), start=False, clean_session=clean)
+        routing = MqttRouting(topic="huge/t", qos=MqttQos.AT_LEAST_ONCE)
+        reader: Any = conn.create_reader(ChannelDescriptor("r", routing)).unwrap()
+        tracemalloc.start()
+        try:
+            conn.start().unwrap()
+            after = reader.recv(30)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert after.unwrap().value == b"after"
+        assert getattr(conn, counter) == 1
+        assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB for an unwanted 32 MiB payload"
+        reader.recv(0)  # a persistent session acknowledges "after" once asked for more
+        wait_until(lambda: len(fake.seen(PUBACK)) == 2, 10, "both PUBACKs")
+        assert [p.packet_id for p in fake.seen(PUBACK)] == [9, 10]
+        assert conn.health().kind is HealthKind.UP
     assert thread_errors == []

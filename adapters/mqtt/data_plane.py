@@ -42,7 +42,13 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Final, Protocol
 
-from taktora_connector.domain import ConfigurationError, ConnectorDown, ConnectorError, StackError
+from taktora_connector.domain import (
+    DEFAULT_MAX_PAYLOAD_SIZE,
+    ConfigurationError,
+    ConnectorDown,
+    ConnectorError,
+    StackError,
+)
 
 from .bridge import OutboundBridge
 from .buffered_socket import BufferedSocket
@@ -102,13 +108,14 @@ Unrouted = Callable[[bytes, str, int, bool, int], None]
 _Route = tuple[str, list[list[Inbound]] | None] | None
 
 
-class _Skipped(bytes):
+class Skipped(bytes):
     """Stands in for a payload that was skipped in the stream: empty, with the length
-    the payload had (readers compare lengths with their limit and report the overflow)."""
+    the payload had (readers compare lengths with their limit and report the overflow;
+    the unrouted hold counts it and never keeps it)."""
 
     size: int
 
-    def __new__(cls, size: int) -> _Skipped:
+    def __new__(cls, size: int) -> Skipped:
         stand_in = super().__new__(cls)
         stand_in.size = size
         return stand_in
@@ -138,8 +145,13 @@ class DataPlane:
         unrouted: Unrouted,
         *,
         acks: InboundAcks | None = None,
+        held_unrouted_limit: int = 0,
     ) -> None:
         self._match = match
+        #: The largest payload of a message no reader matches that is kept whole (for
+        #: the persistent session's hold, ``unrouted``); 0: none is (a clean session
+        #: only counts them), so each is skipped in the stream as it arrives.
+        self._held_unrouted_limit = held_unrouted_limit
         self._acks = acks  # None: a clean session, acknowledged on arrival
         self._unrouted = unrouted
         self._drops = drops
@@ -317,15 +329,21 @@ class DataPlane:
             self._wire.write(due)
 
     def _payload_limit(self, topic_raw: bytes) -> int:
-        """The largest payload a reader of this topic accepts (point 11 of issue 9): a
-        larger one is skipped in the stream. No reader, or not UTF-8: no limit here
-        (the normal path counts, holds or rejects it)."""
+        """The largest payload wanted for this topic: a larger one is skipped in the
+        stream as it arrives, never buffered whole (point 11 of issue 9, point 5 of
+        issue 16). For matching readers, the largest of their ``max_payload_size``; for a
+        topic that is not a topic name (not UTF-8, a wildcard, U+0000, empty), 0: it is
+        rejected whatever its size; for one no reader matches, what the unrouted hold
+        keeps whole (0 for a clean session, which only counts them)."""
         try:
-            readers = self._match(topic_raw.decode("utf-8"))
+            topic = topic_raw.decode("utf-8")
         except UnicodeDecodeError:
-            return MAX_REMAINING
+            return 0
+        if _topic_name_flaw(topic) is not None:
+            return 0
+        readers = self._match(topic)
         if not readers:
-            return MAX_REMAINING
+            return self._held_unrouted_limit
         return max(getattr(reader, "max_payload_size", MAX_REMAINING) for reader in readers)
 
     def _skipped(
@@ -334,10 +352,13 @@ class DataPlane:
         """Report a skipped message to the readers it was for, in order with the rest:
         a stand-in payload of the right length, which each reader turns into its
         ``PayloadOverflow`` (it is above every one's limit, so nobody queues it)."""
-        route = self._route(packet.topic, batches)
-        if route is None or route[1] is None:
+        route = self._route(packet.topic, batches)  # counts one that is no topic name
+        if route is None:
             return
-        item = (_Skipped(packet.size), route[0], packet.qos, packet.retain, now, None)
+        if route[1] is None:  # no reader: counted (its payload is gone, so never held)
+            self._unrouted(Skipped(packet.size), route[0], packet.qos, packet.retain, now)
+            return
+        item = (Skipped(packet.size), route[0], packet.qos, packet.retain, now, None)
         for batch in route[1]:
             batch.append(item)
 

@@ -49,7 +49,7 @@ from typing import Any, Final
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
-from taktora_connector.domain import ConnectorDown
+from taktora_connector.domain import DEFAULT_MAX_PAYLOAD_SIZE, ConnectorDown
 
 from . import fork_guard
 from .backoff import Backoff
@@ -118,6 +118,7 @@ class Gateway:
             options.max_inflight,
             self._unrouted.hold,
             acks=self.inbound_acks,
+            held_unrouted_limit=0 if options.clean_session else DEFAULT_MAX_PAYLOAD_SIZE,
         )
         self.outbound: OutboundBridge[Outbound] = OutboundBridge(bridge_capacity, self.wake)
         self._waiters = Waiters(controller, subscriptions, self._plane, self.outbound)

@@ -6,6 +6,9 @@ Rules of this module:
 - every such message is counted (``count``);
 - with a clean session the broker keeps nothing for later, and a retained message
   comes again in answer to the reader's SUBSCRIBE: those are only counted;
+- a message larger than ``DEFAULT_MAX_PAYLOAD_SIZE`` (a reader's default limit) is
+  skipped in the stream as it arrives (``DataPlane``) and only counted: memory
+  stays bounded by ``capacity`` times that size;
 - otherwise the last ``capacity`` of them are held (older ones go first) and, once
   the set of readers changes, handed in order to the readers that match them;
 - a held message was acknowledged on arrival (holding its PUBACK back would stall every
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from .data_plane import DropCounter, Inbound, Match
+from .data_plane import DropCounter, Inbound, Match, Skipped
 
 
 class UnroutedHold:
@@ -41,7 +44,7 @@ class UnroutedHold:
     def hold(self, payload: bytes, topic: str, qos: int, retain: bool, timestamp_ns: int) -> None:
         """The data plane's callback for a message no reader matches."""
         self.count += 1
-        if not self._keep or retain:
+        if not self._keep or retain or isinstance(payload, Skipped):
             return
         self._held.append((payload, topic, qos, retain, timestamp_ns, None))
         self._seen = self._readers()
