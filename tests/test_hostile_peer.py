@@ -487,3 +487,73 @@ def test_an_unwanted_payload_is_skipped_as_it_arrives_not_buffered_whole(
         assert [p.packet_id for p in fake.seen(PUBACK)] == [9, 10]
         assert conn.health().kind is HealthKind.UP
     assert thread_errors == []
+
+
+def publish_n_after_subscribe(topics: list[bytes], n: int) -> Any:
+    """A handler: grant every SUBSCRIBE; after the first, ``n`` QoS 1 messages on the
+    first topic (ids 1..n), and later one on each further topic as it is subscribed."""
+    subscribed: list[int] = []
+
+    def handler(session: Session, packet: Packet) -> bool:
+        if packet.kind != SUBSCRIBE:
+            return False
+        session.send(suback(packet.packet_id, b"\x01" * len(packet.filters())))
+        subscribed.append(packet.packet_id)
+        if len(subscribed) == 1:
+            for number in range(1, n + 1):
+                session.send(publish(topics[0], b"%d" % number, qos=1, packet_id=number))
+        return True
+
+    return handler
+
+
+def test_closing_a_reader_inside_a_loop_acknowledges_what_its_batch_held(
+    connect: ConnectFn, thread_errors: list[Any]
+) -> None:
+    """Issue 16 point 8: in a persistent session, ``for e in reader: reader.close();
+    break`` with 10 messages waiting sent one PUBACK. The 9 batch items put back were
+    discarded without release, so every later PUBACK on the connection stalled,
+    another reader's too. Closing discards and acknowledges, in order."""
+    with ReactiveBroker(publish_n_after_subscribe([b"a/t"], 10)) as fake:
+        conn = connect(fake.port, codec=BytesCodec(), start=False, clean_session=False)
+        qos1 = MqttQos.AT_LEAST_ONCE
+        reader: Any = conn.create_reader(ChannelDescriptor("a", MqttRouting("a/t", qos1))).unwrap()
+        other: Any = conn.create_reader(ChannelDescriptor("b", MqttRouting("b/t", qos1))).unwrap()
+        conn.start().unwrap()
+        wait_until(lambda: conn.unacknowledged_inbound == 10, 10, "ten messages waiting")
+        for envelope in reader:
+            assert envelope.payload == b"1"
+            reader.close()
+            break
+        wait_until(lambda: len(fake.seen(PUBACK)) == 10, 10, "ten PUBACKs")
+        assert [p.packet_id for p in fake.seen(PUBACK)] == list(range(1, 11))
+        fake.sessions[-1].send(publish(b"b/t", b"other", qos=1, packet_id=11))
+        assert other.recv(10).unwrap().payload == b"other"
+        other.recv(0)  # done with it: acknowledged
+        wait_until(lambda: len(fake.seen(PUBACK)) == 11, 10, "the other reader's PUBACK")
+        assert conn.unacknowledged_inbound == 0
+    assert thread_errors == []
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["clean session", "persistent session"])
+def test_iteration_ends_when_the_reader_is_closed_in_the_loop_body(
+    connect: ConnectFn, thread_errors: list[Any], clean: bool
+) -> None:
+    """Issue 16 point 9: after ``reader.close()`` in a ``for`` body the loop still
+    yielded every message of the batch it had taken (20 of 20). The contract says
+    iteration ends once the reader is closed."""
+    with ReactiveBroker(publish_n_after_subscribe([b"a/t"], 20)) as fake:
+        conn = connect(fake.port, codec=BytesCodec(), start=False, clean_session=clean)
+        routing = MqttRouting("a/t", MqttQos.AT_LEAST_ONCE)
+        reader: Any = conn.create_reader(ChannelDescriptor("a", routing)).unwrap()
+        conn.start().unwrap()
+        wait_until(lambda: len(fake.seen(PUBACK)) == 20 or not clean, 10, "twenty acknowledged")
+        if not clean:
+            wait_until(lambda: conn.unacknowledged_inbound == 20, 10, "twenty waiting")
+        got = []
+        for envelope in reader:
+            got.append(envelope.payload)
+            reader.close()
+        assert got == [b"1"]
+        wait_until(lambda: len(fake.seen(PUBACK)) == 20, 10, "every PUBACK")
+    assert thread_errors == []

@@ -261,18 +261,24 @@ class InboundQueue(Generic[T]):
 
     def unget(self, batch: list[T]) -> None:
         """Put items taken and not used back at the front, in order (an iteration that
-        stopped early). They may take the queue past its capacity by at most the batch."""
+        stopped early). They may take the queue past its capacity by at most the batch.
+        Once the queue is closed they are discarded like what waited in it: through
+        ``on_discard`` (issue 16 point 8: dropped without it, a persistent session's
+        acknowledgements of them were never released, and every later PUBACK on the
+        connection stalled behind them)."""
         if not batch:
             return
         with self._lock:
-            if self._closed:
-                return
-            items = self._items
-            if not items and self._pipe is not None:
-                os.write(self._pipe[1], b"\x01")
-            items.extendleft(reversed(batch))
-            if self._waiters:
-                self._waiters.popleft().release()
+            closed = self._closed
+            if not closed:
+                items = self._items
+                if not items and self._pipe is not None:
+                    os.write(self._pipe[1], b"\x01")
+                items.extendleft(reversed(batch))
+                if self._waiters:
+                    self._waiters.popleft().release()
+        if closed and self._on_discard is not None:
+            self._on_discard(batch)
 
     def _wait_for_item(self, timeout: float | None) -> None:
         """Park until an item comes, the queue closes or fails, an interrupt, or the

@@ -423,7 +423,8 @@ class MqttReader(Generic[T]):
 
         Takes what waits in batches (one lock per batch, not per message); if the
         loop stops early, the envelopes taken and not yet handed out go back to
-        the front of the queue, so leaving an iteration never loses a message."""
+        the front of the queue, so leaving an iteration never loses a message.
+        Closing the reader, also in the loop's body, ends the iteration at once."""
         queue = self._queue
         while True:
             if self._closed:
@@ -450,6 +451,11 @@ class MqttReader(Generic[T]):
                     if not isinstance(envelope, RecvEnvelope):
                         raise envelope
                     yield envelope
+                    if self._closed:
+                        # Closed in the loop's body: iteration ends here (issue 16
+                        # point 9); the rest of the batch goes back to the closed queue,
+                        # which discards and releases it (``InboundQueue.unget``).
+                        return
                     if token is not None:
                         self.release_taken()  # the loop came back: done with this one
             finally:
