@@ -451,7 +451,7 @@ class MqttReader(Generic[T]):
                     if not isinstance(envelope, RecvEnvelope):
                         raise envelope
                     yield envelope
-                    if self._closed:
+                    if self.closed:  # the property: mypy would narrow the field
                         # Closed in the loop's body: iteration ends here (issue 16
                         # point 9); the rest of the batch goes back to the closed queue,
                         # which discards and releases it (``InboundQueue.unget``).

@@ -22,8 +22,9 @@ Rules of this module:
 - outbound: messages are taken from the bridge in batches and encoded straight
   into the socket's write buffer: QoS 1 while fewer than ``max_inflight`` are
   not completed (unacknowledged, or acknowledged ahead of an older one: a broker
-  that holds one PUBACK stalls the window, so sends get BackPressure), QoS 0 while less than ``WRITE_HIGH_WATER`` bytes wait to be
-  flushed, so a stalled broker fills the bridge (BackPressure), not memory;
+  that holds one PUBACK stalls the window, so sends get BackPressure), QoS 0
+  while less than ``WRITE_HIGH_WATER`` bytes wait to be flushed, so a stalled
+  broker fills the bridge (BackPressure), not memory;
 - deliveries complete in order: QoS 0 once its bytes reached the kernel, QoS 1
   on PUBACK, in the order sent (a broker acknowledges in the order it received,
   MQTT-4.6.0-2; one acknowledged early waits for the older ones and keeps its
@@ -43,7 +44,6 @@ from collections.abc import Callable, Hashable
 from typing import Final, Protocol
 
 from taktora_connector.domain import (
-    DEFAULT_MAX_PAYLOAD_SIZE,
     ConfigurationError,
     ConnectorDown,
     ConnectorError,
