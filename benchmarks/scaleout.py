@@ -53,7 +53,7 @@ def consume(args: argparse.Namespace) -> int:
         port=args.port,
         client_id=args.client_id,
         clean_session=not args.persistent,
-        inbound_capacity=10_000,
+        inbound_capacity=args.capacity,
     )
     connector: MqttConnector[bytes] = MqttConnector(options, BytesCodec())
     shared = MqttRouting(filter=args.filter, share_group=args.group, qos=MqttQos.AT_LEAST_ONCE)
@@ -114,6 +114,7 @@ class Consumer:
         idle: float = 3.0,
         work: float = 0.0,
         summary: bool = False,
+        capacity: int = 10_000,
     ) -> Consumer:
         command = [
             sys.executable,
@@ -126,6 +127,7 @@ class Consumer:
             f"--client-id={client_id}",
             f"--idle={idle}",
             f"--work={work}",
+            f"--capacity={capacity}",
             *(["--persistent"] if persistent else []),
             *(["--summary"] if summary else []),
         ]
@@ -259,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         "--work", type=float, default=0.0, help="seconds spent on each message after printing it"
     )
     worker.add_argument("--summary", action="store_true")
+    worker.add_argument(
+        "--capacity", type=int, default=10_000, help="the reader's inbound_capacity"
+    )
     return consume(parser.parse_args(argv))
 
 

@@ -402,17 +402,27 @@ class MqttReader(Generic[T]):
             self._acks.release(tokens)
 
     def _discarded(self, items: list[_Inbound]) -> None:
-        """The queue let these go (dropped when full, or the reader closed): they owe
-        this reader nothing."""
-        assert self._acks is not None
+        """The queue let these go. Closed: they owe this reader nothing. Dropped when
+        full: their acknowledgement is withheld, and the broker sends them again once
+        this reader has drained (``inbound_acks``: nothing is lost)."""
+        acks = self._acks
+        assert acks is not None
         tokens = [item[6] for item in items if item[6] is not None]
-        self._acks.release(tokens)
-        if tokens and not self._queue.closed and not self._lost_warned:
+        if not tokens:
+            return
+        if self._queue.closed:
+            acks.release(tokens)
+            return
+        acks.withhold(self, tokens)
+        if not len(self._queue):  # drained already, before this was counted
+            acks.drained(self)
+        if not self._lost_warned:
             self._lost_warned = True  # once per overflow episode
             log.warning(
                 "reader %r of a persistent session dropped %d QoS 1 message(s) for a full "
-                "queue (inbound_capacity=%d): acknowledged in turn, so they are lost; size "
-                "inbound_capacity for the largest backlog the session may hold",
+                "queue (inbound_capacity=%d): not acknowledged; once the reader has "
+                "drained, the session is resumed (one reconnect) and the broker sends "
+                "them again",
                 self._descriptor.name,
                 len(tokens),
                 self._queue.capacity,
@@ -472,11 +482,15 @@ class MqttReader(Generic[T]):
         self._on_close(self)
         self.release_taken()
         self._queue.close()  # what waits is discarded (and released, see _discarded)
+        if self._acks is not None:
+            self._acks.reader_closed(self)  # and what it dropped owes it nothing
         self._controller.inbound_drained(self)
 
     def _drained(self) -> None:
         self._lost_warned = False  # a new overflow episode warns again
         self._controller.inbound_drained(self)
+        if self._acks is not None:
+            self._acks.drained(self)  # what it dropped may come again now
 
     def _closed_error(self) -> ConnectorDown:
         return ConnectorDown(f"reader {self._descriptor.name!r} is closed")

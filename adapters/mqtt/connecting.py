@@ -179,6 +179,9 @@ class Reconnect:
         self.last_error: str | None = None
         self._refusal: tuple[bool, str] | None = None  # (permanent, reason)
         self._drop_reason: str | None = None
+        self._resuming = False  # the next loss is planned: connect again at once
+        #: Planned reconnects that resumed the session (``inbound_acks``).
+        self.resumes = 0
 
     def restart(self, now: float) -> None:
         """Try again at once, counting from zero (after giving up)."""
@@ -190,6 +193,7 @@ class Reconnect:
         self._controller.set_phase(Phase.CONNECTING)
         self._refusal = None
         self._drop_reason = None
+        self._resuming = False
 
     def failed(self, reason: str) -> None:
         """An attempt failed: the next one after the backoff, or give up past the ceiling."""
@@ -231,9 +235,29 @@ class Reconnect:
         """This side drops the connection: the loss that follows is for ``reason``."""
         self._drop_reason = reason
 
+    @property
+    def planned(self) -> bool:
+        """The loss being reported is this side's resume (``resuming``)."""
+        return self._resuming
+
+    def resuming(self, reason: str) -> None:
+        """This side ends a working connection to resume the session on the next one
+        (``inbound_acks``): not a failure, so no backoff, no flap, no ``last_error``."""
+        self._resuming = True
+        self._drop_reason = reason
+
     def lost(self, was_connected: bool, stopping: bool, described: str) -> None:
         """The connection ended (``described``: how the session engine saw it)."""
         if stopping and not was_connected and self._refusal is None:
+            return
+        if self._resuming and was_connected and self._refusal is None:
+            self._resuming = False
+            self.resumes += 1
+            log.info("%s: %s", self._broker_url, self._drop_reason)
+            self._drop_reason = None
+            if not stopping:
+                self._controller.set_phase(Phase.CONNECTING)
+                self.next_attempt = time.monotonic()
             return
         refused, self._refusal = self._refusal, None
         if refused is not None:

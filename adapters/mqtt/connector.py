@@ -151,6 +151,24 @@ class MqttConnector(Generic[T]):
         return 0 if acks is None else acks.unacknowledged
 
     @property
+    def session_resumes(self) -> int:
+        """Reconnects this connector made on purpose to resume a persistent session: a
+        reader whose full queue dropped QoS 1 messages (not acknowledged) had drained, so
+        the connector disconnected and connected again at once, and the broker sent those
+        messages again. Always 0 for a clean session, whose drops are lost."""
+        return self._gateway.session_resumes
+
+    @property
+    def unresent_inbound(self) -> int:
+        """QoS 1 messages a full reader queue dropped in a persistent session that the
+        broker did not send again when the session resumed, so they are lost. A broker
+        that keeps MQTT-4.4.0-1 (mosquitto, measured) leaves this at 0; amqtt 0.12 does
+        not resend, and once this is above 0 the connector stops asking it: later drops
+        are acknowledged and lost, as in a clean session."""
+        acks = self._gateway.inbound_acks
+        return 0 if acks is None else acks.unresent
+
+    @property
     def inbound_drops(self) -> int:
         """Inbound messages dropped across all readers so far."""
         return self._controller.inbound_drops

@@ -41,7 +41,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 from taktora_connector.domain import (
     ConfigurationError,
@@ -254,8 +254,10 @@ class DataPlane:
                             token = ledger.expect(
                                 packet.packet_id, topic_raw, packet.payload, packet.dup
                             )
-                            if token is None:
-                                continue  # a resend of one the readers already have
+                            if token is None:  # a resend of one the readers already have,
+                                if ledger.again is not None:  # bar those that dropped it
+                                    self._again(ledger, packet, batches, now)
+                                continue
                     if topic_raw in routes:
                         route = routes[topic_raw]
                         if route is None:  # rejected again: each message counts
@@ -381,6 +383,30 @@ class DataPlane:
         if not readers:
             return topic, None
         return topic, [batches.setdefault(reader, []) for reader in readers]
+
+    def _again(
+        self,
+        ledger: InboundAcks,
+        packet: Publish,
+        batches: dict[InboundSink, list[Inbound]],
+        now: int,
+    ) -> None:
+        """The broker sent a withheld message again (``inbound_acks``): a copy to each
+        reader whose full queue dropped it, and to no other. Its topic was checked
+        when it first came; the token still owes those readers their release."""
+        assert ledger.again is not None
+        token, readers = ledger.again
+        ledger.again = None
+        item: Inbound = (
+            packet.payload,
+            packet.topic.decode("utf-8"),
+            packet.qos,
+            packet.retain,
+            now,
+            token,
+        )
+        for reader in readers:
+            batches.setdefault(cast("InboundSink", reader), []).append(item)
 
     def _deliver(self, batches: dict[InboundSink, list[Inbound]]) -> None:
         for reader, items in batches.items():

@@ -39,6 +39,7 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -82,6 +83,8 @@ log = logging.getLogger("taktora_connector.mqtt")
 
 #: Socket reads (up to 64 KiB each) per readable event before the loop looks at other work.
 READ_BURST: Final = 16
+#: A DISCONNECT packet (MQTT-3.14): fixed header, no variable header, no payload.
+_DISCONNECT: Final = b"\xe0\x00"
 #: The longest the loop sleeps, so keep-alive and deadlines are checked often.
 IDLE_TICK: Final = 0.5
 
@@ -136,6 +139,7 @@ class Gateway:
         self._socket_open = False
         self._connected = False
         self._connack_deadline: float | None = None
+        self._resends_until: float | None = None  # a resumed session's resend deadline
         self._liveness = Liveness(options.keep_alive)
         #: Why the sidecar stopped on an unexpected exception (terminal), else None.
         self.died: str | None = None
@@ -157,6 +161,11 @@ class Gateway:
     def rejected_inbound(self) -> int:
         """Inbound messages dropped because their topic is not UTF-8."""
         return self._plane.rejected_inbound
+
+    @property
+    def session_resumes(self) -> int:
+        """Planned reconnects that resumed the session for dropped messages."""
+        return self._reconnect.resumes
 
     @property
     def unrouted_inbound(self) -> int:
@@ -302,7 +311,17 @@ class Gateway:
         self._unrouted.route_if_changed()
         if self._connected:
             self._plane.write_due_acks()
-            self._pump()
+            acks = self.inbound_acks
+            if self._resends_until is not None and acks is not None:
+                if not acks.checking:
+                    self._resends_until = None
+                elif now >= self._resends_until:
+                    self._resends_until = None
+                    acks.resends_over()
+            if acks is not None and acks.resume_wanted and not self._handshake.awaiting:
+                self._resume_session(acks)  # (not while a SUBSCRIBE waits for its SUBACK)
+            else:
+                self._pump()
         if self._socket_open:
             self._write()
             if self._connected and self._liveness.silent(now):
@@ -341,6 +360,8 @@ class Gateway:
             deadlines.append(self._reconnect.next_attempt)
         if self._connack_deadline is not None:
             deadlines.append(self._connack_deadline)
+        if self._resends_until is not None:
+            deadlines.append(self._resends_until)
         silent_at = self._liveness.deadline()
         if self._connected and silent_at is not None:
             deadlines.append(silent_at)
@@ -358,7 +379,9 @@ class Gateway:
         if self._subscriptions.pending:
             return True
         acks = self.inbound_acks
-        if acks is not None and acks.waiting:
+        if acks is not None and (
+            acks.waiting or (acks.resume_wanted and not self._handshake.awaiting)
+        ):
             return True
         return self._flow.can_pump() or (sock is not None and has_buffered_input(sock))
 
@@ -389,8 +412,11 @@ class Gateway:
             return
         self._connected = True
         self._connack_deadline = None
-        if self.inbound_acks is not None:
-            self.inbound_acks.session_resumed(bool(flags.session_present))
+        acks = self.inbound_acks
+        if acks is not None:
+            acks.session_resumed(bool(flags.session_present))
+            if acks.checking:  # how long the broker has to send the withheld ones again
+                self._resends_until = time.monotonic() + self._options.connect_timeout
         self._reconnect.connected()
         self._send_subscriptions(self._subscriptions.everything())
         self._plane.resend()
@@ -407,9 +433,29 @@ class Gateway:
         self._socket_open = False
         self._connack_deadline = None
         self._plane.connection_lost()
-        self._handshake.connection_lost(was_connected)
+        self._handshake.connection_lost(was_connected, planned=self._reconnect.planned)
         self._lent_ids.connection_lost()
         self._reconnect.lost(was_connected, self._asked.stop, lost_reason(reason_code))
+
+    def _resume_session(self, acks: InboundAcks) -> None:
+        """A reader whose full queue dropped QoS 1 messages has drained: end this
+        connection with DISCONNECT and connect again at once, so the broker sends every
+        message not acknowledged again (MQTT-4.4.0-1), the dropped ones among them
+        (``inbound_acks``). The session survives a DISCONNECT (clean_session=False)."""
+        acks.resume_wanted = False
+        reason = (
+            f"resuming the session: a reader dropped {acks.withholding} QoS 1 message(s) "
+            "for a full queue, not acknowledged; the broker sends them again"
+        )
+        wire = self._wire
+        if wire is not None:
+            # Every PUBACK already due must reach the broker first: one lost with the
+            # socket makes the broker send its message again, a duplicate for the
+            # application. A second at most (a broker that reads nothing goes on).
+            wire.write(_DISCONNECT)
+            _close_gracefully(wire, time.monotonic() + 1.0)
+        self._reconnect.resuming(reason)
+        self._force_close(reason)
 
     def _force_close(self, reason: str) -> None:
         """Drop the connection from this side (the next read reports it as lost)."""
@@ -589,6 +635,29 @@ class Gateway:
         self._waiters.fail_outbound(
             ConnectorDown("connector closed before the message was delivered")
         )
+
+
+def _close_gracefully(wire: BufferedSocket, deadline: float) -> None:
+    """Flush, send FIN, and read (and discard) until the broker closes, by ``deadline``.
+
+    Closing a socket with unread input makes the kernel send RST, and a peer that gets
+    RST discards what it had not read yet: the last PUBACKs and the DISCONNECT with it
+    (seen on mosquitto: acknowledged messages sent again on the next connection, each
+    a duplicate for the application). What is read here was not acknowledged, so the
+    broker sends it again."""
+    raw = wire.raw
+    try:
+        while not wire.flush():
+            if time.monotonic() >= deadline:
+                return
+            select.select([], [raw], [], max(0.0, deadline - time.monotonic()))
+        raw.shutdown(socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([raw], [], [], left)
+            if readable and not raw.recv(65536):
+                return  # the broker closed its side: everything before it was read
+    except (OSError, ValueError):
+        return  # the connection is ending anyway
 
 
 def _install_buffer(client: paho.Client) -> BufferedSocket:

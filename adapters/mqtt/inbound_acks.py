@@ -15,9 +15,26 @@ Rules of this module:
   first release waits;
 - PUBACKs leave in the order the PUBLISHes came (MQTT-4.6.0-2): a message that owes
   nothing more waits for the older ones;
-- a message dropped by a full reader queue, skipped, held for no reader, or discarded
-  by a closed reader owes that reader nothing (it is acknowledged in turn: the loss
-  is counted where it happens, as before);
+- a message skipped, held for no reader, or discarded by a closed reader owes that
+  reader nothing (it is acknowledged in turn);
+- a message a full reader queue dropped (REQ_0261: dropped *for that delivery*,
+  counted, Degraded) is withheld: that reader's release never comes on this
+  connection, so neither does its PUBACK nor any later one (MQTT-4.6.0-2), and the
+  broker keeps them all. Once that reader has drained (``drained``) the sidecar
+  resumes the session (``resume_wanted``: DISCONNECT, connect again at once), the
+  broker sends every unacknowledged message again with DUP set (MQTT-4.4.0-1), and
+  the copy of a withheld one goes to the readers that dropped it, only them; the
+  others already have theirs. So a persistent session at QoS 1 loses nothing to a
+  full queue, at the price of one reconnect per overflow episode. Only drops of the
+  current connection ask for a resume: one the broker does not send again never
+  makes the connector reconnect twice for it. A reader closed meanwhile owes nothing;
+- a broker must send the unacknowledged messages again on the resumed session, before
+  new ones; amqtt 0.12 does not (measured: none of 5 in flight came again, after a
+  DISCONNECT or a dropped socket). So the first new PUBLISH (DUP clear) after a resume,
+  or ``connect_timeout`` without a resend (the sidecar's clock), ends the wait: withheld messages not sent again by then are counted in
+  ``unresent``, logged once, and from then on this broker is not asked again: a drop
+  is acknowledged in turn and lost, as a clean session's is (no reconnect that buys
+  nothing, no PUBACK stalled for it);
 - when the connection ends, what was not acknowledged is kept aside: the broker sends
   it again on the next connection, DUP set and with its original packet identifier
   (MQTT-4.4.0-1). Such a resend (same identifier, topic and payload) is not queued a
@@ -30,10 +47,17 @@ Rules of this module:
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Final
+
+#: A reader, as this module sees it: something to hand a message to again (the data
+#: plane's ``InboundSink``); compared by identity.
+Reader = object
+
+log = logging.getLogger("taktora_connector.mqtt")
 
 #: The bytes of a PUBACK before its packet identifier.
 _PUBACK: Final = b"\x40\x02"
@@ -65,6 +89,23 @@ class InboundAcks:
         self._lock = threading.Lock()
         self._released: list[AckToken] = []  # any thread appends, the sidecar takes
         self._sealed = False
+        # Withheld: what a full queue dropped, by token, with the readers that dropped
+        # it (under the lock: a reader's close releases its share from its own thread).
+        self._lost: dict[AckToken, list[Reader]] = {}
+        self._dropping: set[Reader] = set()  # readers that dropped on this connection
+        #: The sidecar should resume the session (a reader that dropped has drained).
+        self.resume_wanted = False
+        #: The last ``expect`` was the resend of a withheld message: it and its readers.
+        self.again: tuple[AckToken, list[Reader]] | None = None
+        #: Copies of withheld messages handed to the readers that had dropped them.
+        self.redelivered = 0
+        #: Messages withheld so far (one per message and reader that dropped it).
+        self.withheld = 0
+        #: Withheld messages the broker did not send again on the resumed session.
+        self.unresent = 0
+        #: False once the broker was seen not to send withheld messages again.
+        self.broker_resends = True
+        self._checking = False  # resumed: the first new PUBLISH ends the resends
 
     # -- the sidecar ------------------------------------------------------------------------
 
@@ -73,15 +114,56 @@ class InboundAcks:
         None when it is the resend of one the readers already have (not to be queued)."""
         earlier = self._earlier
         if earlier:
+            if self._checking and not dup:
+                self._resends_over()
             known = earlier.pop(packet_id, None)
             if known is not None and dup and known.topic == topic and known.payload == payload:
                 self.resends_recognised += 1
                 self._pending.append(known)
+                if self._lost:
+                    with self._lock:
+                        readers = self._lost.pop(known, None)
+                    if readers:
+                        self.redelivered += len(readers)
+                        self.again = (known, readers)
                 return None
-            # Not a resend of it: the broker no longer has that one in flight.
+            if known is not None and self._lost:
+                # Not a resend of it: the broker no longer has that one in flight.
+                with self._lock:
+                    self._lost.pop(known, None)
         token = AckToken(packet_id, topic, payload)
         self._pending.append(token)
         return token
+
+    @property
+    def checking(self) -> bool:
+        """A resumed session waits for the withheld messages to come again."""
+        return self._checking
+
+    def resends_over(self) -> None:
+        """The sidecar's deadline for resends passed (none came for ``connect_timeout``)."""
+        if self._checking:
+            self._resends_over()
+
+    def _resends_over(self) -> None:
+        """The first new PUBLISH after a resume, or the deadline: what was withheld and
+        has not come again will not come (module rules)."""
+        self._checking = False
+        resent = set(self._pending)  # this connection's: resends so far, and nothing new
+        with self._lock:
+            unsent = [token for token in self._lost if token not in resent]
+            for token in unsent:
+                # Owes those readers nothing now (a late copy is acknowledged, not queued).
+                self._released.extend([token] * len(self._lost.pop(token)))
+        if unsent:
+            self.unresent += len(unsent)
+            self.broker_resends = False
+            log.warning(
+                "the broker did not send again %d QoS 1 message(s) withheld after a full "
+                "reader queue dropped them (it breaks MQTT-4.4.0-1): they are lost; later "
+                "drops on this connector are acknowledged and lost, as in a clean session",
+                len(unsent),
+            )
 
     @property
     def waiting(self) -> bool:
@@ -108,11 +190,24 @@ class InboundAcks:
         for token in self._pending:
             self._earlier[token.packet_id] = token
         self._pending.clear()
+        with self._lock:
+            self._dropping.clear()
+            self.resume_wanted = False
 
     def session_resumed(self, present: bool) -> None:
         """CONNACK: without the session, nothing kept aside comes again."""
+        self._checking = present and bool(self._lost)
         if not present:
             self._earlier.clear()
+            with self._lock:
+                gone, self._lost = len(self._lost), {}
+            if gone:
+                self.unresent += gone
+                log.warning(
+                    "the broker did not keep the session: %d QoS 1 message(s) withheld "
+                    "after a full reader queue dropped them will not come again",
+                    gone,
+                )
 
     @property
     def unacknowledged(self) -> int:
@@ -132,6 +227,48 @@ class InboundAcks:
                 return
         if first:
             self._wake()
+
+    def withhold(self, reader: Reader, tokens: Iterable[AckToken]) -> None:
+        """``reader``'s full queue dropped these: its release is withheld (module rules)."""
+        if not self.broker_resends:
+            self.release(tokens)  # it would not send them again: lost, acknowledged
+            return
+        with self._lock:
+            if self._sealed:
+                return
+            for token in tokens:
+                self._lost.setdefault(token, []).append(reader)
+                self.withheld += 1
+            self._dropping.add(reader)
+
+    def drained(self, reader: Reader) -> None:
+        """``reader``'s queue is empty after an overflow: if it dropped on this
+        connection, the session is to be resumed so the broker sends those again."""
+        with self._lock:
+            if reader not in self._dropping or self._sealed:
+                return
+            self._dropping.clear()
+            self.resume_wanted = True
+        self._wake()
+
+    def reader_closed(self, reader: Reader) -> None:
+        """``reader`` is gone: what it dropped owes it nothing any more."""
+        released: list[AckToken] = []
+        with self._lock:
+            self._dropping.discard(reader)
+            for token, readers in list(self._lost.items()):
+                while reader in readers:
+                    readers.remove(reader)
+                    released.append(token)
+                if not readers:
+                    del self._lost[token]
+        if released:
+            self.release(released)
+
+    @property
+    def withholding(self) -> int:
+        """Messages withheld and not yet handed again to the readers that dropped them."""
+        return len(self._lost)
 
     def after_fork(self) -> None:
         """In a forked child: a new lock (a parent thread may have held this one), and

@@ -108,9 +108,15 @@ class SubscribeHandshake:
         from a broker that handles a connection's packets concurrently (amqtt)."""
         return bool(self._unanswered) and time.monotonic() < self._hold_until
 
-    def connection_lost(self, was_connected: bool) -> None:
-        """The connection ended: unanswered SUBSCRIBEs are answered by the hang-up."""
-        if was_connected and self._unanswered:
+    @property
+    def awaiting(self) -> bool:
+        """A SUBSCRIBE is unanswered."""
+        return bool(self._unanswered)
+
+    def connection_lost(self, was_connected: bool, planned: bool = False) -> None:
+        """The connection ended: unanswered SUBSCRIBEs are answered by the hang-up
+        (not when this side ended it on purpose: that blames no filter)."""
+        if was_connected and self._unanswered and not planned:
             self._blame_subscribe()
         self._unanswered.clear()
         self._violation = None
