@@ -52,6 +52,14 @@ class Wakes:
         self.count += 1
 
 
+def resume_wanted(acks: InboundAcks) -> bool:
+    return acks.resume_wanted  # a call: mypy does not narrow it between two asserts
+
+
+def checking(acks: InboundAcks) -> bool:
+    return acks.checking
+
+
 def received(acks: InboundAcks, packet_id: int, owed: int, payload: bytes = b"p") -> AckToken:
     token = acks.expect(packet_id, b"t", payload, dup=False)
     assert token is not None
@@ -249,9 +257,9 @@ def test_a_full_queue_withholds_what_it_dropped_and_asks_for_the_session_again()
         assert reader.dropped == 2
         assert acks.withheld == 2 and acks.withholding == 2
         assert reader.recv(0).unwrap().payload == b"\x01"
-        assert not acks.resume_wanted  # 2 still waits in the queue
+        assert not resume_wanted(acks)  # 2 still waits in the queue
         assert reader.recv(0).unwrap().payload == b"\x02"
-        assert acks.resume_wanted  # drained: now the broker may send 3 and 4 again
+        assert resume_wanted(acks)  # drained: now the broker may send 3 and 4 again
         assert reader.recv(0).unwrap() is None
         assert acks.due() == puback(1, 2)  # 3 and 4 are not acknowledged
         deliver(reader, acks, range(5, 6))
@@ -314,9 +322,9 @@ def test_a_broker_that_does_not_send_withheld_messages_again_is_not_asked_twice(
     acks.withhold(reader, [received(acks, 1, 1)])
     acks.connection_lost()
     acks.session_resumed(present=True)
-    assert acks.checking
+    assert checking(acks)
     fresh = received(acks, 2, 1)  # new, DUP clear: the resends are over
-    assert not acks.checking and acks.unresent == 1 and not acks.broker_resends
+    assert not checking(acks) and acks.unresent == 1 and not acks.broker_resends
     acks.release([fresh])
     assert acks.due() == puback(2)
     later = received(acks, 3, 1)
@@ -642,6 +650,7 @@ def test_a_persistent_session_loses_nothing_to_a_full_reader_queue(
         reader = conn.create_reader(
             ChannelDescriptor("r", MqttRouting(topic=topic, qos=QOS1))
         ).unwrap()
+        health = conn.subscribe_health()
         conn.start().unwrap()
         wait_until(lambda: conn.health().kind is HealthKind.UP, 10, "Up")
         wait_until(lambda: not conn._gateway._subscriptions.pending, 10, "subscribed")
@@ -684,6 +693,14 @@ def test_a_persistent_session_loses_nothing_to_a_full_reader_queue(
             assert conn.session_resumes == 1  # not asked again
             assert len(lost) <= reader.dropped + 20
         wait_until(lambda: conn.health().kind is HealthKind.UP, 10, "Up at the end")
+        events = list(iter(health.try_next, None))
+        kinds = [event.to.kind for event in events]
+        # Each resume: Connecting, then Up again; never Down, and last_error stays clear.
+        assert kinds.count(HealthKind.CONNECTING) == conn.session_resumes
+        assert HealthKind.DOWN not in kinds and kinds[-1] is HealthKind.UP
+        assert conn.last_error is None
+        with capsys.disabled():
+            print("health:", " ".join(repr(e.to)[:50] for e in events[:8]))
     finally:
         conn.close(1)
 

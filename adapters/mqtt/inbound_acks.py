@@ -31,10 +31,10 @@ Rules of this module:
 - a broker must send the unacknowledged messages again on the resumed session, before
   new ones; amqtt 0.12 does not (measured: none of 5 in flight came again, after a
   DISCONNECT or a dropped socket). So the first new PUBLISH (DUP clear) after a resume,
-  or ``connect_timeout`` without a resend (the sidecar's clock), ends the wait: withheld messages not sent again by then are counted in
-  ``unresent``, logged once, and from then on this broker is not asked again: a drop
-  is acknowledged in turn and lost, as a clean session's is (no reconnect that buys
-  nothing, no PUBACK stalled for it);
+  or ``connect_timeout`` without a resend (the sidecar's clock), ends the wait:
+  withheld messages not sent again by then are counted in ``unresent``, logged once,
+  and from then on this broker is not asked again: a drop is acknowledged in turn and
+  lost, as a clean session's is (no reconnect that buys nothing, no PUBACK stalled);
 - when the connection ends, what was not acknowledged is kept aside: the broker sends
   it again on the next connection, DUP set and with its original packet identifier
   (MQTT-4.4.0-1). Such a resend (same identifier, topic and payload) is not queued a
