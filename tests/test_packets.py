@@ -206,7 +206,7 @@ MALFORMED = {
     "PUBREL without flag 2": (b"\x60\x02\x00\x01", "reserved flags"),
     "PUBACK too long": (b"\x40\x03\x00\x01\x00", "length 3"),
     "PINGRESP with body": (b"\xd0\x01\x00", "length 1"),
-    "CONNACK reserved flags": (b"\x20\x02\x02\x00", "MQTT-3.2.2-1"),
+    "CONNACK reserved flags": (b"\x20\x02\x02\x00", "section 3.2.2.1"),
     "SUBACK bad code": (b"\x90\x03\x00\x01\x03", "return codes"),
     "SUBACK packet id 0": (b"\x90\x03\x00\x00\x00", "identifier 0"),
     "SUBSCRIBE empty": (b"\x82\x02\x00\x01", "MQTT-3.8.3-3"),
@@ -214,6 +214,18 @@ MALFORMED = {
     "UNSUBSCRIBE empty": (b"\xa2\x02\x00\x01", "MQTT-3.10.3-2"),
     "CONNECT 3.1": (b"\x10\x0e\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x00", "not MQTT 3.1.1"),
     "CONNECT reserved flag": (b"\x10\x0c\x00\x04MQTT\x04\x03\x00\x3c\x00\x00", "reserved"),
+    "CONNECT will QoS 3": (
+        b"\x10\x11\x00\x04MQTT\x04\x1c\x00\x3c\x00\x00\x00\x01t\x00\x00",
+        "MQTT-3.1.2-14",
+    ),
+    "CONNECT will QoS, no will": (
+        b"\x10\x0c\x00\x04MQTT\x04\x08\x00\x3c\x00\x00",
+        "MQTT-3.1.2-11",
+    ),
+    "CONNECT password, no user": (
+        b"\x10\x0f\x00\x04MQTT\x04\x40\x00\x3c\x00\x00\x00\x01p",
+        "MQTT-3.1.2-22",
+    ),
     "field past the end": (b"\x82\x05\x00\x01\x00\x09a", "malformed SUBSCRIBE"),
     "filter not UTF-8": (b"\xa2\x05\x00\x01\x00\x01\xff", "malformed UNSUBSCRIBE"),
 }

@@ -430,7 +430,7 @@ class PacketReader:
             if size != 2:
                 self._fail(f"CONNACK of length {size}, not 2")
             if data[body] & 0xFE:
-                self._fail("CONNACK with reserved acknowledge flags (MQTT-3.2.2-1)")
+                self._fail("CONNACK with reserved acknowledge flags (section 3.2.2.1)")
             return ConnAck(bool(data[body] & 1), data[body + 1])
         view = _View(data, body, stop)
         if kind == 1:
