@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from taktora_connector.adapters.mqtt.packets import PacketType, ProtocolViolation
 from taktora_connector.adapters.mqtt.session import ALLOWED, ClientSession, State
@@ -76,3 +78,34 @@ def test_a_closed_session_accepts_nothing() -> None:
     reopened.received(PacketType.CONNACK)
     reopened.connection_closed()
     assert reopened.state is State.CLOSED
+
+
+# -- any sequence of broker packets ---------------------------------------------------------------
+
+
+@given(st.lists(st.sampled_from(sorted(PacketType)), max_size=40))
+def test_any_packet_sequence_follows_the_table_and_ends_at_the_first_violation(
+    kinds: list[PacketType],
+) -> None:
+    """Hypothesis over broker packet sequences on one connection: each packet is accepted
+    exactly when the oracle (CONNACK once, first; then only what a QoS 1 client may
+    receive) says so; the first refusal names a statement or section and closes the
+    session, and a closed session accepts nothing more."""
+    session = ClientSession()
+    session.connection_opened()
+    may_receive = {PacketType.PUBLISH, PacketType.PUBACK, PacketType.SUBACK}
+    may_receive |= {PacketType.UNSUBACK, PacketType.PINGRESP}
+    had_connack = False
+    for kind in kinds:
+        expected = (kind == PacketType.CONNACK) if not had_connack else kind in may_receive
+        if expected:
+            session.received(kind)
+            had_connack = True
+            assert session.connected
+            continue
+        with pytest.raises(ProtocolViolation, match=r"MQTT-|section|CONNACK"):
+            session.received(kind)
+        assert session.state is State.CLOSED and not session.connected
+        with pytest.raises(ProtocolViolation, match="after the connection ended"):
+            session.received(PacketType.PINGRESP)
+        break
