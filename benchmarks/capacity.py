@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -424,6 +425,111 @@ def drain_connector(port: int, qos: int, count: int, ident: str, topic: str) -> 
         connector.close()
 
 
+def _drain_reader(
+    port: int, qos: int, count: int, ident: str, topic: str, read: Callable[[Any, int], int]
+) -> float:
+    """The connector drains through ``read(reader, count)``, one documented read path."""
+    connector: MqttConnector[bytes] = MqttConnector(
+        connector_options(port, inbound_capacity=count + 10, clean_session=False, client_id=ident),
+        BytesCodec(),
+    )
+    reader = connector.create_reader(
+        ChannelDescriptor("in", MqttRouting(topic=topic, qos=MqttQos(qos)))
+    ).unwrap()
+    started = time.perf_counter()
+    connector.start()
+    try:
+        got = read(reader, count)
+        elapsed = time.perf_counter() - started
+        if got < count:
+            raise RuntimeError(f"the connector drained {got} of {count} within {TIMEOUT:g} s")
+        return elapsed
+    finally:
+        connector.close()
+
+
+def _by_recv(reader: Any, count: int) -> int:
+    """What most users write: ``recv(timeout)`` one message at a time."""
+    recv = reader.recv
+    got = 0
+    deadline = time.monotonic() + TIMEOUT
+    while got < count and time.monotonic() < deadline:
+        if recv(1.0).unwrap() is not None:
+            got += 1
+    return got
+
+
+def _by_try_recv(reader: Any, count: int) -> int:
+    """``try_recv()`` until it finds nothing, then wait on ``fileno()`` (a select loop)."""
+    try_recv = reader.try_recv
+    fd = reader.fileno()
+    got = 0
+    deadline = time.monotonic() + TIMEOUT
+    while got < count and time.monotonic() < deadline:
+        if try_recv().unwrap() is not None:
+            got += 1
+        else:
+            select.select([fd], [], [], 1.0)
+    return got
+
+
+def drain_connector_recv(port: int, qos: int, count: int, ident: str, topic: str) -> float:
+    return _drain_reader(port, qos, count, ident, topic, _by_recv)
+
+
+def drain_connector_try_recv(port: int, qos: int, count: int, ident: str, topic: str) -> float:
+    return _drain_reader(port, qos, count, ident, topic, _by_try_recv)
+
+
+def _drain_async(port: int, qos: int, count: int, ident: str, topic: str, loop: bool) -> float:
+    """The asyncio interface: ``await reader.recv()`` per message, or ``async for``."""
+    from taktora_connector.adapters.aio import AsyncMqttConnector
+
+    async def run() -> float:
+        options = connector_options(
+            port, inbound_capacity=count + 10, clean_session=False, client_id=ident
+        )
+        connector = AsyncMqttConnector[bytes](options, BytesCodec())
+        reader = (
+            await connector.create_reader(
+                ChannelDescriptor("in", MqttRouting(topic=topic, qos=MqttQos(qos)))
+            )
+        ).unwrap()
+        started = time.perf_counter()
+        await connector.start()
+        got = 0
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                if loop:
+                    async for _ in reader:
+                        got += 1
+                        if got >= count:
+                            break
+                else:
+                    recv = reader.recv
+                    while got < count:
+                        if (await recv()).unwrap() is not None:
+                            got += 1
+        except TimeoutError:
+            pass
+        finally:
+            elapsed = time.perf_counter() - started
+            await connector.close()
+        if got < count:
+            raise RuntimeError(f"the asyncio connector drained {got} of {count}")
+        return elapsed
+
+    return asyncio.run(run())
+
+
+def drain_connector_await_recv(port: int, qos: int, count: int, ident: str, topic: str) -> float:
+    return _drain_async(port, qos, count, ident, topic, loop=False)
+
+
+def drain_connector_async_for(port: int, qos: int, count: int, ident: str, topic: str) -> float:
+    return _drain_async(port, qos, count, ident, topic, loop=True)
+
+
 def drain_paho(port: int, qos: int, count: int, ident: str, topic: str) -> float:
     done = threading.Event()
     got = 0
@@ -503,7 +609,11 @@ def drain_limit(port: int, qos: int, count: int, ident: str, topic: str) -> floa
 
 
 DRAIN = {
-    "connector": drain_connector,
+    "connector": drain_connector,  # for envelope in reader (iteration)
+    "connector recv()": drain_connector_recv,
+    "connector try_recv()": drain_connector_try_recv,
+    "connector await recv()": drain_connector_await_recv,
+    "connector async for": drain_connector_async_for,
     "gmqtt": drain_gmqtt,
     "mqttium": drain_mqttium,
     "paho": drain_paho,
