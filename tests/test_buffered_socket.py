@@ -12,8 +12,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from taktora_connector.adapters.mqtt.buffered_socket import BufferedSocket
-from taktora_connector.adapters.mqtt.gateway import _install_buffer, _install_ids
 from taktora_connector.adapters.mqtt.packet_ids import PacketIds, PacketIdsExhausted
+from taktora_connector.adapters.mqtt.paho_contact import (
+    install_buffer,
+    install_ids,
+    install_tcp_connect,
+)
 from taktora_connector.conformance.brokers import EmbeddedBroker
 
 from .conftest import ConnectFn
@@ -80,9 +84,9 @@ def test_close_tries_once_and_counts_what_was_lost() -> None:
 
 
 def test_paho_internals_the_gateway_relies_on(amqtt_broker: EmbeddedBroker) -> None:
-    """Fails loudly when a paho release moves what the gateway replaces: the private
-    ``_sock`` (``_install_buffer``), ``_mid_generate`` (``_install_ids``) and
-    ``_create_socket_connection`` (the interruptible connect)."""
+    """Fails loudly when a paho release moves what ``paho_contact`` replaces: the
+    private ``_sock`` (``install_buffer``), ``_mid_generate`` (``install_ids``) and
+    ``_create_socket_connection`` (``install_tcp_connect``)."""
     version = tuple(int(p) for p in metadata.version("paho-mqtt").split(".")[:2])
     assert (2, 1) <= version < (2, 3), "re-check the buffered socket against this paho release"
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="internals")
@@ -95,14 +99,14 @@ def test_paho_internals_the_gateway_relies_on(amqtt_broker: EmbeddedBroker) -> N
         opened.append(1)
         return original()
 
-    client._create_socket_connection = opening  # type: ignore[method-assign]
+    install_tcp_connect(client, opening)
     ids = PacketIds()
     in_flight = {ids.take() for _ in range(5)}  # e.g. QoS 1 PUBLISHes of the data plane
-    _install_ids(client, ids.take)
+    install_ids(client, ids.take)
     client.connect("127.0.0.1", amqtt_broker.port)
     raw: Any = client.socket()
     assert opened == [1]  # paho's connect went through the replaceable method
-    wire = _install_buffer(client)
+    wire = install_buffer(client)
     assert client.socket() is wire
     assert wire.raw is raw
     connected: list[Any] = []

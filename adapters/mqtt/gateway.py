@@ -8,7 +8,8 @@ selector and wake pipe), ``stopping`` (requests from application threads),
 ``failing`` (failing what waits), ``fork_guard``, ``data_plane`` and ``unrouted``.
 
 Rules of this module:
-- it is the only module that imports paho; no paho type leaves it;
+- it and ``paho_contact`` (every private part of paho replaced, in one place) are
+  the only modules that import paho; no paho type leaves them;
 - paho is the session engine (CONNECT/CONNACK, keep-alive, TLS set-up,
   SUBSCRIBE/UNSUBSCRIBE, DISCONNECT) and runs through its external-loop API
   (``socket``, ``loop_read``, ``loop_write``, ``want_write``, ``loop_misc``)
@@ -25,7 +26,7 @@ Rules of this module:
   a SUBSCRIBE is unacknowledged (at most ``connect_timeout``), so it gets the message
   (``SubscribeHandshake`` keeps the SUBACK books and the hang-up suspects);
 - every packet identifier, paho's included, comes from one ``PacketIds``
-  (MQTT-2.3.1-2); paho takes its own through ``_install_ids`` (``LentIds``);
+  (MQTT-2.3.1-2); paho takes its own through ``paho_contact.install_ids`` (``LentIds``);
 - liveness counts complete packets only (``DataPlane.packets_received``, looked
   at by ``Liveness``);
 - no exception ends the sidecar unnoticed: expected I/O faults are handled as a
@@ -73,6 +74,7 @@ from .options import MqttConnectorOptions
 from .outbound_flow import OutboundFlow
 from .packet_ids import LentIds, PacketIds
 from .packets import ProtocolViolation
+from .paho_contact import install_buffer, install_ids, install_tcp_connect
 from .stopping import Requests
 from .subscribe_handshake import SubscribeHandshake
 from .subscriptions import FilterChange, Subscriptions
@@ -273,11 +275,11 @@ class Gateway:
             protocol=MQTTProtocolVersion.MQTTv311,
             reconnect_on_failure=False,
         )
-        _install_ids(client, self._lent_ids.take)
+        install_ids(client, self._lent_ids.take)
         client.connect_timeout = options.connect_timeout
         # paho's TCP connect blocks for up to connect_timeout; this one also ends when
         # close() wakes the sidecar (paho calls it from connect; see its docstring).
-        client._create_socket_connection = self._open_tcp  # type: ignore[method-assign]
+        install_tcp_connect(client, self._open_tcp)
         if options.credentials is not None:
             # paho types the password as str, but sends bytes as they are.
             password: Any = options.credentials.password
@@ -397,7 +399,7 @@ class Gateway:
         except (OSError, ValueError) as err:  # ssl.SSLError and TimeoutError among them
             self._reconnect.failed(connect_failure(err, options))
         else:
-            self._wire = _install_buffer(client)
+            self._wire = install_buffer(client)
             self._plane.attach(self._wire)
             self._socket_open = True
             self._connack_deadline = now + options.connect_timeout
@@ -658,32 +660,6 @@ def _close_gracefully(wire: BufferedSocket, deadline: float) -> None:
                 return  # the broker closed its side: everything before it was read
     except (OSError, ValueError):
         return  # the connection is ending anyway
-
-
-def _install_buffer(client: paho.Client) -> BufferedSocket:
-    """Put a ``BufferedSocket`` between paho and its new socket.
-
-    paho has no public hook for this: it replaces the private ``_sock``, which
-    paho 2.1 and 2.2 (the pinned range) create in ``connect`` and use only
-    through ``recv``, ``send``, ``close``, ``fileno``, ``setblocking`` and
-    ``pending``. ``tests/test_buffered_socket.py`` fails loudly if that changes.
-    """
-    raw = client.socket()
-    if raw is None or isinstance(raw, BufferedSocket):
-        raise RuntimeError("paho has no fresh socket to buffer")
-    wire = BufferedSocket(raw)
-    client._sock = wire  # see the docstring
-    return wire
-
-
-def _install_ids(client: paho.Client, take: Callable[[], int]) -> None:
-    """Make paho take its packet identifiers (SUBSCRIBE, UNSUBSCRIBE) from ``take``.
-
-    paho has no public hook for this either: it replaces the private
-    ``_mid_generate``, which paho 2.1 and 2.2 call for every identifier they
-    use. ``tests/test_buffered_socket.py`` fails loudly if that changes.
-    """
-    client._mid_generate = take  # type: ignore[method-assign]  # see the docstring
 
 
 def _ignore_socket(client: paho.Client, userdata: Any, sock: Any) -> None:
