@@ -42,9 +42,13 @@ def test_bench_harness_writes_json_markdown_and_chart(tmp_path: Path) -> None:
     assert set(results["mosquitto"]["scale_out"]) == {"1", "2"}
     assert "## Scale-out" in (tmp_path / "results.md").read_text()
     contenders = {"connector", "gmqtt", "mqttium", "paho", "bare socket"}
-    for case in ("publish", "drain"):
-        for qos in ("QoS 0", "QoS 1"):
-            assert set(results["capacity"][case][qos]) == contenders
+    read_paths = {f"connector {p}" for p in ("recv()", "try_recv()", "await recv()", "async for")}
+    for qos in ("QoS 0", "QoS 1"):
+        assert set(results["capacity"]["publish"][qos]) == contenders
+        # The drain also reads through every documented read path, a row each.
+        assert set(results["capacity"]["drain"][qos]) == contenders | read_paths
+    for path in read_paths:
+        assert f"drain QoS 0: {path} / gmqtt" in {t["target"] for t in results["targets"]}
     assert {t["target"].split(":")[0] for t in results["targets"]} >= {
         "demux",
         "latency",

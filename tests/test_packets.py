@@ -394,6 +394,13 @@ def test_a_publish_above_the_payload_limit_is_skipped_as_it_arrives() -> None:
             events.append(event)
     assert events[0] == SkippedPublish(b"big/t", 100_000, 1, False, 5)
     assert events[1].payload == b"ok"
+    # A resend keeps its DUP flag when skipped (a resumed session tells resends apart).
+    resend = bytearray(publish(b"big/t", b"x" * 100_000, qos=1, packet_id=6))
+    resend[0] |= 0x08
+    reader.receive_data(bytes(resend[:4096]))
+    assert reader.next_event() == SkippedPublish(b"big/t", 100_000, 1, False, 6, dup=True)
+    reader.receive_data(bytes(resend[4096:]))
+    assert isinstance(reader.next_event(), NeedData)
     # A large one that a reader wants is kept whole.
     reader.payload_limit = lambda topic: 10**9
     stream = publish(b"big/t", b"y" * 100_000)

@@ -416,7 +416,17 @@ class MqttReader(Generic[T]):
         acks.withhold(self, tokens)
         if not len(self._queue):  # drained already, before this was counted
             acks.drained(self)
-        if not self._lost_warned:
+        if not self._lost_warned and not acks.broker_resends:
+            self._lost_warned = True  # once per overflow episode
+            log.warning(
+                "reader %r of a persistent session dropped %d QoS 1 message(s) for a full "
+                "queue (inbound_capacity=%d): lost (this broker does not send "
+                "unacknowledged messages again, see unresent_inbound)",
+                self._descriptor.name,
+                len(tokens),
+                self._queue.capacity,
+            )
+        elif not self._lost_warned:
             self._lost_warned = True  # once per overflow episode
             log.warning(
                 "reader %r of a persistent session dropped %d QoS 1 message(s) for a full "

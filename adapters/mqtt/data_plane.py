@@ -295,7 +295,9 @@ class DataPlane:
                         if ledger is None:
                             acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
                         else:  # refused by every reader: owes nothing, acknowledged in turn
-                            ledger.expect(packet.packet_id, packet.topic, b"", dup=False)
+                            # (its DUP flag as sent: a resend does not end a resumed
+                            # session's wait for the withheld messages)
+                            ledger.expect(packet.packet_id, packet.topic, b"", packet.dup)
                 elif kind is PubAck:
                     assert isinstance(packet, PubAck)
                     count += 1

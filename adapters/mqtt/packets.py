@@ -180,6 +180,7 @@ class SkippedPublish(NamedTuple):
     qos: int
     retain: bool
     packet_id: int | None
+    dup: bool = False
 
 
 Packet = (
@@ -381,7 +382,7 @@ class PacketReader:
         self._data = b""
         self._pos = 0
         self._checked = -1
-        return SkippedPublish(topic, size, qos, first & 1 == 1, packet_id)
+        return SkippedPublish(topic, size, qos, first & 1 == 1, packet_id, first & 8 == 8)
 
     def _fail(self, reason: str) -> NoReturn:
         self._broken = ProtocolViolation(reason)
