@@ -7,7 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taktora_connector.adapters.mqtt.packets import PacketType, ProtocolViolation
-from taktora_connector.adapters.mqtt.session import ALLOWED, ClientSession, State
+from taktora_connector.adapters.mqtt.session import (
+    ALLOWED,
+    ClientSession,
+    State,
+    connack_refusal,
+)
 
 FROM_BROKER = {
     PacketType.CONNACK,
@@ -109,3 +114,21 @@ def test_any_packet_sequence_follows_the_table_and_ends_at_the_first_violation(
         with pytest.raises(ProtocolViolation, match="after the connection ended"):
             session.received(PacketType.PINGRESP)
         break
+
+
+@pytest.mark.parametrize(
+    ("packet", "code"),
+    [
+        (b"\x20\x02\x00\x00", None),  # accepted
+        (b"\x20\x02\x01\x00", None),  # accepted, session present
+        (b"\x20\x02\x00\x01", 1),
+        (b"\x20\x02\x00\x05", 5),
+        (b"\x20\x02\x00\x06", 6),  # unknown, still a refusal
+        (b"\x90\x03\x00\x01\x00", None),  # a SUBACK, not a CONNACK
+        (b"\x20\x02\x00", None),  # not whole
+    ],
+)
+def test_a_refusing_connack_is_read_here_not_by_the_gateway(
+    packet: bytes, code: int | None
+) -> None:
+    assert connack_refusal(packet) == code

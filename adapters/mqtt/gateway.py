@@ -75,6 +75,7 @@ from .outbound_flow import OutboundFlow
 from .packet_ids import LentIds, PacketIds
 from .packets import ProtocolViolation
 from .paho_contact import install_buffer, install_ids, install_tcp_connect
+from .session import connack_refusal
 from .stopping import Requests
 from .subscribe_handshake import SubscribeHandshake
 from .subscriptions import FilterChange, Subscriptions
@@ -535,9 +536,9 @@ class Gateway:
         wire = self._wire
         if wire is None:
             return False
-        if packet[:2] == b"\x20\x02" and (name := CONNACK_REFUSALS.get(packet[-1])) is not None:
-            # A refusal is classified here, not left to paho: for code 1 paho would
-            # reconnect by itself speaking MQTT 3.1, which this connector never does.
+        if (code := connack_refusal(packet)) is not None and code in CONNACK_REFUSALS:
+            # Refused: classified by ``connecting``, never left to paho (``session``).
+            name = CONNACK_REFUSALS[code]
             self._reconnect.refused(name)
             self._force_close(f"broker refused the connection: {name}")
             return False

@@ -19,7 +19,10 @@ Rules of this module:
   PINGREQ, DISCONNECT) and the QoS 2 flow (PUBREC, PUBREL, PUBCOMP, which
   answer or follow a QoS 2 PUBLISH this client never sends nor accepts,
   MQTT-3.8.4-6) are violations;
-- ``CLOSED`` allows nothing: bytes after the end are not read.
+- ``CLOSED`` allows nothing: bytes after the end are not read;
+- a CONNACK that refuses (``connack_refusal``) ends the connection as well: the
+  caller classifies the code (``connecting.refusal``) and closes, never paho (for
+  code 1 paho would reconnect by itself speaking MQTT 3.1).
 """
 
 from __future__ import annotations
@@ -80,6 +83,16 @@ def _why(state: State, kind: int) -> str:
             "(MQTT-3.8.4-6), so there is no QoS 2 flow to continue"
         )
     return f"{name} is not allowed while {state.value}"  # pragma: no cover - table complete
+
+
+def connack_refusal(packet: bytes) -> int | None:
+    """The return code of a whole CONNACK packet that refuses the connection (1 to
+    255), or None when it accepts (code 0) or is not a CONNACK. Codes 1 to 5 are the
+    standard's (section 3.2.2.3, classified in ``connecting.refusal``); any other
+    non-zero code refuses too, as an unknown one."""
+    if len(packet) != 4 or packet[:2] != b"\x20\x02" or not packet[3]:
+        return None
+    return packet[3]
 
 
 class ClientSession:
