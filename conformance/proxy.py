@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from taktora_connector.adapters.mqtt.packets import (
+from taktora_connector.adapters.mqtt.protocol.packets import (
     ConnAck,
     Connect,
     NeedData,
@@ -43,7 +43,7 @@ from taktora_connector.adapters.mqtt.packets import (
     Unsubscribe,
     remaining_length,
 )
-from taktora_connector.adapters.mqtt.packets import PacketType as _CodecPacketType
+from taktora_connector.adapters.mqtt.protocol.packets import PacketType as _CodecPacketType
 
 from .brokers import free_port
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from taktora_connector.adapters.mqtt.packets import (
+from taktora_connector.adapters.mqtt.protocol.packets import (
     NeedData,
     PacketReader,
     encode_publish,

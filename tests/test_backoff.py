@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from taktora_connector.adapters.mqtt.backoff import Backoff
+from taktora_connector.adapters.mqtt.protocol.backoff import Backoff
 
 
 @pytest.mark.parametrize(("failures", "base"), [(1, 0.1), (2, 0.2), (3, 0.4), (8, 12.8), (9, 25.6)])

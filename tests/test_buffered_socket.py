@@ -11,9 +11,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from taktora_connector.adapters.mqtt.buffered_socket import BufferedSocket
-from taktora_connector.adapters.mqtt.packet_ids import PacketIds, PacketIdsExhausted
-from taktora_connector.adapters.mqtt.paho_contact import (
+from taktora_connector.adapters.mqtt.protocol.packet_ids import PacketIds, PacketIdsExhausted
+from taktora_connector.adapters.mqtt.sidecar.buffered_socket import BufferedSocket
+from taktora_connector.adapters.mqtt.sidecar.paho_contact import (
     install_buffer,
     install_ids,
     install_tcp_connect,

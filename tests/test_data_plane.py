@@ -10,11 +10,9 @@ import pytest
 from returns.pipeline import is_successful
 
 from taktora_connector.adapters.mqtt.bridge import OutboundBridge
-from taktora_connector.adapters.mqtt.buffered_socket import BufferedSocket
-from taktora_connector.adapters.mqtt.data_plane import DataPlane, Inbound, Outbound
 from taktora_connector.adapters.mqtt.delivery import Delivery
-from taktora_connector.adapters.mqtt.packet_ids import PacketIds
-from taktora_connector.adapters.mqtt.packets import (
+from taktora_connector.adapters.mqtt.protocol.packet_ids import PacketIds
+from taktora_connector.adapters.mqtt.protocol.packets import (
     NeedData,
     PacketReader,
     PacketType,
@@ -25,6 +23,8 @@ from taktora_connector.adapters.mqtt.packets import (
     encode,
     encode_publish,
 )
+from taktora_connector.adapters.mqtt.sidecar.buffered_socket import BufferedSocket
+from taktora_connector.adapters.mqtt.sidecar.data_plane import DataPlane, Inbound, Outbound
 from taktora_connector.domain import ConnectorDown, ConnectorError
 
 

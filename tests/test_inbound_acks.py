@@ -24,7 +24,7 @@ from taktora_connector.adapters.mqtt import (
     MqttRouting,
 )
 from taktora_connector.adapters.mqtt.inbound_acks import AckToken, InboundAcks
-from taktora_connector.adapters.mqtt.packets import PubAck, encode_publish
+from taktora_connector.adapters.mqtt.protocol.packets import PubAck, encode_publish
 from taktora_connector.conformance.brokers import MosquittoBroker
 from taktora_connector.conformance.proxy import FaultProxy, PacketType
 from taktora_connector.domain import ChannelDescriptor, HealthKind

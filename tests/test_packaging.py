@@ -46,7 +46,7 @@ def test_wheel_has_one_import_root(wheel: Path) -> None:
     }
     for package in ("domain", "ports", "adapters", "conformance"):
         assert f"taktora_connector/{package}/py.typed" in names
-    assert "taktora_connector/adapters/mqtt/gateway.py" in names
+    assert "taktora_connector/adapters/mqtt/sidecar/gateway.py" in names
     assert "taktora_connector/conformance/steps/common.py" in names
     assert not any(name.startswith("taktora_connector/tests") for name in names)
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from taktora_connector.adapters.mqtt.packets import (
+from taktora_connector.adapters.mqtt.protocol.packets import (
     MAX_REMAINING,
     NEED_DATA,
     ConnAck,
@@ -379,7 +379,7 @@ def test_the_kits_proxy_decodes_with_this_codec() -> None:
 def test_a_publish_above_the_payload_limit_is_skipped_as_it_arrives() -> None:
     """Issue 9 point 11: the reader keeps the header, discards the payload as it comes,
     and the packets after it are split as usual."""
-    from taktora_connector.adapters.mqtt.packets import SkippedPublish
+    from taktora_connector.adapters.mqtt.protocol.packets import SkippedPublish
 
     from .hostile import publish
 

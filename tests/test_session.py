@@ -1,4 +1,4 @@
-"""The client session's state table (``adapters/mqtt/session.py``), without a network."""
+"""The client session's state table (``adapters/mqtt/protocol/session.py``), without a network."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taktora_connector.adapters.mqtt.packets import PacketType, ProtocolViolation
-from taktora_connector.adapters.mqtt.session import (
+from taktora_connector.adapters.mqtt.protocol.packets import PacketType, ProtocolViolation
+from taktora_connector.adapters.mqtt.protocol.session import (
     ALLOWED,
     ClientSession,
     State,

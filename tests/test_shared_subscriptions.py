@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from taktora_connector.adapters.mqtt import MqttQos, MqttRouting
-from taktora_connector.adapters.mqtt.subscriptions import FilterChange, Subscriptions
+from taktora_connector.adapters.mqtt.protocol.subscribe_handshake import FilterChange
+from taktora_connector.adapters.mqtt.sidecar.subscriptions import Subscriptions
 from taktora_connector.conformance.brokers import EmbeddedBroker, MosquittoBroker
 from taktora_connector.domain import ChannelDescriptor, ConfigurationError
 

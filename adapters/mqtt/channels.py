@@ -28,6 +28,8 @@ from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.codecs import BytesCodec
+from taktora_connector.adapters.mqtt.inbound_acks import AckToken, InboundAcks
+from taktora_connector.adapters.mqtt.protocol.packets import publish_payload_limit
 from taktora_connector.adapters.timeouts import shown, wait_seconds
 from taktora_connector.domain import (
     ZERO_CORRELATION_ID,
@@ -48,8 +50,6 @@ from taktora_connector.ports import PayloadCodec
 from .bridge import InboundQueue, Offer, OutboundBridge
 from .delivery import Delivery
 from .health_control import HealthController
-from .inbound_acks import AckToken, InboundAcks
-from .packets import publish_payload_limit
 from .routing import MqttRouting
 
 T = TypeVar("T")

@@ -23,6 +23,8 @@ from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.codecs import JsonCodec
 from taktora_connector.adapters.health import HealthBroadcaster, QueueHealthSubscription
+from taktora_connector.adapters.mqtt.sidecar.gateway import Gateway
+from taktora_connector.adapters.mqtt.sidecar.subscriptions import Subscriptions
 from taktora_connector.adapters.timeouts import shown, wait_seconds
 from taktora_connector.domain import (
     ChannelDescriptor,
@@ -36,11 +38,9 @@ from taktora_connector.domain import (
 from taktora_connector.ports import PayloadCodec
 
 from .channels import MqttReader, MqttWriter
-from .gateway import Gateway
 from .health_control import HealthController, Phase
 from .options import MqttConnectorOptions
 from .routing import MqttRouting
-from .subscriptions import Subscriptions
 from .topics import validate_publish_topic
 
 T = TypeVar("T")

@@ -6,7 +6,8 @@ engine to send a SUBSCRIBE (returning its packet identifier, or None if it was
 not sent) or an UNSUBSCRIBE; it hands back each SUBACK's refusals.
 
 Rules of this module:
-- it runs on the sidecar thread only, never imports paho and does no I/O itself;
+- pure: no paho, no I/O, no threads and no clock of its own (the caller passes
+  ``now``, a monotonic time); the readers are reached through ``fail_readers``;
 - filters go at most ``SUBSCRIBE_BATCH`` to a packet; a refused filter fails its
   readers with ``StackError`` (sticky: ``Reader.fail``);
 - new PUBLISHes wait while a SUBSCRIBE is unanswered, for at most ``hold_for``
@@ -19,13 +20,11 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Final
 
 from taktora_connector.domain import ConnectorError, StackError
-
-from .subscriptions import FilterChange, Subscriptions
 
 log = logging.getLogger("taktora_connector.mqtt")
 
@@ -33,9 +32,19 @@ log = logging.getLogger("taktora_connector.mqtt")
 SUBSCRIBE_BATCH: Final = 100
 
 
+@dataclass(frozen=True, slots=True)
+class FilterChange:
+    """One step for the broker: subscribe ``topic_filter`` at ``qos``, or unsubscribe (None)."""
+
+    topic_filter: str
+    qos: int | None
+
+
 class SubscribeHandshake:
-    def __init__(self, subscriptions: Subscriptions[Any], hold_for: float) -> None:
-        self._subscriptions = subscriptions
+    def __init__(
+        self, fail_readers: Callable[[str, ConnectorError], None], hold_for: float
+    ) -> None:
+        self._fail_readers = fail_readers
         self._hold_for = hold_for
         self._unanswered: dict[int, list[str]] = {}  # packet id -> filters, in the order sent
         self._hold_until = 0.0  # new PUBLISHes wait for SUBACKs until then
@@ -55,6 +64,7 @@ class SubscribeHandshake:
         changes: list[FilterChange],
         subscribe: Callable[[list[tuple[str, int]]], int | None],
         unsubscribe: Callable[[list[str]], object],
+        now: float,
     ) -> None:
         wanted = [(c.topic_filter, c.qos) for c in changes if c.qos is not None]
         unwanted = [c.topic_filter for c in changes if c.qos is None]
@@ -71,7 +81,7 @@ class SubscribeHandshake:
             packet_id = subscribe(chunk)
             if packet_id is not None:
                 self._unanswered[packet_id] = [f for f, _ in chunk]
-                self._hold_until = time.monotonic() + self._hold_for
+                self._hold_until = now + self._hold_for
         for start in range(0, len(unwanted), SUBSCRIBE_BATCH):
             unsubscribe(unwanted[start : start + SUBSCRIBE_BATCH])
 
@@ -102,11 +112,11 @@ class SubscribeHandshake:
                 error = StackError(f"broker refused the subscription to {topic_filter!r}")
                 self._fail_readers(topic_filter, error)
 
-    def publishing_held(self) -> bool:
+    def publishing_held(self, now: float) -> bool:
         """New PUBLISHes wait while a SUBSCRIBE is unacknowledged (for at most
         ``hold_for``): a reader created before a send then gets the message also
         from a broker that handles a connection's packets concurrently (amqtt)."""
-        return bool(self._unanswered) and time.monotonic() < self._hold_until
+        return bool(self._unanswered) and now < self._hold_until
 
     @property
     def awaiting(self) -> bool:
@@ -120,10 +130,6 @@ class SubscribeHandshake:
             self._blame_subscribe()
         self._unanswered.clear()
         self._violation = None
-
-    def _fail_readers(self, topic_filter: str, error: ConnectorError) -> None:
-        for reader in self._subscriptions.readers_of(topic_filter):
-            reader.fail(error)
 
     def _blame_subscribe(self) -> None:
         """The broker hung up while SUBSCRIBEs were unanswered. A broker answers in

@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from taktora_connector.adapters.mqtt.bridge import OutboundBridge
+from taktora_connector.adapters.mqtt.health_control import HealthController, Phase
 from taktora_connector.domain import ConnectorDown, ConnectorError
 
-from .bridge import OutboundBridge
 from .data_plane import DataPlane, Outbound
-from .health_control import HealthController, Phase
 from .subscriptions import Subscriptions
 
 log = logging.getLogger("taktora_connector.mqtt")

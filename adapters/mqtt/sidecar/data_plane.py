@@ -43,19 +43,11 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Final, Protocol, cast
 
-from taktora_connector.domain import (
-    ConfigurationError,
-    ConnectorDown,
-    ConnectorError,
-    StackError,
-)
-
-from .bridge import OutboundBridge
-from .buffered_socket import BufferedSocket
-from .delivery import Delivery
-from .inbound_acks import AckToken, InboundAcks
-from .packet_ids import LARGEST, PacketIds
-from .packets import (
+from taktora_connector.adapters.mqtt.bridge import OutboundBridge
+from taktora_connector.adapters.mqtt.delivery import Delivery
+from taktora_connector.adapters.mqtt.inbound_acks import AckToken, InboundAcks
+from taktora_connector.adapters.mqtt.protocol.packet_ids import LARGEST, PacketIds
+from taktora_connector.adapters.mqtt.protocol.packets import (
     MAX_REMAINING,
     NeedData,
     PacketReader,
@@ -66,8 +58,16 @@ from .packets import (
     SkippedPublish,
     encode_publish,
 )
-from .session import ClientSession
-from .topics import validate_topic_name
+from taktora_connector.adapters.mqtt.protocol.session import ClientSession
+from taktora_connector.adapters.mqtt.topics import validate_topic_name
+from taktora_connector.domain import (
+    ConfigurationError,
+    ConnectorDown,
+    ConnectorError,
+    StackError,
+)
+
+from .buffered_socket import BufferedSocket
 
 log = logging.getLogger("taktora_connector.mqtt")
 

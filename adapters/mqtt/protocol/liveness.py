@@ -1,7 +1,7 @@
 """Whether the broker is still there: complete packets in, within 1.5 x keep-alive.
 
 Rules of this module:
-- it runs on the sidecar thread only, never imports paho and does no I/O;
+- pure: no paho, no I/O and no clock of its own (the caller passes ``now``);
 - liveness counts complete packets only (a PINGRESP, a PUBLISH, ...), never a byte
   trickle: the data plane counts whole packets as it splits the stream, and this
   looks at that count (``test_4_an_idle_healthy_link_stays_up``); paho's own check
@@ -9,8 +9,6 @@ Rules of this module:
 """
 
 from __future__ import annotations
-
-import time
 
 
 class Liveness:
@@ -25,11 +23,11 @@ class Liveness:
         """A new connection: its silence counts from now."""
         self._last_packet_in = now
 
-    def note(self, packets_received: int) -> None:
+    def note(self, packets_received: int, now: float) -> None:
         """The data plane's count of complete packets; a change is a sign of life."""
         if packets_received != self._packets_seen:
             self._packets_seen = packets_received
-            self._last_packet_in = time.monotonic()
+            self._last_packet_in = now
 
     def deadline(self) -> float | None:
         """When the link counts as dead without another packet (None: no keep-alive)."""

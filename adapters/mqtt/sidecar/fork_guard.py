@@ -19,10 +19,10 @@ import threading
 import weakref
 from typing import Any, Protocol
 
+from taktora_connector.adapters.mqtt.bridge import OutboundBridge
+from taktora_connector.adapters.mqtt.health_control import HealthController, Phase
 from taktora_connector.domain import ConnectorDown
 
-from .bridge import OutboundBridge
-from .health_control import HealthController, Phase
 from .subscriptions import Subscriptions
 
 log = logging.getLogger("taktora_connector.mqtt")

@@ -19,21 +19,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .matcher import TopicMatcher
-from .routing import unshared
+from taktora_connector.adapters.mqtt.matcher import TopicMatcher
+from taktora_connector.adapters.mqtt.protocol.subscribe_handshake import FilterChange
+from taktora_connector.adapters.mqtt.routing import unshared
 
 S = TypeVar("S", bound=Hashable)
-
-
-@dataclass(frozen=True, slots=True)
-class FilterChange:
-    """One step for the broker: subscribe ``topic_filter`` at ``qos``, or unsubscribe (None)."""
-
-    topic_filter: str
-    qos: int | None
 
 
 class Subscriptions(Generic[S]):

@@ -27,9 +27,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from .backoff import Backoff
-from .health_control import HealthController, Phase
-from .options import MqttConnectorOptions
+from taktora_connector.adapters.mqtt.health_control import HealthController, Phase
+from taktora_connector.adapters.mqtt.options import MqttConnectorOptions
+from taktora_connector.adapters.mqtt.protocol.backoff import Backoff
+
 from .wakeup import Wakeup
 
 log = logging.getLogger("taktora_connector.mqtt")

@@ -51,11 +51,22 @@ from typing import Any, Final
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
-from taktora_connector.domain import DEFAULT_MAX_PAYLOAD_SIZE, ConnectorDown
+from taktora_connector.adapters.mqtt.bridge import OutboundBridge
+from taktora_connector.adapters.mqtt.health_control import HealthController
+from taktora_connector.adapters.mqtt.inbound_acks import InboundAcks
+from taktora_connector.adapters.mqtt.options import MqttConnectorOptions
+from taktora_connector.adapters.mqtt.protocol.backoff import Backoff
+from taktora_connector.adapters.mqtt.protocol.liveness import Liveness
+from taktora_connector.adapters.mqtt.protocol.packet_ids import LentIds, PacketIds
+from taktora_connector.adapters.mqtt.protocol.packets import ProtocolViolation
+from taktora_connector.adapters.mqtt.protocol.session import connack_refusal
+from taktora_connector.adapters.mqtt.protocol.subscribe_handshake import (
+    FilterChange,
+    SubscribeHandshake,
+)
+from taktora_connector.domain import DEFAULT_MAX_PAYLOAD_SIZE, ConnectorDown, ConnectorError
 
 from . import fork_guard
-from .backoff import Backoff
-from .bridge import OutboundBridge
 from .buffered_socket import BufferedSocket
 from .connecting import (
     CONNACK_REFUSALS,
@@ -67,18 +78,10 @@ from .connecting import (
 )
 from .data_plane import DataPlane, Outbound
 from .failing import Waiters
-from .health_control import HealthController
-from .inbound_acks import InboundAcks
-from .liveness import Liveness
-from .options import MqttConnectorOptions
 from .outbound_flow import OutboundFlow
-from .packet_ids import LentIds, PacketIds
-from .packets import ProtocolViolation
 from .paho_contact import install_buffer, install_ids, install_tcp_connect
-from .session import connack_refusal
 from .stopping import Requests
-from .subscribe_handshake import SubscribeHandshake
-from .subscriptions import FilterChange, Subscriptions
+from .subscriptions import Subscriptions
 from .unrouted import UnroutedHold
 from .wakeup import Wakeup, has_buffered_input
 
@@ -147,7 +150,9 @@ class Gateway:
         #: Why the sidecar stopped on an unexpected exception (terminal), else None.
         self.died: str | None = None
         self._next_misc = 0.0
-        self._handshake = SubscribeHandshake(subscriptions, options.connect_timeout)
+        self._handshake = SubscribeHandshake(
+            _failing_readers(subscriptions), options.connect_timeout
+        )
         self._flow = OutboundFlow(self._plane, self.outbound, controller, self._handshake)
         # Requests from application threads.
         self._asked = Requests()
@@ -526,7 +531,7 @@ class Gateway:
                 break  # the connection changed under the read
             if not wire.pending() and not self._wakeup.readable_now(wire):
                 break
-        self._liveness.note(self._plane.packets_received)
+        self._liveness.note(self._plane.packets_received, time.monotonic())
         if self._connected:
             self._pump()
             self._write()
@@ -590,7 +595,7 @@ class Gateway:
             rc, mid = client.subscribe(chunk)
             return mid if rc == MQTTErrorCode.MQTT_ERR_SUCCESS else None
 
-        self._handshake.send(changes, subscribe, client.unsubscribe)
+        self._handshake.send(changes, subscribe, client.unsubscribe, time.monotonic())
 
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
@@ -665,3 +670,13 @@ def _close_gracefully(wire: BufferedSocket, deadline: float) -> None:
 
 def _ignore_socket(client: paho.Client, userdata: Any, sock: Any) -> None:
     """Write registration hook: its presence makes paho queue instead of writing inline."""
+
+
+def _failing_readers(subscriptions: Subscriptions[Any]) -> Callable[[str, ConnectorError], None]:
+    """What the handshake calls when the broker refuses a filter: fail its readers."""
+
+    def fail(topic_filter: str, error: ConnectorError) -> None:
+        for reader in subscriptions.readers_of(topic_filter):
+            reader.fail(error)
+
+    return fail

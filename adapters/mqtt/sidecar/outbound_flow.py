@@ -12,11 +12,14 @@ Rules of this module:
 
 from __future__ import annotations
 
-from .bridge import OutboundBridge
+import time
+
+from taktora_connector.adapters.mqtt.bridge import OutboundBridge
+from taktora_connector.adapters.mqtt.health_control import HealthController
+from taktora_connector.adapters.mqtt.protocol.subscribe_handshake import SubscribeHandshake
+
 from .buffered_socket import BufferedSocket
 from .data_plane import DataPlane, Outbound
-from .health_control import HealthController
-from .subscribe_handshake import SubscribeHandshake
 
 
 class OutboundFlow:
@@ -37,11 +40,13 @@ class OutboundFlow:
         return self._plane.idle and not len(self._outbound)
 
     def can_pump(self) -> bool:
-        return not self._handshake.publishing_held() and self._plane.can_pump(self._outbound)
+        return not self._handshake.publishing_held(time.monotonic()) and self._plane.can_pump(
+            self._outbound
+        )
 
     def pump(self) -> None:
         """Encode queued messages into the socket's buffer while the window allows."""
-        if not self._handshake.publishing_held():
+        if not self._handshake.publishing_held(time.monotonic()):
             self._plane.pump(self._outbound)
 
     def check_drained(self, wire: BufferedSocket | None) -> None:
