@@ -43,6 +43,7 @@ from taktora_connector.adapters.mqtt import (
 )
 from taktora_connector.adapters.mqtt.bridge import InboundQueue
 from taktora_connector.adapters.mqtt.health_control import HealthController, Phase
+from taktora_connector.adapters.mqtt.records import Inbound
 from taktora_connector.adapters.timeouts import wait_seconds
 from taktora_connector.conformance.brokers import free_port
 from taktora_connector.domain import (
@@ -201,7 +202,7 @@ def test_every_public_wait_takes_any_timeout_without_raising(value: Any) -> None
     )
     try:
         reader: Any = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="a/t"))).unwrap()
-        reader.deliver_many([(b"x", "a/t", 0, False, 0, None)])
+        reader.deliver_many([Inbound(b"x", "a/t", 0, False, 0, None)])
         writer: Any = conn.create_writer(ChannelDescriptor("w", MqttRouting(topic="a/t"))).unwrap()
         results: list[Result[Any, ConnectorError]] = [reader.recv(value), writer.flush(value)]
         sub = conn.subscribe_health()

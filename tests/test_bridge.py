@@ -10,6 +10,7 @@ from typing import Any
 
 from taktora_connector.adapters.mqtt.bridge import InboundQueue, Offer, OutboundBridge
 from taktora_connector.adapters.mqtt.delivery import Delivery
+from taktora_connector.adapters.mqtt.records import Inbound
 from taktora_connector.domain import SENT, ConnectorDown, ConnectorTimeout, Dropped
 
 
@@ -162,7 +163,7 @@ def test_leaving_an_iteration_early_loses_no_message() -> None:
     )
     try:
         reader: Any = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="a/t"))).unwrap()
-        reader.deliver_many([(bytes([n]), "a/t", 0, False, 0, None) for n in range(5)])
+        reader.deliver_many([Inbound(bytes([n]), "a/t", 0, False, 0, None) for n in range(5)])
         for envelope in reader:  # takes all five at once, hands out two
             if envelope.payload == b"\x01":
                 break
@@ -191,7 +192,7 @@ def test_the_bytes_codec_shortcut_is_only_for_the_bytes_codec_itself() -> None:
         try:
             reader: Any = conn.create_reader(ChannelDescriptor("r", MqttRouting(topic="a/t")))
             reader = reader.unwrap()
-            reader.deliver_many([(b"quiet", "a/t", 1, True, 7, None)])
+            reader.deliver_many([Inbound(b"quiet", "a/t", 1, True, 7, None)])
             envelope = reader.try_recv().unwrap()
             assert (envelope.value, envelope.payload) == (expected, b"quiet")
             assert (envelope.routing.topic, int(envelope.routing.qos)) == ("a/t", 1)

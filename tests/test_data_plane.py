@@ -23,8 +23,9 @@ from taktora_connector.adapters.mqtt.protocol.packets import (
     encode,
     encode_publish,
 )
+from taktora_connector.adapters.mqtt.records import Inbound, Outbound
 from taktora_connector.adapters.mqtt.sidecar.buffered_socket import BufferedSocket
-from taktora_connector.adapters.mqtt.sidecar.data_plane import DataPlane, Inbound, Outbound
+from taktora_connector.adapters.mqtt.sidecar.data_plane import DataPlane
 from taktora_connector.domain import ConnectorDown, ConnectorError
 
 
@@ -161,7 +162,7 @@ def outbound(bridge: OutboundBridge[Outbound], qos: int, n: int) -> list[Deliver
     deliveries = []
     for i in range(n):
         delivery = Delivery()
-        bridge.offer(("out/t", str(i).encode(), qos, False, delivery))
+        bridge.offer(Outbound("out/t", str(i).encode(), qos, False, delivery))
         deliveries.append(delivery)
     return deliveries
 

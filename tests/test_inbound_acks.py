@@ -25,6 +25,7 @@ from taktora_connector.adapters.mqtt import (
 )
 from taktora_connector.adapters.mqtt.inbound_acks import AckToken, InboundAcks
 from taktora_connector.adapters.mqtt.protocol.packets import PubAck, encode_publish
+from taktora_connector.adapters.mqtt.records import Inbound
 from taktora_connector.conformance.brokers import MosquittoBroker
 from taktora_connector.conformance.proxy import FaultProxy, PacketType
 from taktora_connector.domain import ChannelDescriptor, HealthKind
@@ -185,7 +186,7 @@ def deliver(reader: Any, acks: InboundAcks, ids: range, retain: bool = False) ->
     items = []
     for i in ids:
         token = received(acks, i, 1, bytes([i]))
-        items.append((bytes([i]), "a/t", 1, retain, 0, token))
+        items.append(Inbound(bytes([i]), "a/t", 1, retain, 0, token))
     reader.deliver_many(items)
 
 

@@ -33,6 +33,7 @@ from taktora_connector.adapters.mqtt import (
     TlsOptions,
 )
 from taktora_connector.adapters.mqtt.matcher import TopicMatcher
+from taktora_connector.adapters.mqtt.records import Inbound
 from taktora_connector.conformance.brokers import free_port
 from taktora_connector.domain import (
     ChannelDescriptor,
@@ -498,7 +499,9 @@ def test_14_a_forked_child_refuses_to_send(connect: ConnectFn) -> None:
         conn = connect(fake.port, codec=BytesCodec())
         writer = conn.create_writer(ChannelDescriptor("w", MqttRouting(topic="f/t"))).unwrap()
         reader = reader_of(conn, "f/t")
-        reader.deliver_many([(b"the parent's", "f/t", 0, False, 0, None)])  # waiting at the fork
+        reader.deliver_many(
+            [Inbound(b"the parent's", "f/t", 0, False, 0, None)]
+        )  # waiting at the fork
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: report what send and recv said, then leave at once

@@ -50,6 +50,7 @@ from taktora_connector.ports import PayloadCodec
 from .bridge import InboundQueue, Offer, OutboundBridge
 from .delivery import Delivery
 from .health_control import HealthController
+from .records import Inbound, Outbound, Queued, new
 from .routing import MqttRouting
 
 T = TypeVar("T")
@@ -66,10 +67,6 @@ _ROUTING_CACHE = 1024
 #: (beyond that, a re-sent retained message may reach it twice).
 _RETAINED_MEMORY = 100_000
 
-#: (payload, topic, qos, retain, timestamp_ns, sequence_number, token) as queued for a
-#: reader; the payload is a PayloadOverflow in place of one above the channel's limit;
-#: the token is the persistent session's acknowledgement (None: nothing to release).
-_Inbound = tuple[bytes | PayloadOverflow, str, int, bool, int, int, AckToken | None]
 #: A message as the asyncio reader takes it: the envelope or the error in its place,
 #: and the acknowledgement to hand over with it (``hold_taken``).
 Ready = tuple[RecvEnvelope[T, MqttRouting] | ConnectorError, AckToken | None]
@@ -82,7 +79,7 @@ class MqttWriter(Generic[T]):
         self,
         descriptor: ChannelDescriptor[MqttRouting],
         codec: PayloadCodec[T],
-        bridge: OutboundBridge[tuple[str, bytes, int, bool, Delivery]],
+        bridge: OutboundBridge[Outbound],
         controller: HealthController,
         on_close: Callable[[MqttWriter[T]], None],
     ) -> None:
@@ -143,7 +140,9 @@ class MqttWriter(Generic[T]):
             return Failure(PayloadOverflow(size, self._max))
         delivery = Delivery()
         with self._lock:
-            offered = self._bridge.offer((self._topic, payload, self._qos, self._retain, delivery))
+            offered = self._bridge.offer(
+                new(Outbound, (self._topic, payload, self._qos, self._retain, delivery))
+            )
             if offered is Offer.ACCEPTED:
                 sequence = self._next_sequence
                 self._next_sequence = sequence + 1
@@ -215,7 +214,7 @@ class MqttReader(Generic[T]):
         self._taken_lock = threading.Lock()
         self._taken: list[AckToken] = []  # handed out, the application not back yet
         self._lost_warned = False
-        self._queue: InboundQueue[_Inbound] = InboundQueue(
+        self._queue: InboundQueue[Queued] = InboundQueue(
             capacity, self._drained, self._discarded if acks is not None else None
         )
         self._next_sequence = 0  # written by the sidecar only
@@ -249,13 +248,13 @@ class MqttReader(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
-    def deliver_many(self, items: list[tuple[bytes, str, int, bool, int, AckToken | None]]) -> int:
+    def deliver_many(self, items: list[Inbound]) -> int:
         """Sidecar side: queue (payload, topic, qos, retain, timestamp_ns, token) items in
         order, under one lock; return how many were dropped. Dropped ones use a sequence
         number too, so a gap in a reader's sequence numbers shows where messages were
         dropped."""
         sequence = self._next_sequence
-        batch: list[_Inbound] = []
+        batch: list[Queued] = []
         append = batch.append
         limit = self._max_payload
         for payload, topic, qos, retain, timestamp_ns, token in items:
@@ -275,9 +274,9 @@ class MqttReader(Generic[T]):
                 # Above this channel's limit: not queued; reported in its place, in order.
                 self.oversized += 1
                 overflow = PayloadOverflow(len(payload), limit)
-                append((overflow, topic, qos, retain, timestamp_ns, sequence, token))
+                append(new(Queued, (overflow, topic, qos, retain, timestamp_ns, sequence, token)))
             else:
-                append((payload, topic, qos, retain, timestamp_ns, sequence, token))
+                append(new(Queued, (payload, topic, qos, retain, timestamp_ns, sequence, token)))
             sequence += 1
         self._next_sequence = sequence
         return self._queue.offer_many(batch) if batch else 0
@@ -313,9 +312,9 @@ class MqttReader(Generic[T]):
         if self._acks is not None:
             self.release_taken()  # the application is back: done with what it took
         item = self._queue.take(timeout)
-        if item is not None and item[6] is not None:
+        if item is not None and item.token is not None:
             with self._taken_lock:
-                self._taken.append(item[6])  # the application has it now
+                self._taken.append(item.token)  # the application has it now
         if item is None:
             if self._queue.closed:  # closed while we waited
                 return Failure(self._closed_error())
@@ -328,7 +327,7 @@ class MqttReader(Generic[T]):
             return Success(envelope)
         return Failure(envelope)
 
-    def _envelope(self, item: _Inbound) -> RecvEnvelope[T, MqttRouting] | ConnectorError:
+    def _envelope(self, item: Queued) -> RecvEnvelope[T, MqttRouting] | ConnectorError:
         """One queued item as the caller gets it: an envelope, or the error in its place."""
         payload, topic, qos, retain, timestamp_ns, sequence, _ = item
         if isinstance(payload, PayloadOverflow):
@@ -373,7 +372,7 @@ class MqttReader(Generic[T]):
         if self._closed:
             return []
         envelope = self._envelope
-        return [(envelope(item), item[6]) for item in self._queue.take_many(limit, 0)]
+        return [(envelope(item), item.token) for item in self._queue.take_many(limit, 0)]
 
     @property
     def acknowledges_when_done(self) -> bool:
@@ -401,13 +400,13 @@ class MqttReader(Generic[T]):
         if tokens and self._acks is not None:
             self._acks.release(tokens)
 
-    def _discarded(self, items: list[_Inbound]) -> None:
+    def _discarded(self, items: list[Queued]) -> None:
         """The queue let these go. Closed: they owe this reader nothing. Dropped when
         full: their acknowledgement is withheld, and the broker sends them again once
         this reader has drained (``inbound_acks``: nothing is lost)."""
         acks = self._acks
         assert acks is not None
-        tokens = [item[6] for item in items if item[6] is not None]
+        tokens = [item.token for item in items if item.token is not None]
         if not tokens:
             return
         if self._queue.closed:
@@ -463,7 +462,7 @@ class MqttReader(Generic[T]):
             try:
                 for item in batch:
                     handed += 1
-                    token = item[6]
+                    token = item.token
                     if token is not None:
                         # Held where close() sees it: closing counts as done with it.
                         self.hold_taken(token)

@@ -59,6 +59,7 @@ from taktora_connector.adapters.mqtt.protocol.packets import (
     encode_publish,
 )
 from taktora_connector.adapters.mqtt.protocol.session import ClientSession
+from taktora_connector.adapters.mqtt.records import Inbound, InFlight, Outbound, Written, new
 from taktora_connector.adapters.mqtt.topics import validate_topic_name
 from taktora_connector.domain import (
     ConfigurationError,
@@ -78,12 +79,6 @@ PUMP_LIMIT: Final = 1024
 WRITE_HIGH_WATER: Final = 256 * 1024
 #: Identifiers kept free for the session engine's SUBSCRIBE and UNSUBSCRIBE.
 SESSION_IDS: Final = 1024
-
-#: (topic, payload, qos, retain, delivery) as queued by a writer.
-Outbound = tuple[str, bytes, int, bool, Delivery]
-#: (payload, topic, qos, retain, timestamp_ns, token) as handed to a reader; the token
-#: is the persistent session's acknowledgement to release (None: nothing to release).
-Inbound = tuple[bytes, str, int, bool, int, AckToken | None]
 
 
 class InboundSink(Hashable, Protocol):
@@ -161,8 +156,8 @@ class DataPlane:
         #: What the broker may send now (``session``): every packet read is checked there.
         self.session = ClientSession()
         self._wire: BufferedSocket | None = None
-        self._qos0: deque[tuple[int, Delivery]] = deque()  # (end of its bytes, delivery)
-        self._inflight: dict[int, tuple[bytes, Delivery]] = {}  # unacknowledged QoS 1
+        self._qos0: deque[Written] = deque()
+        self._inflight: dict[int, InFlight] = {}  # unacknowledged QoS 1
         self._order: deque[int] = deque()  # QoS 1 identifiers in the order sent
         self._acked_early: dict[int, Delivery] = {}  # acknowledged before an older one
         self._topics: dict[str, bytes] = {}
@@ -193,7 +188,7 @@ class DataPlane:
         self.settle_qos0()
         lost = ConnectorDown("connection lost before the message was written")
         while self._qos0:
-            self._qos0.popleft()[1].fail(lost)
+            self._qos0.popleft().delivery.fail(lost)
         self._wire = None
 
     def resend(self) -> None:
@@ -204,7 +199,7 @@ class DataPlane:
         packets = self._inflight
         wire.write(
             b"".join(
-                bytes((packets[pid][0][0] | 0x08,)) + packets[pid][0][1:]
+                bytes((packets[pid].packet[0] | 0x08,)) + packets[pid].packet[1:]
                 for pid in self._order
                 if pid in packets
             )
@@ -269,13 +264,8 @@ class DataPlane:
                         if batches_of is None:
                             self._unrouted(packet.payload, route[0], qos, packet.retain, now)
                         else:
-                            item: Inbound = (
-                                packet.payload,
-                                route[0],
-                                qos,
-                                packet.retain,
-                                now,
-                                token,
+                            item = new(
+                                Inbound, (packet.payload, route[0], qos, packet.retain, now, token)
                             )
                             if token is not None:
                                 token.owed = len(batches_of)
@@ -362,7 +352,7 @@ class DataPlane:
         if route[1] is None:  # no reader: counted (its payload is gone, so never held)
             self._unrouted(Skipped(packet.size), route[0], packet.qos, packet.retain, now)
             return
-        item = (Skipped(packet.size), route[0], packet.qos, packet.retain, now, None)
+        item = new(Inbound, (Skipped(packet.size), route[0], packet.qos, packet.retain, now, None))
         for batch in route[1]:
             batch.append(item)
 
@@ -399,14 +389,8 @@ class DataPlane:
         assert ledger.again is not None
         token, readers = ledger.again
         ledger.again = None
-        item: Inbound = (
-            packet.payload,
-            packet.topic.decode("utf-8"),
-            packet.qos,
-            packet.retain,
-            now,
-            token,
-        )
+        topic = packet.topic.decode("utf-8")
+        item = new(Inbound, (packet.payload, topic, packet.qos, packet.retain, now, token))
         for reader in readers:
             batches.setdefault(cast("InboundSink", reader), []).append(item)
 
@@ -429,12 +413,12 @@ class DataPlane:
             # stays taken until then, so no new message can reuse it while it waits
             # in ``_order`` (issue 16 point 7: a reused id overwrote this entry and a
             # stale one stayed at the head, and every later delivery hung).
-            self._acked_early[packet_id] = entry[1]
+            self._acked_early[packet_id] = entry.delivery
             return
         release = self._ids.release
         order.popleft()
         release(packet_id)
-        entry[1].succeed()
+        entry.delivery.succeed()
         early = self._acked_early
         while early and order and order[0] in early:
             done = order.popleft()
@@ -447,7 +431,7 @@ class DataPlane:
         item = bridge.peek()
         if item is None or self._wire is None:
             return False
-        if item[2]:
+        if item.qos:
             return len(self._order) < self._max_inflight
         return self._wire.unflushed < WRITE_HIGH_WATER
 
@@ -466,12 +450,12 @@ class DataPlane:
 
         def admit(item: Outbound) -> bool:
             nonlocal slots, budget
-            if item[2]:
+            if item.qos:
                 slots -= 1
                 return slots >= 0
             if budget <= 0:
                 return False
-            budget -= len(item[1]) + len(item[0]) + 5
+            budget -= len(item.payload) + len(item.topic) + 5
             return True
 
         inflight = self._inflight
@@ -497,11 +481,11 @@ class DataPlane:
                         except ProtocolViolation:
                             self._ids.release(packet_id)
                             raise
-                        inflight[packet_id] = (packet, delivery)
+                        inflight[packet_id] = new(InFlight, (packet, delivery))
                         order.append(packet_id)
                     else:
                         packet = encode_publish(raw_topic, payload, 0, retain)
-                        qos0.append((queued + len(packet), delivery))
+                        qos0.append(new(Written, (queued + len(packet), delivery)))
                 except ProtocolViolation as err:
                     delivery.fail(StackError(f"cannot encode the message: {err}"))
                     continue
@@ -519,8 +503,8 @@ class DataPlane:
         if wire is None or not queue:
             return
         flushed = wire.flushed_total
-        while queue and queue[0][0] <= flushed:
-            queue.popleft()[1].succeed()
+        while queue and queue[0].end <= flushed:
+            queue.popleft().delivery.succeed()
 
     @property
     def idle(self) -> bool:
@@ -534,13 +518,13 @@ class DataPlane:
     def fail_all(self, error: ConnectorError) -> None:
         """Fail every message taken from the bridge and not delivered (in order)."""
         while self._qos0:
-            self._qos0.popleft()[1].fail(error)
+            self._qos0.popleft().delivery.fail(error)
         early = self._acked_early
         for packet_id in self._order:
             entry = self._inflight.pop(packet_id, None)
             if entry is not None:
                 self._ids.release(packet_id)
-                entry[1].fail(error)
+                entry.delivery.fail(error)
             elif packet_id in early:
                 self._ids.release(packet_id)
                 early.pop(packet_id).succeed()

@@ -16,9 +16,10 @@ from typing import Any
 
 from taktora_connector.adapters.mqtt.bridge import OutboundBridge
 from taktora_connector.adapters.mqtt.health_control import HealthController, Phase
+from taktora_connector.adapters.mqtt.records import Outbound
 from taktora_connector.domain import ConnectorDown, ConnectorError
 
-from .data_plane import DataPlane, Outbound
+from .data_plane import DataPlane
 from .subscriptions import Subscriptions
 
 log = logging.getLogger("taktora_connector.mqtt")
@@ -47,7 +48,7 @@ class Waiters:
         """Fail every message accepted and not delivered, and accept no more."""
         self._plane.fail_all(error)
         for item in self._outbound.close():
-            item[4].fail(error)
+            item.delivery.fail(error)
 
     def all_down(self, reason: str) -> None:
         """Health ``Down`` with ``reason``; every waiter fails with ``ConnectorDown``."""

@@ -64,6 +64,7 @@ from taktora_connector.adapters.mqtt.protocol.subscribe_handshake import (
     FilterChange,
     SubscribeHandshake,
 )
+from taktora_connector.adapters.mqtt.records import Outbound
 from taktora_connector.domain import DEFAULT_MAX_PAYLOAD_SIZE, ConnectorDown, ConnectorError
 
 from . import fork_guard
@@ -76,7 +77,7 @@ from .connecting import (
     lost_reason,
     open_tcp,
 )
-from .data_plane import DataPlane, Outbound
+from .data_plane import DataPlane
 from .failing import Waiters
 from .outbound_flow import OutboundFlow
 from .paho_contact import install_buffer, install_ids, install_tcp_connect
@@ -220,7 +221,7 @@ class Gateway:
         thread = self._thread
         if thread is None:
             for item in self.outbound.close():
-                item[4].fail(ConnectorDown("connector closed before the message was sent"))
+                item.delivery.fail(ConnectorDown("connector closed before the message was sent"))
             self._wakeup.close()
             return True
         bound = self._asked.ask_stop(timeout, self._options.connect_timeout)

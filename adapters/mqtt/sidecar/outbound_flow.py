@@ -17,9 +17,10 @@ import time
 from taktora_connector.adapters.mqtt.bridge import OutboundBridge
 from taktora_connector.adapters.mqtt.health_control import HealthController
 from taktora_connector.adapters.mqtt.protocol.subscribe_handshake import SubscribeHandshake
+from taktora_connector.adapters.mqtt.records import Outbound
 
 from .buffered_socket import BufferedSocket
-from .data_plane import DataPlane, Outbound
+from .data_plane import DataPlane
 
 
 class OutboundFlow:

@@ -20,7 +20,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from .data_plane import DropCounter, Inbound, Match, Skipped
+from taktora_connector.adapters.mqtt.records import Inbound
+
+from .data_plane import DropCounter, Match, Skipped
 
 
 class UnroutedHold:
@@ -46,7 +48,7 @@ class UnroutedHold:
         self.count += 1
         if not self._keep or retain or isinstance(payload, Skipped):
             return
-        self._held.append((payload, topic, qos, retain, timestamp_ns, None))
+        self._held.append(Inbound(payload, topic, qos, retain, timestamp_ns, None))
         self._seen = self._readers()
 
     def route_if_changed(self) -> None:
@@ -56,7 +58,7 @@ class UnroutedHold:
         self._seen = self._readers()
         kept: deque[Inbound] = deque(maxlen=self._held.maxlen)
         for item in self._held:
-            readers = self._match(item[1])
+            readers = self._match(item.topic)
             if not readers:
                 kept.append(item)
             for reader in readers:
