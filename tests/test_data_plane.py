@@ -158,6 +158,20 @@ def test_a_protocol_violation_raises_after_the_messages_before_it_were_delivered
     assert [item[0] for item in reader.batches[0]] == [b"first"]
 
 
+
+def test_a_run_of_publishes_cut_short_by_bytes_that_are_no_packet_is_handled_once() -> None:
+    """PUBLISHes are handled a run at a time (``_on_publishes``): a run the stream's
+    end interrupts (here a packet of the reserved type 15) still reaches the reader,
+    once, is counted as received and acknowledged in order; the bytes then end it."""
+    reader = FakeReader()
+    plane, wire, peer, _ = plane_with({"t": [reader]})
+    stream = encode_publish(b"t", b"a", 1, False, 1) + encode_publish(b"t", b"b", 1, False, 2)
+    with pytest.raises(ProtocolViolation):
+        plane.receive(stream + b"\xf0\x00", lambda p: True)
+    assert [item.payload for batch in reader.batches for item in batch] == [b"a", b"b"]
+    assert plane.packets_received == 2
+    assert [packet.packet_id for packet in sent_packets(wire, peer)] == [1, 2]
+
 def outbound(bridge: OutboundBridge[Outbound], qos: int, n: int) -> list[Delivery]:
     deliveries = []
     for i in range(n):

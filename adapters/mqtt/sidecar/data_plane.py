@@ -41,7 +41,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
-from typing import Final, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from taktora_connector.adapters.mqtt.bridge import OutboundBridge
 from taktora_connector.adapters.mqtt.delivery import Delivery
@@ -130,6 +130,21 @@ def _topic_name_flaw(topic: str) -> str | None:
     return None
 
 
+class _Pass:
+    """What one ``receive`` call carries from packet to packet: whether the session is
+    connected, the arrival time, the topics already routed, each reader's batch and
+    the PUBACKs due (written once, at the end)."""
+
+    __slots__ = ("acks", "batches", "connected", "now", "routes")
+
+    def __init__(self, connected: bool, now: int) -> None:
+        self.connected = connected  # else the next PUBLISH or PUBACK is a violation
+        self.now = now
+        self.routes: dict[bytes, _Route] = {}
+        self.batches: dict[InboundSink, list[Inbound]] = {}
+        self.acks: list[bytes] = []
+
+
 class DataPlane:
     def __init__(
         self,
@@ -165,6 +180,12 @@ class DataPlane:
         self.rejected_inbound = 0
         #: Complete packets received (the liveness signal; partial bytes never count).
         self.packets_received = 0
+        #: One handler per packet type the data plane acts on (``receive``).
+        #: (PUBLISH is read in runs, ``_on_publishes``.)
+        self._handlers: dict[type, Callable[[Any, _Pass], None]] = {
+            SkippedPublish: self._on_skipped,
+            PubAck: self._on_puback,
+        }
 
     # -- the connection -----------------------------------------------------------------------
 
@@ -207,8 +228,12 @@ class DataPlane:
 
     # -- inbound --------------------------------------------------------------------------------
 
-    def receive(self, data: bytes, to_session: Callable[[bytes], bool]) -> None:  # noqa: PLR0915 - one hot loop, one frame
-        """Handle every whole packet in ``data`` (and what was left over before it).
+    def receive(self, data: bytes, to_session: Callable[[bytes], bool]) -> None:
+        """Handle every whole packet in ``data`` (and what was left over before it):
+        the session (``session.received``) says whether the broker may send it now,
+        then its type's one handler acts on it (``_on_publishes`` for each run of
+        PUBLISHes, ``_on_skipped``, ``_on_puback``; every other packet goes whole to
+        ``to_session`` through ``_on_control``).
 
         Raises ``ProtocolViolation`` for bytes that are not MQTT 3.1.1; the
         messages before them are still delivered.
@@ -217,102 +242,135 @@ class DataPlane:
         reader.receive_data(data)
         next_event = reader.next_event
         wire = self._wire
-        routes: dict[bytes, _Route] = {}
-        batches: dict[InboundSink, list[Inbound]] = {}
-        acks: list[bytes] = []
-        ledger = self._acks
-        session = self.session
-        connected = session.connected  # else the next PUBLISH or PUBACK is a violation
-        now = time.time_ns()
+        step = _Pass(self.session.connected, time.time_ns())
+        handlers = self._handlers
         count = 0
+        publishes: list[Publish] = []  # a run of PUBLISHes, handled together
+        run = publishes.append
         try:
             while True:
                 packet = next_event()
                 kind = type(packet)
                 if kind is Publish:
-                    assert isinstance(packet, Publish)
+                    run(packet)  # type: ignore[arg-type]  # its type was just read
+                    continue
+                if publishes:
+                    count += len(publishes)
+                    self._on_publishes(publishes, step)  # and empties the run
+                handler = handlers.get(kind)
+                if handler is not None:
                     count += 1
-                    if not connected:
-                        session.received(PacketType.PUBLISH)
-                    topic_raw = packet.topic
-                    qos = packet.qos
-                    if qos == 2:
-                        raise ProtocolViolation(
-                            "QoS 2 PUBLISH on a subscription of QoS 1 at most (MQTT-3.8.4-6)"
-                        )
-                    token: AckToken | None = None
-                    if qos:
-                        assert packet.packet_id is not None
-                        if ledger is None:
-                            acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
-                        else:
-                            token = ledger.expect(
-                                packet.packet_id, topic_raw, packet.payload, packet.dup
-                            )
-                            if token is None:  # a resend of one the readers already have,
-                                if ledger.again is not None:  # bar those that dropped it
-                                    self._again(ledger, packet, batches, now)
-                                continue
-                    if topic_raw in routes:
-                        route = routes[topic_raw]
-                        if route is None:  # rejected again: each message counts
-                            self.rejected_inbound += 1
-                    else:
-                        route = routes[topic_raw] = self._route(topic_raw, batches)
-                    if route is not None:
-                        batches_of = route[1]
-                        if batches_of is None:
-                            self._unrouted(packet.payload, route[0], qos, packet.retain, now)
-                        else:
-                            item = new(
-                                Inbound, (packet.payload, route[0], qos, packet.retain, now, token)
-                            )
-                            if token is not None:
-                                token.owed = len(batches_of)
-                            for batch in batches_of:
-                                batch.append(item)
-                elif kind is SkippedPublish:
-                    assert isinstance(packet, SkippedPublish)
-                    count += 1
-                    if not connected:
-                        session.received(PacketType.PUBLISH)
-                    if packet.qos == 2:  # its header is checked like any other's
-                        raise ProtocolViolation(
-                            "QoS 2 PUBLISH on a subscription of QoS 1 at most (MQTT-3.8.4-6)"
-                        )
-                    self._skipped(packet, batches, now)
-                    if packet.packet_id is not None:
-                        if ledger is None:
-                            acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
-                        else:  # refused by every reader: owes nothing, acknowledged in turn
-                            # (its DUP flag as sent: a resend does not end a resumed
-                            # session's wait for the withheld messages)
-                            ledger.expect(packet.packet_id, packet.topic, b"", packet.dup)
-                elif kind is PubAck:
-                    assert isinstance(packet, PubAck)
-                    count += 1
-                    if not connected:
-                        session.received(PacketType.PUBACK)
-                    self._acknowledged(packet.packet_id)
-                elif isinstance(packet, NeedData):
+                    handler(packet, step)
+                elif kind is NeedData:
                     return
                 else:
                     count += 1
-                    raw = reader.last_raw()
-                    session.received(raw[0] >> 4)  # in this state, may the broker send it?
-                    connected = session.connected
-                    # Messages before a control packet reach readers before paho sees it.
-                    self._deliver(batches)
-                    routes.clear()
-                    if not to_session(raw):
+                    if not self._on_control(reader.last_raw(), step, to_session):
                         return  # the connection ended or changed under the session engine
         finally:
-            self.packets_received += count
-            self._deliver(batches)
-            if ledger is not None:
-                acks.append(ledger.due())
-            if acks and wire is not None and self._wire is wire:
-                wire.write(b"".join(acks))
+            try:
+                if publishes:  # bytes that are no packet ended the stream after a run
+                    count += len(publishes)
+                    self._on_publishes(publishes, step)
+            finally:
+                self.packets_received += count
+                self._deliver(step.batches)
+                acks = step.acks
+                if self._acks is not None:
+                    acks.append(self._acks.due())
+                if acks and wire is not None and self._wire is wire:
+                    wire.write(b"".join(acks))
+
+    def _on_publishes(self, publishes: list[Publish], step: _Pass) -> None:
+        """PUBLISHes, in stream order: each one's QoS checked, its acknowledgement owed
+        or withheld (``inbound_acks``), and its message added to each matching reader's
+        batch. A run at a time: the per-message path is this loop, not a call. The run
+        is emptied, also when one of it breaks the protocol (those before it stand)."""
+        try:
+            self._publishes(publishes, step)
+        finally:
+            publishes.clear()
+
+    def _publishes(self, publishes: list[Publish], step: _Pass) -> None:
+        if not step.connected:
+            self.session.received(PacketType.PUBLISH)  # raises: before CONNACK
+        ledger = self._acks
+        acks = step.acks
+        routes = step.routes
+        batches = step.batches
+        now = step.now
+        for packet in publishes:
+            qos = packet.qos
+            if qos == 2:
+                raise ProtocolViolation(
+                    "QoS 2 PUBLISH on a subscription of QoS 1 at most (MQTT-3.8.4-6)"
+                )
+            token: AckToken | None = None
+            if qos:
+                packet_id = packet.packet_id
+                assert packet_id is not None
+                if ledger is None:
+                    acks.append(b"\x40\x02" + packet_id.to_bytes(2, "big"))
+                else:
+                    token = ledger.expect(packet_id, packet.topic, packet.payload, packet.dup)
+                    if token is None:  # a resend of one the readers already have,
+                        if ledger.again is not None:  # bar those that dropped it
+                            self._again(ledger, packet, batches, now)
+                        continue
+            topic_raw = packet.topic
+            if topic_raw in routes:
+                route = routes[topic_raw]
+                if route is None:  # rejected again: each message counts
+                    self.rejected_inbound += 1
+            else:
+                route = routes[topic_raw] = self._route(topic_raw, batches)
+            if route is None:
+                continue
+            batches_of = route[1]
+            if batches_of is None:
+                self._unrouted(packet.payload, route[0], qos, packet.retain, now)
+                continue
+            item = new(Inbound, (packet.payload, route[0], qos, packet.retain, now, token))
+            if token is not None:
+                token.owed = len(batches_of)
+            for batch in batches_of:
+                batch.append(item)
+
+    def _on_skipped(self, packet: SkippedPublish, step: _Pass) -> None:
+        """A PUBLISH above every matching reader's limit, its payload skipped in the
+        stream: its header is checked like any other's, each reader is told in order,
+        and its acknowledgement goes in turn."""
+        if not step.connected:
+            self.session.received(PacketType.PUBLISH)  # raises: before CONNACK
+        if packet.qos == 2:
+            raise ProtocolViolation(
+                "QoS 2 PUBLISH on a subscription of QoS 1 at most (MQTT-3.8.4-6)"
+            )
+        self._skipped(packet, step.batches, step.now)
+        if packet.packet_id is not None:
+            if self._acks is None:
+                step.acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
+            else:  # refused by every reader: owes nothing, acknowledged in turn
+                # (its DUP flag as sent: a resend does not end a resumed
+                # session's wait for the withheld messages)
+                self._acks.expect(packet.packet_id, packet.topic, b"", packet.dup)
+
+    def _on_puback(self, packet: PubAck, step: _Pass) -> None:
+        """A PUBACK: the delivery of that packet identifier completes, in send order."""
+        if not step.connected:
+            self.session.received(PacketType.PUBACK)  # raises: before CONNACK
+        self._acknowledged(packet.packet_id)
+
+    def _on_control(self, raw: bytes, step: _Pass, to_session: Callable[[bytes], bool]) -> bool:
+        """Any other packet: allowed in this state or a violation (``session``), then
+        whole to the session engine, after the messages read before it reached their
+        readers. False: the connection ended or changed under the session engine."""
+        session = self.session
+        session.received(raw[0] >> 4)
+        step.connected = session.connected
+        self._deliver(step.batches)
+        step.routes.clear()
+        return to_session(raw)
 
     def write_due_acks(self) -> None:
         """A persistent session: write the PUBACKs that became due since the last read."""
