@@ -35,7 +35,6 @@ from returns.result import Failure, Result, Success
 from taktora_connector.adapters.mqtt import MqttRouting
 from taktora_connector.adapters.mqtt.channels import MqttReader, MqttWriter, Ready
 from taktora_connector.adapters.mqtt.delivery import Delivery
-from taktora_connector.adapters.mqtt.inbound_acks import AckToken
 from taktora_connector.adapters.timeouts import shown, wait_seconds
 from taktora_connector.domain import (
     BackPressure,
@@ -256,8 +255,6 @@ class AsyncReader(Generic[T]):
         self._registered = False
         self._detached = False
         self._acking = reader.acknowledges_when_done  # else nothing to hold or release
-        # Handed out, the caller not back yet (the loop's thread only: no lock).
-        self._held: list[AckToken] = []
         # Taken from the reader in one batch and not yet handed out; it belongs to the
         # reader, not to a coroutine, so a cancelled recv leaves it for the next one.
         # Each with its acknowledgement, handed to the reader as the message is handed out.
@@ -284,9 +281,10 @@ class AsyncReader(Generic[T]):
         if self._detached:
             return Failure(self._closed_error())
         reader = self._reader
-        if self._acking and self._held:
-            held, self._held = self._held, []
-            reader.release(held)  # the caller is back: done with what it took before
+        if self._acking:
+            # The caller is back: done with what it took before. The thread reader keeps
+            # the books of what was handed out (one owner for both interfaces).
+            reader.release_taken()
         ready = self._ready
         if not ready:
             ready.extend(reader.take_ready(_BATCH))
@@ -294,7 +292,7 @@ class AsyncReader(Generic[T]):
                 return reader.try_recv()  # nothing waits: None, or why not
         taken, token = ready.popleft()
         if token is not None:
-            self._held.append(token)
+            reader.hold_taken(token)
         if isinstance(taken, RecvEnvelope):
             return Success(taken)
         return Failure(taken)
@@ -369,9 +367,6 @@ class AsyncReader(Generic[T]):
             return
         self._detached = True
         self._ready.clear()  # as closing a reader discards what waits in its queue
-        for token in self._held:  # the reader's close, or the connector's, releases them
-            self._reader.hold_taken(token)
-        self._held = []
         self._unregister()
         self._wake_all()
 

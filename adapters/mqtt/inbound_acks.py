@@ -10,6 +10,9 @@ application came back to that reader for more (or closed it).
 Rules of this module:
 - one ``AckToken`` per QoS 1 message of the current connection, made by the sidecar
   in the order received; it owes one release per reader that queued it;
+- the ledger and each reader's list of what it handed out (``MqttReader.hold_taken``
+  and ``release_taken``) are the only books: the asyncio reader keeps none of its own,
+  it hands its messages out through its thread reader's;
 - ``release`` may be called from any thread (a reader's caller); the sidecar alone
   counts the releases and writes the PUBACKs (``due``), and it is woken when the
   first release waits;
