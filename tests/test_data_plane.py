@@ -158,7 +158,6 @@ def test_a_protocol_violation_raises_after_the_messages_before_it_were_delivered
     assert [item[0] for item in reader.batches[0]] == [b"first"]
 
 
-
 def test_a_run_of_publishes_cut_short_by_bytes_that_are_no_packet_is_handled_once() -> None:
     """PUBLISHes are handled a run at a time (``_on_publishes``): a run the stream's
     end interrupts (here a packet of the reserved type 15) still reaches the reader,
@@ -171,6 +170,7 @@ def test_a_run_of_publishes_cut_short_by_bytes_that_are_no_packet_is_handled_onc
     assert [item.payload for batch in reader.batches for item in batch] == [b"a", b"b"]
     assert plane.packets_received == 2
     assert [packet.packet_id for packet in sent_packets(wire, peer)] == [1, 2]
+
 
 def outbound(bridge: OutboundBridge[Outbound], qos: int, n: int) -> list[Delivery]:
     deliveries = []

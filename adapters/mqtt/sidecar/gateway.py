@@ -56,7 +56,7 @@ from taktora_connector.adapters.mqtt.health_control import HealthController
 from taktora_connector.adapters.mqtt.inbound_acks import InboundAcks
 from taktora_connector.adapters.mqtt.options import MqttConnectorOptions
 from taktora_connector.adapters.mqtt.protocol.backoff import Backoff
-from taktora_connector.adapters.mqtt.protocol.liveness import Liveness
+from taktora_connector.adapters.mqtt.protocol.deadlines import ConnectionDeadlines
 from taktora_connector.adapters.mqtt.protocol.packet_ids import LentIds, PacketIds
 from taktora_connector.adapters.mqtt.protocol.packets import ProtocolViolation
 from taktora_connector.adapters.mqtt.protocol.session import connack_refusal
@@ -145,9 +145,8 @@ class Gateway:
         # Connection state, touched by the sidecar only.
         self._socket_open = False
         self._connected = False
-        self._connack_deadline: float | None = None
-        self._resends_until: float | None = None  # a resumed session's resend deadline
-        self._liveness = Liveness(options.keep_alive)
+        #: When waiting ends on this connection (CONNACK, keep-alive, resends).
+        self._deadlines = ConnectionDeadlines(options.connect_timeout, options.keep_alive)
         #: Why the sidecar stopped on an unexpected exception (terminal), else None.
         self.died: str | None = None
         self._next_misc = 0.0
@@ -321,26 +320,20 @@ class Gateway:
         if self._connected:
             self._plane.write_due_acks()
             acks = self.inbound_acks
-            if self._resends_until is not None and acks is not None:
-                if not acks.checking:
-                    self._resends_until = None
-                elif now >= self._resends_until:
-                    self._resends_until = None
-                    acks.resends_over()
+            if acks is not None and self._deadlines.resends_over(now, acks.checking):
+                acks.resends_over()
             if acks is not None and acks.resume_wanted and not self._handshake.awaiting:
                 self._resume_session(acks)  # (not while a SUBSCRIBE waits for its SUBACK)
             else:
                 self._pump()
         if self._socket_open:
             self._write()
-            if self._connected and self._liveness.silent(now):
-                limit = 1.5 * self._options.keep_alive
-                self._force_close(f"keep-alive: no packet from the broker within {limit:g} s")
+            expired = self._deadlines.expired(now, self._connected)
+            if expired is not None:
+                self._force_close(expired)
             elif now >= self._next_misc:
                 self._next_misc = now + IDLE_TICK
                 self._client_call(lambda c: c.loop_misc())
-            if self._connack_deadline is not None and now >= self._connack_deadline:
-                self._force_close(f"no CONNACK within {self._options.connect_timeout:g} s")
         self._wait(now)
 
     def _wait(self, now: float) -> None:
@@ -367,13 +360,9 @@ class Gateway:
         deadlines = [now + IDLE_TICK]
         if not self._socket_open and not self._reconnect.gave_up:
             deadlines.append(self._reconnect.next_attempt)
-        if self._connack_deadline is not None:
-            deadlines.append(self._connack_deadline)
-        if self._resends_until is not None:
-            deadlines.append(self._resends_until)
-        silent_at = self._liveness.deadline()
-        if self._connected and silent_at is not None:
-            deadlines.append(silent_at)
+        due = self._deadlines.next_deadline(self._connected)
+        if due is not None:
+            deadlines.append(due)
         if self._asked.stop:
             deadlines.append(self._asked.deadline)
         return max(0.0, min(deadlines) - now)
@@ -409,8 +398,7 @@ class Gateway:
             self._wire = install_buffer(client)
             self._plane.attach(self._wire)
             self._socket_open = True
-            self._connack_deadline = now + options.connect_timeout
-            self._liveness.connected(now)
+            self._deadlines.opened(now)
             self._next_misc = now + IDLE_TICK
 
     def _on_connect(
@@ -420,12 +408,11 @@ class Gateway:
             self._reconnect.refused(reason_code.getName())
             return
         self._connected = True
-        self._connack_deadline = None
         acks = self.inbound_acks
         if acks is not None:
             acks.session_resumed(bool(flags.session_present))
-            if acks.checking:  # how long the broker has to send the withheld ones again
-                self._resends_until = time.monotonic() + self._options.connect_timeout
+        # (a resumed session checking resends: the broker has a while to send them again)
+        self._deadlines.accepted(time.monotonic(), acks is not None and acks.checking)
         self._reconnect.connected()
         self._send_subscriptions(self._subscriptions.everything())
         self._plane.resend()
@@ -440,7 +427,7 @@ class Gateway:
         was_connected = self._connected
         self._connected = False
         self._socket_open = False
-        self._connack_deadline = None
+        self._deadlines.closed()
         self._plane.connection_lost()
         self._handshake.connection_lost(was_connected, planned=self._reconnect.planned)
         self._lent_ids.connection_lost()
@@ -470,7 +457,7 @@ class Gateway:
         """Drop the connection from this side (the next read reports it as lost)."""
         client = self._client
         self._reconnect.dropping(reason)
-        self._connack_deadline = None
+        self._deadlines.closed()
         sock = client.socket() if client is not None else None
         if sock is None:
             if self._socket_open:
@@ -532,7 +519,7 @@ class Gateway:
                 break  # the connection changed under the read
             if not wire.pending() and not self._wakeup.readable_now(wire):
                 break
-        self._liveness.note(self._plane.packets_received, time.monotonic())
+        self._deadlines.liveness.note(self._plane.packets_received, time.monotonic())
         if self._connected:
             self._pump()
             self._write()
