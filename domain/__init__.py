@@ -14,6 +14,8 @@ from .envelope import (
     DeliveryHandle,
     RecvEnvelope,
     SendOutcome,
+    recv_envelope,
+    send_outcome,
     validate_correlation_id,
 )
 from .errors import (
@@ -40,6 +42,7 @@ from .health import (
     transition,
 )
 from .inbound import SENT, Dropped, InboundOutcome, Sent
+from .results import ok
 from .routing import Routing
 
 __all__ = [
@@ -74,6 +77,9 @@ __all__ = [
     "StackError",
     "Up",
     "is_legal",
+    "ok",
+    "recv_envelope",
+    "send_outcome",
     "transition",
     "validate_correlation_id",
 ]

@@ -47,6 +47,7 @@ from taktora_connector.domain import (
     Down,
     RecvEnvelope,
     SendOutcome,
+    ok,
 )
 
 from .wakeups import resolve, threadsafe_resolver
@@ -294,7 +295,7 @@ class AsyncReader(Generic[T]):
         if token is not None:
             reader.hold_taken(token)
         if isinstance(taken, RecvEnvelope):
-            return Success(taken)
+            return ok(taken)
         return Failure(taken)
 
     async def recv(
@@ -327,7 +328,7 @@ class AsyncReader(Generic[T]):
                 return Failure(result.failure())
             envelope = result.unwrap()
             if envelope is not None:
-                return Success(envelope)
+                return ok(envelope)
 
     def __aiter__(self) -> AsyncReader[T]:
         return self

@@ -43,6 +43,9 @@ from taktora_connector.domain import (
     PayloadOverflow,
     RecvEnvelope,
     SendOutcome,
+    ok,
+    recv_envelope,
+    send_outcome,
     validate_correlation_id,
 )
 from taktora_connector.ports import PayloadCodec
@@ -152,7 +155,7 @@ class MqttWriter(Generic[T]):
             return Failure(BackPressure(self._bridge.capacity))
         if offered is Offer.CLOSED:
             return Failure(ConnectorDown(self._bridge.closed_reason))
-        return Success(SendOutcome(sequence, time.time_ns(), size, delivery))
+        return ok(send_outcome(sequence, time.time_ns(), size, delivery))
 
     def flush(self, timeout: float | None = None) -> Result[None, ConnectorError]:
         """Wait until every accepted message is delivered or failed.
@@ -324,7 +327,7 @@ class MqttReader(Generic[T]):
             return Success(None)
         envelope = self._envelope(item)
         if isinstance(envelope, RecvEnvelope):
-            return Success(envelope)
+            return ok(envelope)
         return Failure(envelope)
 
     def _envelope(self, item: Queued) -> RecvEnvelope[T, MqttRouting] | ConnectorError:
@@ -335,7 +338,8 @@ class MqttReader(Generic[T]):
         if self._identity:
             same: Any = payload  # what BytesCodec.decode would give
             routing = self._routing(topic, qos, retain)
-            return RecvEnvelope(same, payload, sequence, timestamp_ns, ZERO_CORRELATION_ID, routing)
+            zero = ZERO_CORRELATION_ID
+            return recv_envelope(same, payload, sequence, timestamp_ns, zero, routing)
         try:
             decoded = self._codec.decode(payload)
         except Exception as err:  # a codec that breaks its contract: still a Result
@@ -351,7 +355,7 @@ class MqttReader(Generic[T]):
             return failure
         value: Any = decoded.unwrap()
         routing = self._routing(topic, qos, retain)
-        return RecvEnvelope(value, payload, sequence, timestamp_ns, ZERO_CORRELATION_ID, routing)
+        return recv_envelope(value, payload, sequence, timestamp_ns, ZERO_CORRELATION_ID, routing)
 
     def _routing(self, topic: str, qos: int, retain: bool) -> MqttRouting:
         """Received routings are immutable values: one per (topic, QoS, retain), reused."""
