@@ -29,7 +29,7 @@ from .preflight import (
     report_dir_problem,
     unknown_tags,
 )
-from .registry import REQUIREMENTS, TESTS
+from .registry import CAPABILITIES, REQUIREMENTS, TESTS
 from .reports import Matrix
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_PARTIAL, EXIT_BROKEN = 0, 1, 2, 3, 4
@@ -177,11 +177,13 @@ def _preflight(args: argparse.Namespace) -> str | None:
     if malformed is not None:
         return malformed
     if args.markexpr:
-        unknown = unknown_tags(args.markexpr, [*REQUIREMENTS, *TESTS, *run_ids().values()])
+        known = [*REQUIREMENTS, *CAPABILITIES, *TESTS, *run_ids().values()]
+        unknown = unknown_tags(args.markexpr, known)
         if unknown:
             return (
                 f"-m {args.markexpr!r} names {', '.join(unknown)}, which the kit does not "
-                f"know; requirements are {min(REQUIREMENTS)}..{max(REQUIREMENTS)}, test ids "
+                f"know; requirements are {min(REQUIREMENTS)}..{max(REQUIREMENTS)}, optional "
+                f"capabilities {', '.join(sorted(CAPABILITIES))}, test ids "
                 f"{', '.join(sorted(TESTS))}"
             )
     problem = check_factory(args.connector_factory)

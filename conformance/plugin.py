@@ -44,9 +44,11 @@ from .preflight import (
     report_dir_problem,
     unknown_tags,
 )
-from .registry import REQUIREMENTS, TESTS, requirement_of, tests_of
+from .registry import CAPABILITIES, REQUIREMENTS, TESTS, capability_of, requirement_of, tests_of
 from .reports import (
     FAILED,
+    INAPPLICABLE,
+    NOT_APPLICABLE,
     PASSED,
     SKIPPED,
     Matrix,
@@ -93,6 +95,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for req in REQUIREMENTS.values():
         config.addinivalue_line("markers", f"{req.id}: verifies {req.id} ({req.title})")
+    for cap in CAPABILITIES.values():
+        config.addinivalue_line("markers", f"{cap.id}: optional capability ({cap.title})")
     for test in TESTS.values():
         config.addinivalue_line("markers", f"{test.id}: test case {test.id} ({test.title})")
     config.addinivalue_line(
@@ -110,7 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Markers the host run registered (its own, pytest's, other plugins') are known
     # too: the kit's plugin is active in any pytest run, whose -m may be its own.
     registered = [line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")]
-    unknown = unknown_tags(markexpr, [*REQUIREMENTS, *TESTS, *runs, *registered])
+    unknown = unknown_tags(markexpr, [*REQUIREMENTS, *CAPABILITIES, *TESTS, *runs, *registered])
     if unknown:
         raise pytest.UsageError(
             f"-m {markexpr!r} names {', '.join(unknown)}, which the kit does not know; "
@@ -145,7 +149,7 @@ class KitSession:
 
     def _result_for(self, item: pytest.Item, detail: str = "") -> ScenarioResult | None:
         tags = [mark.name for mark in item.iter_markers()]
-        if not requirement_of(tags):
+        if not requirement_of(tags) and not capability_of(tags):
             return None
         scenario = _scenario_of(item)
         feature = getattr(scenario, "feature", None)
@@ -170,6 +174,7 @@ class KitSession:
             feature=str(getattr(feature, "name", "")),
             requirements=requirement_of(tags),
             tests=tests_of(tags),
+            capabilities=capability_of(tags),
             id=run_id,
             title=title,
             feature_file=feature_file,
@@ -318,8 +323,13 @@ class KitSession:
                 result.detail = self._evidence(result, report)
             result.outcome = FAILED
         elif report.skipped and result.outcome != FAILED:
-            result.outcome = SKIPPED
-            result.detail = _skip_reason(report)
+            reason = _skip_reason(report)
+            if reason.startswith(NOT_APPLICABLE):
+                result.outcome = INAPPLICABLE
+                result.detail = reason.removeprefix(NOT_APPLICABLE)
+            else:
+                result.outcome = SKIPPED
+                result.detail = reason
         elif report.when == "call" and report.passed and result.outcome != FAILED:
             result.outcome = PASSED
             result.detail = ""
@@ -350,8 +360,15 @@ class KitSession:
             return
         if result.outcome == PASSED and self.config.get_verbosity() < -1:
             return
-        status = {PASSED: "PASS", FAILED: "FAIL", SKIPPED: "SKIP"}[result.outcome]
-        markup = {PASSED: {"green": True}, FAILED: {"red": True}, SKIPPED: {"yellow": True}}
+        status = {PASSED: "PASS", FAILED: "FAIL", SKIPPED: "SKIP", INAPPLICABLE: "N/A"}[
+            result.outcome
+        ]
+        markup = {
+            PASSED: {"green": True},
+            FAILED: {"red": True},
+            SKIPPED: {"yellow": True},
+            INAPPLICABLE: {},
+        }
         reporter.ensure_newline()
         reporter.write(f"{status:<5}", **markup[result.outcome])
         reporter.write_line(
@@ -359,6 +376,8 @@ class KitSession:
         )
         if result.outcome == SKIPPED:
             reporter.write_line(f"      not run: {result.detail}")
+        elif result.outcome == INAPPLICABLE:
+            reporter.write_line(f"      not applicable: {result.detail}")
         elif result.outcome == FAILED:
             for line in result.detail.strip().splitlines()[:12]:
                 reporter.write_line(f"      {line}")

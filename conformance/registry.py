@@ -1,8 +1,15 @@
 """The requirements the kit verifies and the test cases that verify them.
 
 Rules of this module:
-- every requirement of the seed (REQ_0250..REQ_0261) is listed with its title
-  and a statement in our own words;
+- every requirement of the seed (REQ_0250..REQ_0261) is listed with the seed's
+  title and text verbatim (``seed_title``, ``seed_text``; ``tests/test_registry_seed.py``
+  holds them to ``../shared/spec``) and, beside them, what it means in this
+  implementation (``statement``), never instead of them;
+- the twelve requirements are required of every connector; what a connector may
+  or may not offer beyond them is an optional capability (``CAPABILITIES``): a
+  connector claims one in its ``capabilities`` attribute. Claimed, the kit checks
+  that it works; not claimed, that the connector refuses it with
+  ``Failure(ConfigurationError)``. A capability is never evidence for a requirement;
 - test ids from the seed keep their numbers (TEST_0102, TEST_0130..0140,
   TEST_0160); the kit's own test ids come from TEST_2500 up, a range the seed
   does not use, so they can never collide;
@@ -23,6 +30,21 @@ KIT_TEST_RANGE: Final = range(2500, 3000)
 @dataclass(frozen=True)
 class Requirement:
     id: str
+    title: str  # the seed's title, verbatim
+    statement: str  # in this implementation: our reading, beside the seed's text
+    seed_text: str = ""  # the seed's text, verbatim
+
+    @property
+    def seed_title(self) -> str:
+        return self.title
+
+
+@dataclass(frozen=True)
+class Capability:
+    """An optional capability: what a connector may offer beyond the requirements."""
+
+    id: str  # the scenarios' tag, CAP_...
+    name: str  # what a connector lists in its ``capabilities``
     title: str
     statement: str
 
@@ -31,7 +53,10 @@ class Requirement:
 class TestCase:
     id: str
     title: str
-    verifies: str  # a requirement id
+    verifies: str  # a requirement or capability id
+    #: For a capability's test: "claimed" (runs when the connector claims it) or
+    #: "unclaimed" (runs when it does not: the refusal check); "" for a requirement's.
+    when: str = ""
 
 
 REQUIREMENTS: Final[dict[str, Requirement]] = {
@@ -42,75 +67,163 @@ REQUIREMENTS: Final[dict[str, Requirement]] = {
             "MqttConnector implements Connector",
             "The MQTT connector is a Connector of the framework whose routing type is MqttRouting: "
             "it has a name, reports health, starts, creates writers and readers and closes.",
+            seed_text=(
+                "The connector crate shall expose MqttConnector<C: PayloadCodec> that implements "
+                "the Connector trait with type Routing = MqttRouting."
+            ),
         ),
         Requirement(
             "REQ_0251",
             "MqttRouting carries topic, qos, retained",
             "An MQTT channel is addressed by a topic (or a filter for reading), a QoS level and a "
             "retained flag; invalid values are refused when the routing is made.",
+            seed_text=(
+                "The MqttRouting struct shall carry the MQTT topic name, the QoS level, and a "
+                "retained-message flag. It shall implement the Routing marker trait."
+            ),
         ),
         Requirement(
             "REQ_0252",
             "QoS 0 and 1 supported",
             "Messages travel at QoS 0 (at most once) and QoS 1 (at least once, acknowledged by "
             "PUBACK); QoS 2 is refused as not yet supported.",
+            seed_text=(
+                "The connector shall support MQTT QoS levels AtMostOnce (0) and AtLeastOnce (1). "
+                "QoS 2 is deferred to a follow-on spec."
+            ),
         ),
         Requirement(
             "REQ_0253",
             "Retained-message publish supported",
             "A writer whose routing is retained publishes retained messages, which the broker "
             "hands to later subscribers.",
+            seed_text=(
+                "When MqttRouting::retained is true, the connector shall publish the envelope "
+                "payload as a retained MQTT message."
+            ),
         ),
         Requirement(
             "REQ_0254",
             "Wildcard subscriptions supported",
             "Readers may subscribe with + and # filters; each received message reaches every "
             "reader whose filter matches it, and only those.",
+            seed_text=(
+                "The connector shall accept inbound subscriptions whose topic includes the MQTT "
+                "wildcards + (single-level) and # (multi-level), and shall demultiplex received "
+                "messages to the matching ChannelReader instance(s)."
+            ),
         ),
         Requirement(
             "REQ_0255",
             "Username/password authentication",
             "Credentials from the options are presented on CONNECT; refused credentials stop "
             "the connector instead of retrying.",
+            seed_text=(
+                "The connector shall accept username and password credentials in "
+                "MqttConnectorOptions and present them on the MQTT CONNECT packet."
+            ),
         ),
         Requirement(
             "REQ_0256",
-            "TLS is optional",
-            "TLS can be turned on in the options; the broker's certificate is verified against "
-            "the configured CA, and an untrusted broker is never reached.",
+            "TLS is optional via cargo feature",
+            "Python has no cargo features: TLS ships with the connector (the standard ssl "
+            "module, no extra dependency) and is off unless the options turn it on; the broker's "
+            "certificate is then verified against the configured CA, and an untrusted broker is "
+            "never reached. Client certificates stay out of the kit's checks, as the seed defers "
+            "them.",
+            seed_text=(
+                "The connector shall provide TLS support via rustls behind a default-off tls "
+                "cargo feature. Client-certificate authentication is deferred to a follow-on "
+                "spec."
+            ),
         ),
         Requirement(
             "REQ_0257",
             "MQTT 3.1.1 baseline",
-            "The connector speaks MQTT 3.1.1 (protocol name MQTT, level 4).",
+            "The connector speaks MQTT 3.1.1 (protocol name MQTT, level 4). MQTT 5 features are "
+            "no requirement: shared subscriptions are an optional capability "
+            "(CAP_SHARED_SUBSCRIPTIONS), checked only for a connector that claims it, and "
+            "otherwise only refused.",
+            seed_text=(
+                "The connector shall target MQTT protocol version 3.1.1. MQTT 5.0 features (user "
+                "properties, shared subscriptions, response topic) are deferred to a follow-on "
+                "spec."
+            ),
         ),
         Requirement(
             "REQ_0258",
-            "Protocol I/O on a contained sidecar",
-            "The protocol stack runs on the connector's own thread: application calls do no "
-            "protocol I/O, no stack or event-loop type reaches the application, and closing "
-            "leaves no thread behind.",
+            "Tokio sidecar inside the gateway crate",
+            "There is no tokio here: the protocol stack (the connector's MQTT client and its "
+            "event loop, whatever they are) runs on the connector's own thread, its sidecar. "
+            "Application calls do no protocol I/O, no stack or event-loop type reaches the "
+            "application, and closing leaves no thread behind.",
+            seed_text=(
+                "The MQTT gateway shall host rumqttc::EventLoop on a tokio runtime contained "
+                "inside taktora-connector-mqtt. Tokio shall not leak into taktora-executor’s "
+                "WaitSet thread."
+            ),
         ),
         Requirement(
             "REQ_0259",
             "Bridge channels are bounded",
             "The outbound and inbound bridges hold at most the number of messages the options "
             "set; concurrent senders lose nothing that was accepted.",
+            seed_text=(
+                "The outbound (taktora-executor → tokio) and inbound (tokio → taktora-executor) "
+                "bridges shall be bounded channels with configurable capacity in "
+                "MqttConnectorOptions."
+            ),
         ),
         Requirement(
             "REQ_0260",
             "Outbound bridge saturation surfaces as BackPressure",
             "When the outbound bridge is full, send returns BackPressure and health turns "
             "Degraded, once, until the bridge drained.",
+            seed_text=(
+                "When the outbound bridge channel is full, ChannelWriter::send shall return "
+                "ConnectorError::BackPressure and the connector shall report "
+                "ConnectorHealth::Degraded."
+            ),
         ),
         Requirement(
             "REQ_0261",
             "Inbound bridge saturation drops frames and signals Degraded",
             "When a reader's bridge is full the new message is dropped and counted; when the "
             "drops reach the threshold health turns Degraded once, until recovery re-arms it.",
+            seed_text=(
+                "When the inbound bridge channel is full, the gateway shall (1) increment the "
+                "per-channel inbound-drop counter exposed via InboundOutcome::Dropped { count } "
+                "on the bridge’s try_send return, (2) drop the offending message for that "
+                'delivery, and (3) emit a ConnectorHealth::Degraded { reason: "dropped N inbound '
+                'frames" } health transition when the cumulative inbound-drop count crosses the '
+                "connector’s configured inbound_drop_threshold (default 1). The Degraded "
+                "transition is emitted at most once until the connector recovers to Up via the "
+                "underlying stack’s recovery path; the cumulative drop count itself is observable "
+                "through every subsequent InboundOutcome::Dropped return."
+            ),
         ),
     )
 }
+
+CAPABILITIES: Final[dict[str, Capability]] = {
+    c.id: c
+    for c in (
+        Capability(
+            "CAP_SHARED_SUBSCRIPTIONS",
+            "shared-subscriptions",
+            "Shared subscriptions ($share/<group>/<filter>)",
+            "A reader routing with a share group subscribes $share/<group>/<filter>; the broker "
+            "hands each message to one member of the group, and the member's reader still "
+            "matches the real topic against the filter. An MQTT 5 feature (REQ_0257 defers "
+            "it) that MQTT 3.1.1 brokers such as mosquitto offer too. Not claimed: a share "
+            "group is refused with Failure(ConfigurationError), never subscribed as a plain "
+            "filter.",
+        ),
+    )
+}
+
+#: The capability names a connector may list in its ``capabilities``.
+CAPABILITY_NAMES: Final = {c.name: c for c in CAPABILITIES.values()}
 
 TESTS: Final[dict[str, TestCase]] = {
     t.id: t
@@ -154,7 +267,16 @@ TESTS: Final[dict[str, TestCase]] = {
         TestCase("TEST_2540", "Overlapping readers each get their copy", "REQ_0254"),
         TestCase("TEST_2541", "$ topics are not delivered to wildcard filters", "REQ_0254"),
         TestCase(
-            "TEST_2542", "Shared subscription: each message once across the group", "REQ_0254"
+            "TEST_2542",
+            "Shared subscription: each message once across the group",
+            "CAP_SHARED_SUBSCRIPTIONS",
+            when="claimed",
+        ),
+        TestCase(
+            "TEST_2544",
+            "Shared subscription not claimed: a share group is refused, nothing subscribed",
+            "CAP_SHARED_SUBSCRIPTIONS",
+            when="unclaimed",
         ),
         TestCase("TEST_2543", "A refused subscription reaches the reader as an error", "REQ_0254"),
         TestCase("TEST_0135", "Username and password on CONNECT", "REQ_0255"),
@@ -181,6 +303,10 @@ def requirement_of(tags: Iterable[str]) -> list[str]:
     return sorted(t for t in tags if t in REQUIREMENTS)
 
 
+def capability_of(tags: Iterable[str]) -> list[str]:
+    return sorted(t for t in tags if t in CAPABILITIES)
+
+
 def tests_of(tags: Iterable[str]) -> list[str]:
     return sorted(t for t in tags if t in TESTS)
 
@@ -190,10 +316,19 @@ def check_tags(scenario: str, tags: Iterable[str]) -> list[str]:
     tags = set(tags)
     problems = []
     reqs = [t for t in tags if t.startswith("REQ_")]
+    caps = [t for t in tags if t.startswith("CAP_")]
     tests = [t for t in tags if t.startswith("TEST_")]
     for tag in reqs:
         if tag not in REQUIREMENTS:
             problems.append(f"{scenario}: unknown requirement tag @{tag}")
+    for tag in caps:
+        if tag not in CAPABILITIES:
+            problems.append(f"{scenario}: unknown capability tag @{tag}")
+    if reqs and caps:
+        problems.append(
+            f"{scenario}: a capability's scenario is no evidence for a requirement "
+            f"(tagged {', '.join(sorted(reqs))} and {', '.join(sorted(caps))})"
+        )
     for tag in tests:
         if tag not in TESTS:
             problems.append(f"{scenario}: unknown test tag @{tag}")
@@ -201,8 +336,8 @@ def check_tags(scenario: str, tags: Iterable[str]) -> list[str]:
             problems.append(
                 f"{scenario}: @{tag} verifies {TESTS[tag].verifies}, which is not tagged"
             )
-    if not reqs:
-        problems.append(f"{scenario}: no @REQ_ tag")
+    if not reqs and not caps:
+        problems.append(f"{scenario}: no @REQ_ or @CAP_ tag")
     if not tests:
         problems.append(f"{scenario}: no @TEST_ tag")
     return problems

@@ -6,9 +6,15 @@ Rules of this module:
 - failures are sticky: one failed scenario makes its requirement FAIL; a
   requirement whose scenarios all passed is PASS; one with passed and not-run
   scenarios is PARTIAL; one with no scenario run is NOT RUN;
-- the verdict is PASS only when every requirement is PASS, FAIL when any
-  scenario failed, and PARTIAL otherwise (the not-run scenarios are listed,
-  each with its reason);
+- the verdict is PASS only when every requirement is PASS and every optional
+  capability row is PASS, FAIL when any scenario failed, and PARTIAL otherwise
+  (the not-run scenarios are listed, each with its reason);
+- optional capabilities (``registry.CAPABILITIES``) are rows of their own, never
+  evidence for a requirement: claimed, their scenarios check that it works; not
+  claimed, that the connector refuses it. The scenario of the branch that does not
+  apply is "not applicable": listed, not counted, no PARTIAL;
+- each requirement carries the seed's title and text verbatim, and our reading
+  beside it ("in this implementation");
 - every report is written from the same ``Matrix``, so the formats agree;
 - pure data in, files out: nothing here runs a test.
 """
@@ -23,10 +29,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from .registry import FEATURE, REQUIREMENTS, TESTS
+from .registry import CAPABILITIES, FEATURE, REQUIREMENTS, TESTS
 
 PASS, FAIL, PARTIAL, NOT_RUN = "PASS", "FAIL", "PARTIAL", "NOT RUN"
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+#: A scenario of a capability's branch that does not apply to this connector.
+INAPPLICABLE = "not applicable"
+#: How a step says so: ``pytest.skip(NOT_APPLICABLE + why)``.
+NOT_APPLICABLE = "not applicable: "
 #: Exit status of ``taktora-conformance`` for each verdict.
 EXIT_CODES: Final = {PASS: 0, FAIL: 1, PARTIAL: 3}
 
@@ -51,12 +61,15 @@ class ScenarioResult:
     feature: str
     requirements: list[str]
     tests: list[str]
-    id: str = ""  # unique per scenario and outline row (TEST_2511_3); the HTML anchor
+    id: str = ""
+    capabilities: list[str] = field(
+        default_factory=list
+    )  # unique per scenario and outline row (TEST_2511_3); the HTML anchor
     title: str = ""
     feature_file: str = ""
     line: int = 0
     example: dict[str, str] = field(default_factory=dict)
-    outcome: str = SKIPPED  # passed, failed or skipped (not run)
+    outcome: str = SKIPPED  # passed, failed, skipped (not run) or not applicable
     duration: float = 0.0
     detail: str = ""  # the failure or the reason it was not run
     failed_step: str = ""
@@ -80,6 +93,9 @@ class RequirementRow:
     statement: str
     result: str
     scenarios: list[ScenarioResult] = field(default_factory=list)
+    seed_text: str = ""  # the seed's words (a requirement); "" for a capability
+    #: A capability's row: whether the connector claims it (None: nothing ran to tell).
+    claimed: bool | None = None
 
     def count(self, outcome: str) -> int:
         return sum(1 for s in self.scenarios if s.outcome == outcome)
@@ -90,12 +106,16 @@ class Matrix:
     rows: list[RequirementRow]
     scenarios: list[ScenarioResult]
     meta: dict[str, Any]
+    capabilities: list[RequirementRow] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
         if any(s.outcome == FAILED for s in self.scenarios):
             return FAIL
-        if self.scenarios and all(row.result == PASS for row in self.rows):
+        # A capability no scenario of this kit names (none here, but a matrix built from
+        # other scenarios) does not count; one whose scenarios did not run does.
+        judged = self.rows + [row for row in self.capabilities if row.scenarios]
+        if self.scenarios and all(row.result == PASS for row in judged):
             return PASS
         return PARTIAL
 
@@ -108,6 +128,7 @@ class Matrix:
         return EXIT_CODES[self.verdict]
 
     def not_run(self) -> list[ScenarioResult]:
+        """Scenarios that did not run (a not-applicable one is not among them)."""
         return [s for s in self.scenarios if s.outcome == SKIPPED]
 
     def why_not_pass(self) -> list[str]:
@@ -136,8 +157,35 @@ def build_matrix(scenarios: Iterable[ScenarioResult], meta: dict[str, Any]) -> M
             result = PARTIAL
         else:
             result = NOT_RUN
-        rows.append(RequirementRow(req.id, req.title, req.statement, result, mine))
-    return Matrix(rows, scenarios, meta)
+        rows.append(RequirementRow(req.id, req.title, req.statement, result, mine, req.seed_text))
+    capabilities = []
+    for cap in CAPABILITIES.values():
+        mine = [s for s in scenarios if cap.id in s.capabilities]
+        applicable = [s for s in mine if s.outcome != INAPPLICABLE]
+        ran = [s for s in applicable if s.outcome != SKIPPED]
+        if any(s.outcome == FAILED for s in applicable):
+            result = FAIL
+        elif applicable and len(ran) == len(applicable):
+            result = PASS
+        elif ran:
+            result = PARTIAL
+        else:
+            result = NOT_RUN
+        whens = {TESTS[t].when for s in applicable for t in s.tests if t in TESTS}
+        claimed = True if "claimed" in whens else False if "unclaimed" in whens else None
+        capabilities.append(
+            RequirementRow(cap.id, cap.title, cap.statement, result, mine, claimed=claimed)
+        )
+    return Matrix(rows, scenarios, meta, capabilities)
+
+
+def claim_text(row: RequirementRow) -> str:
+    """A capability row's claim, for people: what was checked."""
+    if row.claimed is True:
+        return "claimed: checked that it works"
+    if row.claimed is False:
+        return "not claimed: checked that it is refused"
+    return "not checked in this run"
 
 
 def _css(result: str) -> str:
@@ -156,6 +204,10 @@ def table_lines(matrix: Matrix) -> list[str]:
             f"{row.id:<11}  {row.title:<{width}}  {row.result:<7}  "
             f"{row.count(PASSED):>6} {row.count(FAILED):>6} {row.count(SKIPPED):>7}"
         )
+    if matrix.capabilities:
+        lines += ["", "optional capabilities (never evidence for a requirement):"]
+        for row in matrix.capabilities:
+            lines.append(f"{row.id:<26} {row.result:<7}  {claim_text(row)}")
     lines += ["", f"Verdict: {matrix.verdict} (exit status {matrix.exit_code})"]
     if matrix.verdict == PARTIAL:
         lines.append("Not run:")
@@ -198,12 +250,34 @@ def write_markdown(matrix: Matrix, path: Path) -> None:
         "",
         "## Requirements",
         "",
-        "| Requirement | Title | Result | Scenarios |",
-        "|---|---|---|---|",
+        "The seed's title and text, verbatim, then what it means in this implementation.",
+        "",
+        "| Requirement | The seed's words | In this implementation | Result | Scenarios |",
+        "|---|---|---|---|---|",
     ]
     for row in matrix.rows:
         cells = "<br>".join(f"{s.anchor} {_md(s.name)}: {s.outcome}" for s in row.scenarios)
-        out.append(f"| {row.id} | {_md(row.title)} | {row.result} | {cells or 'none'} |")
+        out.append(
+            f"| {row.id} | **{_md(row.title)}**<br>{_md(row.seed_text)} | {_md(row.statement)} "
+            f"| {row.result} | {cells or 'none'} |"
+        )
+    if matrix.capabilities:
+        out += [
+            "",
+            "## Optional capabilities",
+            "",
+            "Beyond the requirements, and never evidence for one: a claimed capability must",
+            "work; one not claimed must be refused (Failure(ConfigurationError)).",
+            "",
+            "| Capability | Title | Claim | Result | Scenarios |",
+            "|---|---|---|---|---|",
+        ]
+        for row in matrix.capabilities:
+            cells = "<br>".join(f"{s.anchor} {_md(s.name)}: {s.outcome}" for s in row.scenarios)
+            out.append(
+                f"| {row.id} | {_md(row.title)} | {claim_text(row)} | {row.result} "
+                f"| {cells or 'none'} |"
+            )
     out += [
         "",
         "## Scenarios",
@@ -213,7 +287,7 @@ def write_markdown(matrix: Matrix, path: Path) -> None:
     ]
     for s in matrix.scenarios:
         out.append(
-            f"| {s.anchor} | {_md(s.name)} | {s.location} | {', '.join(s.requirements)} | "
+            f"| {s.anchor} | {_md(s.name)} | {s.location} | {', '.join(_verifies(s))} | "
             f"{s.outcome} | {s.duration:.2f} |"
         )
     failures = [s for s in matrix.scenarios if s.outcome == FAILED]
@@ -228,6 +302,11 @@ def write_markdown(matrix: Matrix, path: Path) -> None:
                 out += ["", "Wire log:", "", "```", *wire_lines(s), "```"]
             out.append("")
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+def _verifies(s: ScenarioResult) -> list[str]:
+    """What a scenario is evidence for: its requirements, or its capability."""
+    return s.requirements + s.capabilities
 
 
 def _md(text: str) -> str:
@@ -260,6 +339,8 @@ table{border-collapse:collapse;margin:.6em 0;width:100%}
 th,td{border:1px solid #ccc;padding:.3em .55em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}.PASS,.passed{background:#e3f6e3}.FAIL,.failed{background:#fbe0e0}
 .PARTIAL{background:#fff3cd}.NOT-RUN,.skipped,.not-run{background:#f2f2f2;color:#555}
+.not-applicable{background:#eef2f8;color:#555}
+blockquote.seed{margin:.3em 0 .3em .2em;padding:.1em .6em;border-left:3px solid #99a;color:#333}
 pre{white-space:pre-wrap;font-size:.85em;margin:.3em 0}
 details{border:1px solid #ccc;border-radius:4px;margin:.35em 0;padding:.3em .6em}
 details[open]{background:#fcfcfc}summary{cursor:pointer}
@@ -283,9 +364,36 @@ def write_html(matrix: Matrix, path: Path) -> None:
             or "none"
         )
         rows.append(
-            f'<tr id="{e(row.id)}"><td>{e(row.id)}</td><td>{e(row.title)}<br>'
-            f'<span class="small">{e(row.statement)}</span></td>'
+            f'<tr id="{e(row.id)}"><td>{e(row.id)}</td><td><b>{e(row.title)}</b>'
+            f'<blockquote class="seed">{e(row.seed_text)}</blockquote>'
+            f'<span class="small"><b>In this implementation:</b> {e(row.statement)}</span></td>'
             f'<td class="{_css(row.result)}">{e(row.result)}</td><td>{scenarios}</td></tr>'
+        )
+    capability_rows = []
+    for row in matrix.capabilities:
+        scenarios = (
+            "<br>".join(
+                f'<a class="{_css(s.outcome)}" href="#{e(s.anchor)}">{e(s.anchor)}</a> '
+                f"{e(s.name)} ({e(_LABEL[s.outcome])})"
+                for s in row.scenarios
+            )
+            or "none"
+        )
+        capability_rows.append(
+            f'<tr id="{e(row.id)}"><td>{e(row.id)}</td><td><b>{e(row.title)}</b><br>'
+            f'<span class="small">{e(row.statement)}</span></td><td>{e(claim_text(row))}</td>'
+            f'<td class="{_css(row.result)}">{e(row.result)}</td><td>{scenarios}</td></tr>'
+        )
+    capabilities = ""
+    if capability_rows:
+        capabilities = (
+            "<h2>Optional capabilities</h2>"
+            '<p class="small">Beyond the requirements, and never evidence for one: a '
+            "capability the connector claims (its <code>capabilities</code>) must work; one it "
+            "does not claim must be refused with <code>Failure(ConfigurationError)</code>. The "
+            "scenario of the other branch is not applicable: listed, not counted.</p>"
+            "<table><tr><th>Capability</th><th>Title and statement</th><th>Claim</th>"
+            f"<th>Result</th><th>Scenarios</th></tr>{''.join(capability_rows)}</table>"
         )
     meta = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _meta_lines(matrix.meta))
     partial = ""
@@ -303,8 +411,12 @@ def write_html(matrix: Matrix, path: Path) -> None:
 <dl class="meta">{meta}</dl>
 {partial}
 <h2>Requirements ({e(FEATURE)})</h2>
-<table><tr><th>Requirement</th><th>Title and statement</th><th>Result</th><th>Scenarios</th></tr>
+<p class="small">Each requirement as the seed words it (title and text, verbatim), then what it
+means in this implementation.</p>
+<table><tr><th>Requirement</th><th>The seed's words, and our reading</th><th>Result</th>
+<th>Scenarios</th></tr>
 {"".join(rows)}</table>
+{capabilities}
 <h2>Scenarios</h2>
 <p class="small">Each scenario opens to its steps (status, time, where the step is written and
 where its code is), the evidence of a failure, and the MQTT packets its connectors exchanged
@@ -315,19 +427,19 @@ through the kit's proxy (decoded; payloads by size only, passwords never).</p>
     path.write_text(page, encoding="utf-8")
 
 
-_LABEL: Final = {PASSED: "PASS", FAILED: "FAIL", SKIPPED: "NOT RUN"}
+_LABEL: Final = {PASSED: "PASS", FAILED: "FAIL", SKIPPED: "NOT RUN", INAPPLICABLE: "N/A"}
 
 
 def _scenario_html(s: ScenarioResult, meta: dict[str, Any]) -> str:
     e = html.escape
     parts = [
         f'<details id="{e(s.anchor)}"{" open" if s.outcome == FAILED else ""}>',
-        f'<summary><span class="tag {s.outcome}">{_LABEL[s.outcome]}</span> '
+        f'<summary><span class="tag {_css(s.outcome)}">{_LABEL[s.outcome]}</span> '
         f"<b>{e(s.anchor)}</b> {e(s.name)} "
-        f'<span class="small">({e(", ".join(s.requirements))}; {e(s.location)}; '
+        f'<span class="small">({e(", ".join(_verifies(s)))}; {e(s.location)}; '
         f"{s.duration:.2f} s)</span></summary>",
         f'<p class="small">Feature: {e(s.feature)} ({e(s.location)}). '
-        f"Verifies {e(', '.join(s.requirements))}; test {e(', '.join(s.tests))}.</p>",
+        f"Verifies {e(', '.join(_verifies(s)))}; test {e(', '.join(s.tests))}.</p>",
     ]
     rerun = str(meta.get("rerun", ""))
     if rerun:
@@ -337,7 +449,9 @@ def _scenario_html(s: ScenarioResult, meta: dict[str, Any]) -> str:
     if s.failed_step:
         parts.append(f"<p><b>Failed step:</b> {e(s.failed_step)}</p>")
     if s.detail:
-        label = "Evidence" if s.outcome == FAILED else "Not run because"
+        label = {FAILED: "Evidence", INAPPLICABLE: "Not applicable because"}.get(
+            s.outcome, "Not run because"
+        )
         parts.append(f"<p><b>{label}:</b></p><pre>{e(s.detail.strip())}</pre>")
     if s.steps:
         steps = "".join(
@@ -371,7 +485,7 @@ def _scenario_html(s: ScenarioResult, meta: dict[str, Any]) -> str:
             "<th>id</th><th>QoS</th><th>retain</th><th>topic</th><th>payload B</th>"
             f"<th>other</th></tr>{packets}</table>{more if s.wire_omitted else ''}</details>"
         )
-    elif s.outcome != SKIPPED:
+    elif s.outcome not in (SKIPPED, INAPPLICABLE):
         parts.append("<p class='small'>No packet went through the kit's proxy.</p>")
     parts.append("</details>")
     return "".join(parts)
@@ -394,11 +508,23 @@ def json_data(matrix: Matrix) -> dict[str, Any]:
             {
                 "id": row.id,
                 "title": row.title,
+                "seed_text": row.seed_text,
                 "statement": row.statement,
                 "result": row.result,
                 "scenarios": [s.anchor for s in row.scenarios],
             }
             for row in matrix.rows
+        ],
+        "capabilities": [
+            {
+                "id": row.id,
+                "title": row.title,
+                "statement": row.statement,
+                "claimed": row.claimed,
+                "result": row.result,
+                "scenarios": [s.anchor for s in row.scenarios],
+            }
+            for row in matrix.capabilities
         ],
         "scenarios": [asdict(s) for s in matrix.scenarios],
     }
@@ -410,7 +536,7 @@ def write_junit(matrix: Matrix, path: Path) -> None:
         name="taktora-conformance",
         tests=str(len(matrix.scenarios)),
         failures=str(sum(s.outcome == FAILED for s in matrix.scenarios)),
-        skipped=str(sum(s.outcome == SKIPPED for s in matrix.scenarios)),
+        skipped=str(sum(s.outcome in (SKIPPED, INAPPLICABLE) for s in matrix.scenarios)),
         errors="0",
         time=f"{matrix.meta['duration']:.3f}",
         timestamp=matrix.meta["date"],
@@ -437,7 +563,7 @@ def write_junit(matrix: Matrix, path: Path) -> None:
             line=str(s.line),
         )
         props = ET.SubElement(case, "properties")
-        for req in s.requirements:
+        for req in _verifies(s):
             ET.SubElement(props, "property", name="verifies", value=req)
         for test in s.tests:
             ET.SubElement(props, "property", name="test_id", value=test)
@@ -445,7 +571,7 @@ def write_junit(matrix: Matrix, path: Path) -> None:
         if s.outcome == FAILED:
             message = s.failed_step or _first_line(s.detail)
             ET.SubElement(case, "failure", message=message).text = s.detail
-        elif s.outcome == SKIPPED:
+        elif s.outcome in (SKIPPED, INAPPLICABLE):
             ET.SubElement(case, "skipped", message=_first_line(s.detail) or "not run")
     tree = ET.ElementTree(suite)
     ET.indent(tree)
@@ -460,7 +586,7 @@ def write_cucumber(matrix: Matrix, path: Path) -> None:
     """Cucumber JSON with every step's location and the step code that matched it."""
     features: dict[str, dict[str, Any]] = {}
     for s in matrix.scenarios:
-        if s.outcome == SKIPPED and not s.steps:
+        if s.outcome in (SKIPPED, INAPPLICABLE) and not s.steps:
             continue
         uri = f"features/{s.feature_file}"
         feature = features.setdefault(
@@ -499,7 +625,7 @@ def write_cucumber(matrix: Matrix, path: Path) -> None:
                 "name": s.name,
                 "line": s.line,
                 "description": "",
-                "tags": [{"name": t, "line": s.line - 1} for t in s.requirements + s.tests],
+                "tags": [{"name": t, "line": s.line - 1} for t in _verifies(s) + s.tests],
                 "type": "scenario",
                 "steps": steps,
             }
@@ -516,15 +642,27 @@ def needs_data(matrix: Matrix) -> dict[str, Any]:
             "id": row.id,
             "type": "req",
             "title": row.title,
-            "content": row.statement,
+            "content": f"{row.seed_text}\n\nIn this implementation: {row.statement}",
             "status": row.result.lower(),
             "tags": [FEATURE],
+            "links": [],
+        }
+    for row in matrix.capabilities:
+        needs[row.id] = {
+            "id": row.id,
+            "type": "req",
+            "title": row.title,
+            "content": f"{row.statement} ({claim_text(row)})",
+            "status": row.result.lower(),
+            "tags": [FEATURE, "optional capability"],
             "links": [],
         }
     for s in matrix.scenarios:
         base = s.tests[0] if s.tests else s.anchor
         case = TESTS.get(base)
-        status = {PASSED: "passed", FAILED: "failed"}.get(s.outcome, "not run")
+        status = {PASSED: "passed", FAILED: "failed", INAPPLICABLE: "not applicable"}.get(
+            s.outcome, "not run"
+        )
         content = f"{s.name} ({s.location}): {s.outcome}"
         if s.detail and s.outcome != PASSED:
             content += f" - {_first_line(s.detail)}"
@@ -537,7 +675,7 @@ def needs_data(matrix: Matrix) -> dict[str, Any]:
             "content": content,
             "status": status,
             "tags": ["conformance"],
-            "links": s.requirements,
+            "links": _verifies(s),
         }
     return {
         "created": matrix.meta["date"],

@@ -1,15 +1,22 @@
-Feature: Shared subscriptions (REQ_0254)
+Feature: Shared subscriptions (optional capability CAP_SHARED_SUBSCRIPTIONS)
 
-  A reader's MqttRouting(filter=..., share_group=...) subscribes $share/<group>/<filter>:
-  the broker hands each message to one member of the group, and the member's
-  reader still matches the message's real topic against the filter. The kit's
-  embedded amqtt has no shared subscriptions, so without --broker-url this
-  scenario runs on a mosquitto the kit starts (NOT RUN, with the reason, where
-  mosquitto is not installed); with --broker-url it runs on that broker.
+  Shared subscriptions are an MQTT 5 feature that REQ_0257 defers, so they are no
+  requirement: a connector may offer them, and says so by listing
+  "shared-subscriptions" in its `capabilities`. A connector that claims them must
+  deliver each message once across a share group. One that does not must refuse a
+  reader with a share group (Failure(ConfigurationError)) rather than subscribe the
+  filter plainly, which would hand every member every message. Neither scenario is
+  evidence for a requirement; the one that does not apply is reported as such.
 
-  @REQ_0254 @TEST_2542
+  The kit's embedded amqtt has no shared subscriptions, so without --broker-url the
+  first scenario runs on a mosquitto the kit starts (NOT RUN, with the reason, where
+  mosquitto is not installed); with --broker-url or --broker it runs on that broker,
+  NOT RUN where the kit's probe finds that the broker does not split a group.
+
+  @CAP_SHARED_SUBSCRIPTIONS @TEST_2542
   Scenario: A share group gets every message exactly once, a plain subscriber gets all
-    Given a broker that supports shared subscriptions
+    Given the connector under test claims "shared-subscriptions"
+    And a broker that supports shared subscriptions
     And a started connector "pub"
     And a started connector "member-1"
     And a started connector "member-2"
@@ -21,3 +28,12 @@ Feature: Shared subscriptions (REQ_0254)
     Then "m1" and "m2" together received each numbered message exactly once
     And "all" received each numbered message exactly once
     And every numbered message arrived with its topic "plant/A/temperature"
+
+  @CAP_SHARED_SUBSCRIPTIONS @TEST_2544
+  Scenario: A connector that does not offer shared subscriptions refuses a share group
+    Given the connector under test does not claim "shared-subscriptions"
+    And a broker
+    And a started connector "sub"
+    When "sub" is asked for a reader of filter "plant/+/temperature" in share group "ingest"
+    Then the reader is refused with ConfigurationError
+    And "sub" subscribed to nothing at the broker

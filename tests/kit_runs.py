@@ -53,7 +53,9 @@ def run_kit(
 
 
 def results(report: dict[str, Any]) -> dict[str, str]:
-    return {row["id"]: row["result"] for row in report["requirements"]}
+    """Each requirement's result, and each optional capability's."""
+    rows = report["requirements"] + report.get("capabilities", [])
+    return {row["id"]: row["result"] for row in rows}
 
 
 def failed_tests(report: dict[str, Any]) -> set[str]:

@@ -17,7 +17,7 @@ from pytest_bdd.feature import get_features
 
 from taktora_connector.conformance.brokers import MosquittoBroker
 from taktora_connector.conformance.paths import FEATURES_DIR
-from taktora_connector.conformance.registry import REQUIREMENTS, TESTS, check_tags
+from taktora_connector.conformance.registry import CAPABILITIES, REQUIREMENTS, TESTS, check_tags
 
 from .conftest import require_mosquitto
 from .kit_runs import ROOT, results, run_kit
@@ -86,7 +86,12 @@ def test_reports_are_written_in_every_format(reference_run: Any) -> None:
     ):
         assert (report_dir / name).stat().st_size > 0, name
     markdown = (report_dir / "matrix.md").read_text()
-    assert "| REQ_0254 | Wildcard subscriptions supported | PASS |" in markdown
+    assert (
+        "| REQ_0254 | **Wildcard subscriptions supported**<br>The connector shall accept inbound "
+        "subscriptions whose topic includes the MQTT wildcards" in markdown
+    )
+    assert "| CAP_SHARED_SUBSCRIPTIONS | Shared subscriptions" in markdown
+    assert "| claimed: checked that it works | PASS |" in markdown
     page = (report_dir / "report.html").read_text()
     assert page.startswith("<!doctype html>")
     assert "<link" not in page and "<script" not in page  # self-contained

@@ -46,6 +46,9 @@ class AsyncMqttConnector(Generic[T]):
     closes it (flushing) on exit.
     """
 
+    #: As the thread API's (``MqttConnector.capabilities``): shared subscriptions.
+    capabilities: frozenset[str] = frozenset({"shared-subscriptions"})
+
     def __init__(
         self,
         options: MqttConnectorOptions | None = None,

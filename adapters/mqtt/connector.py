@@ -57,6 +57,11 @@ class MqttConnector(Generic[T]):
     >>> _ = connector.close()
     """
 
+    #: The optional capabilities it offers beyond the twelve requirements, by the names
+    #: the conformance kit knows (``docs/connector-contract.md``): shared subscriptions
+    #: (``MqttRouting(share_group=...)``, ``$share/<group>/<filter>`` at the broker).
+    capabilities: frozenset[str] = frozenset({"shared-subscriptions"})
+
     def __init__(
         self,
         options: MqttConnectorOptions | None = None,

@@ -1,4 +1,10 @@
-"""Steps of features/shared_subscriptions.feature.
+"""Steps of features/shared_subscriptions.feature: an optional capability.
+
+A connector claims it by listing ``"shared-subscriptions"`` in its ``capabilities``
+(``claimed_capabilities``). The scenario of the branch that does not apply to the
+connector is reported as not applicable (``NOT_APPLICABLE``), never NOT RUN: it makes
+no PARTIAL. Claimed, the group must split the messages; not claimed, a share group
+must be refused with ``Failure(ConfigurationError)`` and nothing subscribed.
 
 The kit's embedded broker, amqtt, has no shared subscriptions (it accepts
 ``$share/...`` and delivers nothing to it), so without ``--broker-url`` this
@@ -12,17 +18,21 @@ spreads them over the group (MQTT does not say).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from pytest_bdd import given, parsers, then, when
 from returns.pipeline import is_successful
 
-from taktora_connector.adapters.mqtt import MqttRouting
+from taktora_connector.adapters.codecs import JsonCodec
+from taktora_connector.adapters.mqtt import MqttConnectorOptions, MqttQos, MqttRouting
 from taktora_connector.conformance.brokers import MosquittoBroker, mosquitto_binary
-from taktora_connector.conformance.proxy import PacketType
+from taktora_connector.conformance.proxy import PacketType, WirePacket
+from taktora_connector.conformance.registry import CAPABILITY_NAMES
+from taktora_connector.conformance.reports import NOT_APPLICABLE
 from taktora_connector.conformance.world import PATIENCE, World, qos
-from taktora_connector.domain import StackError
+from taktora_connector.domain import ChannelDescriptor, ConfigurationError, StackError
 
 from .shared import probe_all, routing_for
 
@@ -32,6 +42,100 @@ AMQTT_HAS_NO_SHARED_SUBSCRIPTIONS = (
     "which the kit would start instead, is not installed; install mosquitto or run the kit "
     "with --broker-url against a broker that has them (mosquitto, EMQX, HiveMQ, VerneMQ)"
 )
+
+
+def claimed_capabilities(world: World) -> frozenset[str]:
+    """What the connector under test claims: its ``capabilities`` (absent: nothing).
+    Read from a connector the factory makes and closes unstarted."""
+    known = world.scratch.get("capabilities")
+    if known is not None:
+        return frozenset(known)
+    options = MqttConnectorOptions(host="127.0.0.1", port=1, client_id=f"{world.ns}-claims")
+    connector = world.factory(options, JsonCodec())
+    try:
+        claimed: object = getattr(connector, "capabilities", frozenset())
+    finally:
+        connector.close()
+    names = list(claimed) if isinstance(claimed, set | frozenset | tuple | list) else [claimed]
+    assert all(isinstance(n, str) for n in names), (
+        f"the connector's capabilities must be a set of names (known: "
+        f"{', '.join(sorted(CAPABILITY_NAMES))}), not {claimed!r}"
+    )
+    found = frozenset(str(n) for n in names)
+    world.scratch["capabilities"] = found
+    return found
+
+
+@given(parsers.re(r'the connector under test claims "(?P<name>[^"]+)"$'))
+def _claims(conformance_world: World, name: str) -> None:
+    if name not in claimed_capabilities(conformance_world):
+        pytest.skip(
+            f"{NOT_APPLICABLE}the connector does not claim {name!r} (its capabilities: "
+            f"{sorted(claimed_capabilities(conformance_world)) or 'none'}); its refusal is "
+            "checked instead"
+        )
+
+
+@given(parsers.re(r'the connector under test does not claim "(?P<name>[^"]+)"$'))
+def _does_not_claim(conformance_world: World, name: str) -> None:
+    if name in claimed_capabilities(conformance_world):
+        pytest.skip(
+            f"{NOT_APPLICABLE}the connector claims {name!r}: that it works is checked instead"
+        )
+
+
+@when(
+    parsers.re(
+        r'"(?P<name>[^"]+)" is asked for a reader of filter "(?P<filt>[^"]+)" in share group "(?P<group>[^"]+)"$'
+    )
+)
+def _asked_for_shared_reader(conformance_world: World, name: str, filt: str, group: str) -> None:
+    world = conformance_world
+    routing = MqttRouting(filter=world.topic(filt), share_group=group, qos=MqttQos.AT_LEAST_ONCE)
+    world.scratch["shared filter"] = world.topic(filt)
+    result = world.party(name).connector.create_reader(ChannelDescriptor("shared", routing))
+    world.scratch["shared reader"] = result
+    if is_successful(result):
+        world.cleanups.append(result.unwrap().close)
+
+
+@then("the reader is refused with ConfigurationError")
+def _refused(conformance_world: World) -> None:
+    result = conformance_world.scratch["shared reader"]
+    assert not is_successful(result), (
+        "a connector that does not claim shared subscriptions accepted a reader with a share "
+        "group: it must refuse it with Failure(ConfigurationError), or claim "
+        '"shared-subscriptions" in its capabilities (docs/connector-contract.md)'
+    )
+    error = result.failure()
+    assert isinstance(error, ConfigurationError), (
+        f"a share group was refused with {type(error).__name__}: {error}; the contract "
+        "asks for ConfigurationError"
+    )
+    assert str(error).strip(), "the ConfigurationError says nothing of what was wrong"
+
+
+def _filters(packet: WirePacket) -> list[str]:
+    """The topic filters of a SUBSCRIBE (after its packet identifier)."""
+    body, offset, found = packet.body, 2, []
+    while offset + 2 <= len(body):
+        length = int.from_bytes(body[offset : offset + 2], "big")
+        found.append(body[offset + 2 : offset + 2 + length].decode("utf-8", "replace"))
+        offset += 2 + length + 1
+    return found
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" subscribed to nothing at the broker$'))
+def _nothing_subscribed(conformance_world: World, name: str) -> None:
+    world = conformance_world
+    time.sleep(0.5)  # a SUBSCRIBE the connector makes later than the refusal shows by now
+    wanted = world.scratch["shared filter"]
+    sent = [f for p in world.party(name).wire(PacketType.SUBSCRIBE) for f in _filters(p)]
+    plain = [f for f in sent if f == wanted or f.endswith("/" + wanted)]
+    assert not plain, (
+        f"the connector refused the share group yet subscribed {plain} at the broker: "
+        "every member would get every message"
+    )
 
 
 @given("a broker that supports shared subscriptions")

@@ -585,6 +585,10 @@ class _Loop:
 class GmqttConnector(Generic[T]):
     """An MQTT 3.1.1 connector on gmqtt (the ``Connector`` port, routing ``MqttRouting``)."""
 
+    #: Optional capabilities it offers (the kit checks each one claimed, and that the
+    #: others are refused): shared subscriptions, ``$share/<group>/<filter>``.
+    capabilities: frozenset[str] = frozenset({"shared-subscriptions"})
+
     def __init__(self, options: MqttConnectorOptions, codec: PayloadCodec[T]) -> None:
         self.options = options
         self.codec = codec

@@ -25,6 +25,11 @@ class Wrapper:
     def name(self) -> str:
         return self.inner.name
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the wrapped connector claims (a wrapper claims as its connector does)."""
+        return frozenset(getattr(self.inner, "capabilities", frozenset()))
+
     def health(self) -> Any:
         return self.inner.health()
 

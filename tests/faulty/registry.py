@@ -46,7 +46,7 @@ class Fault:
 
     name: str
     factory: str  # module:callable, as --connector-factory takes it
-    requirement: str  # the one requirement it breaks
+    requirement: str  # the one requirement (or optional capability) it breaks
     caught_by: tuple[str, ...]  # the scenarios (test ids) it fails, and no other;
     # the first is the one written to catch it
     control: str  # a scenario of another requirement it must pass
@@ -64,7 +64,7 @@ class Fair:
 
     name: str
     factory: str
-    requirement: str  # the requirement its oddity touches
+    requirement: str  # the requirement (or optional capability) its oddity touches
 
 
 FAULTS: dict[str, Fault] = {}
@@ -91,8 +91,8 @@ def breaks(
     caught = (caught_by,) if isinstance(caught_by, str) else tuple(caught_by)
     if not caught or not all(t.startswith("TEST_") for t in caught):
         raise ValueError(f"caught_by names test ids (TEST_...), got {caught_by!r}")
-    if not requirement.startswith("REQ_"):
-        raise ValueError(f"a requirement is REQ_...; got {requirement!r}")
+    if not requirement.startswith(("REQ_", "CAP_")):
+        raise ValueError(f"a requirement is REQ_... (or a capability CAP_...); got {requirement!r}")
     if may_also_fail and not because:
         raise ValueError("may_also_fail needs its reason: because=...")
     if set(may_also_fail) & set(caught):

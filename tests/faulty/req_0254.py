@@ -1,4 +1,4 @@
-"""REQ_0254, wildcard and shared subscriptions."""
+"""REQ_0254, wildcard subscriptions; and the optional capability of shared ones."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from returns.result import Failure, Success
 from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
 from taktora_connector.domain import (
     ChannelDescriptor,
+    ConfigurationError,
     StackError,
 )
 from taktora_connector.ports import PayloadCodec
 
 from .base import ChannelWrapper, FilteringReader, Wrapper
-from .registry import breaks
+from .registry import breaks, fair
 
 
 class ExactOnlyReader(FilteringReader):
@@ -31,13 +32,20 @@ class ExactOnlyReader(FilteringReader):
 
 
 class ExactMatchOnly(Wrapper):
+    """A naive demux, and (so that only REQ_0254 shows it) no shared subscriptions,
+    refused as a connector without them must."""
+
+    capabilities = frozenset[str]()
+
     def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        if descriptor.routing.share_group is not None:
+            return Failure(ConfigurationError("this connector has no shared subscriptions"))
         return self.inner.create_reader(descriptor).map(ExactOnlyReader)
 
 
 @breaks(
     "REQ_0254",
-    caught_by=("TEST_0133", "TEST_0134", "TEST_0102", "TEST_2540", "TEST_2541", "TEST_2542"),
+    caught_by=("TEST_0133", "TEST_0134", "TEST_0102", "TEST_2540", "TEST_2541"),
 )
 def exact_match_only(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return ExactMatchOnly(MqttConnector(options, codec))
@@ -75,7 +83,8 @@ def swallows_refused_subscription(
     return SwallowsRefusedSubscription(MqttConnector(options, codec))
 
 
-# Shared subscriptions (REQ_0254 on a broker that has them; not in BROKEN, whose runs use amqtt)
+# Shared subscriptions: an optional capability (CAP_SHARED_SUBSCRIPTIONS), checked on a
+# broker that has them when claimed, and as a refusal when not.
 
 
 class IgnoresShareGroup(Wrapper):
@@ -87,7 +96,7 @@ class IgnoresShareGroup(Wrapper):
         return self.inner.create_reader(ChannelDescriptor(descriptor.name, plain))
 
 
-@breaks("REQ_0254", caught_by="TEST_2542")
+@breaks("CAP_SHARED_SUBSCRIPTIONS", caught_by="TEST_2542")
 def ignores_share_group(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return IgnoresShareGroup(MqttConnector(options, codec))
 
@@ -116,6 +125,43 @@ class RefusesShareGroupsItself(Wrapper):
         return result.map(ShareGroupRefusingReader)
 
 
-@breaks("REQ_0254", caught_by="TEST_2542")
+@breaks("CAP_SHARED_SUBSCRIPTIONS", caught_by="TEST_2542")
 def refuses_share_groups_itself(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return RefusesShareGroupsItself(MqttConnector(options, codec))
+
+
+class WithoutSharedSubscriptions(Wrapper):
+    """Claims no optional capability and refuses a share group, as the contract asks of
+    a connector without them: it must PASS every requirement (issue 17 point 6)."""
+
+    capabilities = frozenset[str]()
+
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        if descriptor.routing.share_group is not None:
+            return Failure(
+                ConfigurationError(
+                    f"reader {descriptor.name!r} asks for share group "
+                    f"{descriptor.routing.share_group!r}: this connector has no shared "
+                    "subscriptions (an MQTT 5 feature); use a plain filter"
+                )
+            )
+        return self.inner.create_reader(descriptor)
+
+
+@fair("CAP_SHARED_SUBSCRIPTIONS")
+def without_shared_subscriptions(
+    options: MqttConnectorOptions, codec: PayloadCodec[Any]
+) -> Wrapper:
+    return WithoutSharedSubscriptions(MqttConnector(options, codec))
+
+
+class SilentlyPlainShareGroup(IgnoresShareGroup):
+    """Claims nothing, yet takes a share group and subscribes the plain filter: users
+    would be misled (every member gets every message)."""
+
+    capabilities = frozenset[str]()
+
+
+@breaks("CAP_SHARED_SUBSCRIPTIONS", caught_by="TEST_2544")
+def silently_plain_share_group(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return SilentlyPlainShareGroup(MqttConnector(options, codec))
