@@ -18,6 +18,11 @@ The kit's scenarios then hold for amqtt and mosquitto alike.
   anonymous (even one with a username); MQTT keeps a persistent session
   whoever the client is. The broker below marks no session anonymous, so a
   persistent session gets its backlog as on mosquitto.
+- A resumed persistent session's kept messages come with RETAIN=1: they were
+  kept for an established subscription, and MQTT-3.3.1-9 asks for RETAIN=0 (a
+  connector that skips retained copies it already had would drop them). The
+  broker below sends them with RETAIN=0, as mosquitto does; the kit's broker
+  probe (``probes``) reports the flag of any broker it runs on.
 - Unacknowledged QoS 1 is not redelivered on reconnect: at-least-once across a
   broker restart is measured against mosquitto, not amqtt.
 - It logs warnings about its own PUBACK bookkeeping ("waiter ... already
@@ -54,6 +59,22 @@ def patched_broker_class() -> type[Any]:
             allowed: bool = await super()._authenticate(session, listener)
             session.is_anonymous = False  # persistent sessions keep their messages
             return allowed
+
+        async def _publish_session_retained_messages(self, session: Any) -> None:
+            # What was kept for a disconnected persistent session, in order, RETAIN=0
+            # (MQTT-3.3.1-9: it matches an established subscription).
+            # Sent at once, each on its own task, as amqtt does (its PUBACKs are awaited
+            # together, so a client that acknowledges late holds none of the others).
+            handler = self._get_handler(session)
+            if handler is None:
+                return
+            sending = []
+            while not session.retained_messages.empty():
+                kept = await session.retained_messages.get()
+                publish = handler.mqtt_publish(kept.topic, kept.data, kept.qos, retain=False)
+                sending.append(asyncio.ensure_future(publish))
+            if sending:
+                await asyncio.wait(sending)
 
         async def _run_broadcast(self, running_tasks: Any) -> None:
             broadcast = await self._broadcast_queue.get()

@@ -1,4 +1,4 @@
-"""Brokers for the kit and the tests: amqtt in-process, and mosquitto as a process.
+"""Brokers for the kit and the tests: amqtt in-process, mosquitto and RabbitMQ as processes.
 
 Rules of this module:
 - every broker listens on loopback only, on a port chosen free at start;
@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -406,6 +407,156 @@ class MosquittoBroker:
             self._workdir = None
 
     def __enter__(self) -> MosquittoBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RabbitMQUnavailable(RuntimeError):
+    """rabbitmq-server (with its MQTT plugin) is not installed, or did not start."""
+
+
+#: Where Debian's rabbitmq-server package keeps the scripts that run as any user.
+RABBITMQ_SCRIPTS = Path("/usr/lib/rabbitmq/bin")
+
+
+def rabbitmq_server() -> str | None:
+    """The rabbitmq-server script that runs as the calling user, or None."""
+    for candidate in (RABBITMQ_SCRIPTS / "rabbitmq-server", shutil.which("rabbitmq-server")):
+        if candidate and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def rabbitmq_version() -> str:
+    """The installed RabbitMQ's version, read from its MQTT plugin's folder, or "unknown"."""
+    for plugin in Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*/plugins/rabbitmq_mqtt-*"):
+        return plugin.name.removeprefix("rabbitmq_mqtt-")
+    return "unknown"
+
+
+@dataclass
+class RabbitMQBroker:
+    """A RabbitMQ node with its MQTT plugin, as processes of the kit's own, on loopback.
+
+    Its own node name, ports (MQTT, AMQP, Erlang distribution and an epmd of its
+    own), cookie and data directory under a temporary folder; nothing listens beyond
+    127.0.0.1. It takes about 18 s to start, so one serves a whole kit run. Anonymous
+    MQTT clients are the default user's. ``stop`` ends the node's process group by
+    its PID, and the epmd it started."""
+
+    port: int = 0
+    start_timeout: float = 90.0
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _epmd: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _workdir: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the broker is not running"
+        return self._process.pid
+
+    def start(self) -> RabbitMQBroker:
+        server = rabbitmq_server()
+        if server is None:
+            raise RabbitMQUnavailable(
+                "rabbitmq-server is not installed (apt-get install rabbitmq-server)"
+            )
+        epmd_binary = shutil.which("epmd") or next(
+            (str(p) for p in Path("/usr/lib/erlang").glob("erts-*/bin/epmd")), None
+        )
+        if epmd_binary is None:
+            raise RabbitMQUnavailable("epmd (Erlang) is not installed")
+        work = Path(self._workdir or tempfile.mkdtemp(prefix="taktora-rabbitmq-"))
+        self._workdir = str(work)
+        self.port = self.port or free_port()
+        amqp, dist, epmd = free_port(), free_port(), free_port()
+        (work / "rabbitmq.conf").write_text(
+            "\n".join(
+                [
+                    f"listeners.tcp.default = 127.0.0.1:{amqp}",
+                    f"mqtt.listeners.tcp.default = 127.0.0.1:{self.port}",
+                    "mqtt.allow_anonymous = true",
+                    "loopback_users = none",
+                    "log.console = false",
+                    "log.file.level = warning",
+                ]
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+        (work / "enabled_plugins").write_text("[rabbitmq_mqtt].\n", encoding="utf-8")
+        cookie = work / ".erlang.cookie"
+        cookie.write_text(uuid.uuid4().hex.upper(), encoding="utf-8")
+        cookie.chmod(0o400)
+        env = {
+            **os.environ,
+            "HOME": str(work),  # the cookie
+            "RABBITMQ_NODENAME": f"taktora-{self.port}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(amqp),
+            "RABBITMQ_DIST_PORT": str(dist),
+            "RABBITMQ_CONFIG_FILE": str(work / "rabbitmq"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(work / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(work / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(work / "log"),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": str(work / "plugins-expand"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_EPMD_PORT": str(epmd),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+        self._epmd = subprocess.Popen(
+            [epmd_binary, "-port", str(epmd), "-address", "127.0.0.1"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log = (work / "server.out").open("wb")
+        process = self._process = subprocess.Popen(
+            [server],
+            env=env,
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as one, by its PID
+        )
+        log.close()
+        try:
+            wait_for_port(self.port, self.start_timeout, alive=lambda: process.poll() is None)
+        except (TimeoutError, ChildProcessError) as err:
+            tail = (work / "server.out").read_text(errors="replace")[-1500:]
+            self.stop()
+            raise RabbitMQUnavailable(f"RabbitMQ did not start: {err}\n{tail}") from err
+        return self
+
+    def stop(self) -> None:
+        for attribute in ("_process", "_epmd"):
+            process = getattr(self, attribute)
+            setattr(self, attribute, None)
+            if process is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 15)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, 9)
+                process.wait(10)
+
+    def close(self) -> None:
+        self.stop()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> RabbitMQBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
