@@ -68,11 +68,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--broker",
-        choices=("amqtt", "mosquitto"),
+        choices=("amqtt", "mosquitto", "rabbitmq"),
         default="amqtt",
-        help="the broker the kit starts for each scenario: amqtt (in process, the default; "
-        "the shared-subscription scenario, which amqtt cannot run, gets a mosquitto) or "
-        "mosquitto (a process, for every scenario)",
+        help="the broker the kit starts: amqtt (in process, one per scenario, the default; "
+        "the shared-subscription scenario, which amqtt cannot run, gets a mosquitto), "
+        "mosquitto (a process per scenario) or rabbitmq (Debian's rabbitmq-server with its "
+        "MQTT plugin: one node for the whole run, about 15 s to start, probed first)",
     )
     parser.add_argument(
         "--report-dir", default=str(DEFAULT_REPORT_DIR), help="where reports are written"

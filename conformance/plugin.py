@@ -32,7 +32,13 @@ from typing import Any
 
 import pytest
 
-from .brokers import mosquitto_binary, mosquitto_version
+from .brokers import (
+    RabbitMQBroker,
+    RabbitMQUnavailable,
+    mosquitto_binary,
+    mosquitto_version,
+    rabbitmq_version,
+)
 from .factory import DEFAULT_FACTORY, ConnectorFactory, load_factory
 from .identity import RunKey, identity, run_ids
 from .paths import DEFAULT_REPORT_DIR
@@ -41,9 +47,11 @@ from .preflight import (
     check_broker_choice,
     check_factory,
     malformed_selection,
+    parse_broker_url,
     report_dir_problem,
     unknown_tags,
 )
+from .probes import BrokerFacts, Probe, as_dicts, known, probe_broker, unfit
 from .registry import CAPABILITIES, REQUIREMENTS, TESTS, capability_of, requirement_of, tests_of
 from .reports import (
     FAILED,
@@ -58,6 +66,7 @@ from .reports import (
     table_lines,
     write_all,
 )
+from .world import BROKER_FACTS
 
 pytest_plugins = ("taktora_connector.conformance.steps",)
 
@@ -80,9 +89,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--broker",
         default="amqtt",
-        choices=("amqtt", "mosquitto"),
-        help="the broker the kit starts for each scenario: amqtt (in process, the default) "
-        "or mosquitto (a process, for every scenario)",
+        choices=("amqtt", "mosquitto", "rabbitmq"),
+        help="the broker the kit starts: amqtt (in process, one per scenario, the default), "
+        "mosquitto (a process per scenario) or rabbitmq (one RabbitMQ node for the run)",
     )
     group.addoption(
         "--report-dir",
@@ -144,6 +153,8 @@ class KitSession:
         self._scenario_start: dict[str, float] = {}
         self._step_start: dict[str, float] = {}
         self._worlds: dict[str, Any] = {}
+        self.rabbitmq: RabbitMQBroker | None = None  # a --broker rabbitmq run's node
+        self.probes: list[Probe] = []
 
     # -- collection --------------------------------------------------------------------
 
@@ -218,10 +229,46 @@ class KitSession:
             problem = check_broker_choice(str(self.config.getoption("--broker")), url)
         if problem is None and url:
             problem = check_broker(str(url))
+        if problem is None:
+            problem = self._find_out_the_broker(str(self.config.getoption("--broker")), url)
         if problem is not None:
             self.results.clear()  # nothing ran: no report
             self.selected = 0
+            self._stop_broker()
             raise pytest.UsageError(problem)
+
+    def _find_out_the_broker(self, managed: str, url: object) -> str | None:
+        """Start the run's broker (rabbitmq), probe what the broker can do (one that
+        serves the whole run; the kit's own per-scenario brokers are known), and keep
+        the facts for every scenario; why not, for a person."""
+        if managed == "rabbitmq":
+            try:
+                self.rabbitmq = RabbitMQBroker().start()
+            except RabbitMQUnavailable as err:
+                return f"--broker rabbitmq: {err}"
+            url = self.rabbitmq.url
+        if url:
+            parsed = parse_broker_url(str(url))
+            assert not isinstance(parsed, str)  # checked before
+            try:
+                found = probe_broker(*parsed)
+            except OSError as err:
+                return f"the broker at {url} broke off while the kit probed it: {err}"
+        else:
+            found = known(managed)
+        self.probes = found
+        why = unfit(found)
+        if why is not None:
+            return why
+        self.config.stash[BROKER_FACTS] = BrokerFacts(
+            managed, str(url) if url else None, tuple(found)
+        )
+        return None
+
+    def _stop_broker(self) -> None:
+        if self.rabbitmq is not None:
+            self.rabbitmq.close()
+            self.rabbitmq = None
 
     # -- steps -------------------------------------------------------------------------
 
@@ -383,6 +430,7 @@ class KitSession:
                 reporter.write_line(f"      {line}")
 
     def pytest_sessionfinish(self, exitstatus: int) -> None:
+        self._stop_broker()
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
             self.interrupted = True  # no verdict, so no report that would claim one
             return
@@ -408,11 +456,13 @@ class KitSession:
         url = self.config.getoption("--broker-url")
         factory = str(self.config.getoption("--connector-factory"))
         broker, limits = describe_broker(str(self.config.getoption("--broker")), url)
+        limits += [f"probe: {p.line()}" for p in self.probes if not p.ok]
         meta = {
             "connector": factory,
             "identity": identity(factory),
             "broker": broker,
             "broker_limits": limits,
+            "broker_probes": as_dicts(self.probes),
             "selection": {
                 "-k": self.config.getoption("keyword", "") or "",
                 "-m": self.config.getoption("markexpr", "") or "",
@@ -452,6 +502,15 @@ def describe_broker(managed: str, url: object) -> tuple[str, list[str]]:
         ]
     if managed == "mosquitto":
         return f"mosquitto {mosquitto_version()} started by the kit (a fresh one per scenario)", []
+    if managed == "rabbitmq":
+        return (
+            f"RabbitMQ {rabbitmq_version()} with rabbitmq_mqtt, started by the kit (one node "
+            "for the whole run, on loopback)",
+            [
+                "one broker for the whole run: scenarios that need a broker the kit "
+                "configures per scenario (credentials, TLS) are not run"
+            ],
+        )
     if mosquitto_binary() is not None:
         return (
             "in-process amqtt (a fresh broker per scenario; the shared-subscription "

@@ -251,6 +251,14 @@ def check_broker_choice(managed: str, url: object) -> str | None:
             f"--broker {managed} and --broker-url both name a broker: "
             "use --broker-url for a broker you run, --broker for one the kit starts"
         )
+    if managed == "rabbitmq":
+        from .brokers import rabbitmq_server
+
+        if rabbitmq_server() is None:
+            return (
+                "--broker rabbitmq: rabbitmq-server is not installed "
+                "(apt-get install rabbitmq-server; it brings the rabbitmq_mqtt plugin)"
+            )
     if managed == "mosquitto":
         from .brokers import mosquitto_binary
 

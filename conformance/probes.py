@@ -288,3 +288,59 @@ def _sys(host: str, port: int, ns: str) -> Probe:
     if got:
         return Probe("$SYS", True, f"{got[0].topic.decode('utf-8', 'replace')} came")
     return Probe("$SYS", False, "no $SYS message within 2 s")
+
+
+#: The kit's own brokers are known: it starts and configures them (and corrects
+#: amqtt, ``amqtt_quirks``), so a run does not probe them again; ``tests/test_probes.py``
+#: probes real ones and holds them to these tables.
+KNOWN: Final[dict[str, tuple[tuple[str, bool, bool], ...]]] = {
+    "amqtt": (
+        ("retained", True, True),
+        ("qos1", True, True),
+        ("persistent session", True, True),
+        ("retain flag on a session's backlog", True, False),
+        ("shared subscriptions", False, False),
+        ("$SYS", False, False),
+    ),
+    "mosquitto": (
+        ("retained", True, True),
+        ("qos1", True, True),
+        ("persistent session", True, True),
+        ("retain flag on a session's backlog", True, False),
+        ("shared subscriptions", True, False),
+        ("$SYS", True, False),
+    ),
+}
+
+_KNOWN_WHY: Final = {
+    ("amqtt", "retain flag on a session's backlog"): "corrected by the kit (amqtt_quirks)",
+    ("amqtt", "shared subscriptions"): (
+        "amqtt has none; the shared-subscription scenario runs on a mosquitto the kit starts"
+    ),
+    ("amqtt", "$SYS"): "the kit publishes the $SYS message itself (amqtt's plugin is off)",
+}
+
+
+def known(managed: str) -> list[Probe]:
+    """What the kit knows of one of its own brokers ("amqtt", "mosquitto")."""
+    return [
+        Probe(
+            name,
+            ok,
+            _KNOWN_WHY.get((managed, name), f"the kit's own {managed}, configured by the kit"),
+            required,
+        )
+        for name, ok, required in KNOWN[managed]
+    ]
+
+
+@dataclass(frozen=True)
+class BrokerFacts:
+    """The broker of one kit run, as the scenarios see it."""
+
+    managed: str  # "amqtt", "mosquitto" (one per scenario) or "rabbitmq" (one per run)
+    url: str | None  # a broker that serves the whole run (--broker-url, or rabbitmq)
+    probes: tuple[Probe, ...]
+
+    def probe(self, name: str) -> Probe | None:
+        return next((p for p in self.probes if p.name == name), None)

@@ -224,11 +224,16 @@ def _meta_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
         "; ".join(meta.get("broker_limits", []))
         or "none (every selected scenario can run on this broker set-up)"
     )
+    probes = "; ".join(
+        f"{p['name']}: {'yes' if p['ok'] else 'no'} ({p['evidence']})"
+        for p in meta.get("broker_probes", [])
+    )
     return [
         ("Connector under test", f"{meta['connector']}"),
         ("Connector distribution", ident.get("distribution", "unknown")),
         ("Broker", str(meta["broker"])),
         ("Broker limits", limits),
+        ("What the broker can do", probes or "not probed"),
         ("Selection", chosen),
         (
             "Kit",

@@ -53,6 +53,7 @@ from taktora_connector.ports import (
 
 from .brokers import EmbeddedBroker, MosquittoBroker, TlsMaterial
 from .factory import ConnectorFactory
+from .probes import BrokerFacts, Probe
 from .proxy import FaultProxy, PacketType, WirePacket
 
 #: How many packets of one scenario its wire log keeps.
@@ -91,6 +92,10 @@ class Party:
         return self.proxy.seen(kind, direction)
 
 
+#: Where the kit's session keeps the run's broker facts for every scenario's world.
+BROKER_FACTS = pytest.StashKey[BrokerFacts]()
+
+
 @dataclass
 class World:
     factory: ConnectorFactory
@@ -120,6 +125,8 @@ class World:
     began_ns: int = field(default_factory=time.time_ns)
     began_monotonic_ns: int = field(default_factory=time.monotonic_ns)
     log_lines: list[str] = field(default_factory=list)
+    #: What the run's broker was found to do (``probes``), by probe name.
+    probes: dict[str, Probe] = field(default_factory=dict)
 
     # -- topics ------------------------------------------------------------------------
 
@@ -136,8 +143,9 @@ class World:
         if self.broker_url is not None:
             if users is not None or tls:
                 pytest.skip(
-                    "needs a broker configured by the kit (credentials or TLS); "
-                    "not run against --broker-url"
+                    "needs a broker configured by the kit per scenario (credentials or "
+                    "TLS); not run against a broker that serves the whole run "
+                    "(--broker-url, --broker rabbitmq)"
                 )
             parts = urlsplit(self.broker_url)
             self.host = parts.hostname or "127.0.0.1"

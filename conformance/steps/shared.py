@@ -12,7 +12,7 @@ import pytest
 
 from taktora_connector.adapters.mqtt import MqttRouting
 from taktora_connector.conformance.factory import ConnectorFactory
-from taktora_connector.conformance.world import World, qos
+from taktora_connector.conformance.world import BROKER_FACTS, World, qos
 from taktora_connector.domain import (
     LEGAL_TRANSITIONS,
     HealthEvent,
@@ -59,9 +59,15 @@ def conformance_world(
     connector_factory: ConnectorFactory, request: pytest.FixtureRequest
 ) -> Iterator[World]:
     """A fresh world per scenario, torn down whatever happened."""
-    url = request.config.getoption("--broker-url")
-    world = World(connector_factory, str(url) if url else None)
-    world.managed = str(request.config.getoption("--broker", None) or "amqtt")
+    facts = request.config.stash.get(BROKER_FACTS, None)
+    if facts is None:  # the kit's session did not run (its plugin is not the host's)
+        url = request.config.getoption("--broker-url")
+        world = World(connector_factory, str(url) if url else None)
+        world.managed = str(request.config.getoption("--broker", None) or "amqtt")
+    else:
+        world = World(connector_factory, facts.url)
+        world.managed = facts.managed
+        world.probes = {p.name: p for p in facts.probes}
     handler = _LineCollector(world.log_lines)
     root = logging.getLogger()
     level = root.level

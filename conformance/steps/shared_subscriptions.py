@@ -142,6 +142,11 @@ def _nothing_subscribed(conformance_world: World, name: str) -> None:
 def _sharing_broker(conformance_world: World, request: pytest.FixtureRequest) -> None:
     world = conformance_world
     if world.broker_url is not None or world.managed == "mosquitto":
+        probed = world.probes.get("shared subscriptions")
+        if probed is not None and not probed.ok:
+            pytest.skip(
+                f"the broker has no shared subscriptions (the kit's probe: {probed.evidence})"
+            )
         world.start_broker()
         return
     if mosquitto_binary() is None:

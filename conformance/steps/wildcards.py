@@ -90,6 +90,9 @@ def _table_received(conformance_world: World, datatable: list[list[str]]) -> Non
 
 @when("the broker publishes a message on a $SYS topic")
 def _broker_publishes_sys(conformance_world: World) -> None:
+    probed = conformance_world.probes.get("$SYS")
+    if conformance_world.broker is None and probed is not None and not probed.ok:
+        pytest.skip(f"the broker publishes no $SYS topics (the kit's probe: {probed.evidence})")
     if conformance_world.broker is not None:
         time.sleep(0.3)  # let the subscriptions reach the broker
         conformance_world.broker.publish("$SYS/broker/kit-probe", b"kit")
