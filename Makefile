@@ -11,7 +11,7 @@ SOURCE_DIRS := $(addsuffix /.,$(shell find domain ports adapters conformance fea
 PACKAGES := domain ports adapters conformance features
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint typecheck contracts unit conformance example bench clean
+.PHONY: help install test test-slow lint typecheck contracts unit conformance matrix example bench clean
 # Test workers (pytest-xdist). Most tests wait on sockets and brokers, so two cores
 # keep six workers busy; TEST_WORKERS=0 runs the suite in one process. Each test
 # file goes to one worker (--dist loadfile), so a module's fixture (a pool of kit
@@ -28,6 +28,7 @@ help:
 	@echo "make conformance  the conformance kit against the reference connector (and the gmqtt example); reports in reports/conformance/"
 	@echo "make test         ruff, mypy --strict, import-linter contracts, the tests under coverage (under 4 min)"
 	@echo "make test-slow    the tests marked slow: the whole kit on every faulty connector, on a broker URL, the bench smoke; CI runs it too"
+	@echo "make matrix       the kit on both connectors against amqtt, mosquitto and RabbitMQ; docs/broker-matrix.md"
 	@echo "make example      the quick-start examples (threads and asyncio) on an embedded broker"
 	@echo "make bench        the benchmarks (mosquitto and amqtt); reports in reports/bench/"
 	@echo "make install      only make .venv and install the package with every extra (done by the others)"
@@ -118,6 +119,13 @@ conformance: $(STAMP)
 	$(BIN)/taktora-conformance compare reports/conformance/reference/report.json \
 	    reports/conformance/gmqtt/report.json --out reports/conformance || rc=1; \
 	exit $$rc
+
+# The broker matrix: six kit runs (reference and gmqtt example on amqtt, mosquitto and a
+# RabbitMQ node the kit starts), compared; writes docs/broker-matrix.md. About 4 minutes.
+matrix: $(STAMP)
+	@scripts/ensure-mosquitto
+	@scripts/ensure-rabbitmq
+	$(BIN)/python scripts/broker_matrix.py --out reports/matrix --doc docs/broker-matrix.md
 
 # Benchmarks: mosquitto (started by the harness) and in-process amqtt; writes reports/bench/.
 bench: $(STAMP)

@@ -7,8 +7,9 @@ The kit's scenarios then hold for amqtt and mosquitto alike.
   subscription; mosquitto (and most brokers) send one per client at the highest
   matching QoS. The broker below does the latter, so overlapping readers are
   tested against the common behaviour.
-- Granted QoS: amqtt delivers at the publisher's QoS even when the subscription
-  asked for less; MQTT-3.3.5 grants the lower of the two. Fixed below.
+- Granted QoS: amqtt delivers at the subscription's QoS, whatever the publisher's
+  (a QoS 0 message to a QoS 1 subscriber arrives at QoS 1); MQTT-3.8.4-6 delivers at
+  the lower of the two. Fixed below: the publisher's QoS travels with the broadcast.
 - Retained messages of other clients' subscriptions reach a client at CONNECT:
   the kit starts a fresh broker per scenario (it takes about a millisecond).
 - A publish to a ``$`` topic turns the connection into a zombie: the connector
@@ -38,8 +39,14 @@ range where they exist, and ``tests/test_brokers.py`` fails loudly if they move.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from typing import Any
+
+#: The QoS of the PUBLISH being handled (each client's handler runs in its own task).
+_PUBLISHED_QOS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "taktora_published_qos", default=None
+)
 
 
 def quiet_logs() -> None:
@@ -59,6 +66,26 @@ def patched_broker_class() -> type[Any]:
             allowed: bool = await super()._authenticate(session, listener)
             session.is_anonymous = False  # persistent sessions keep their messages
             return allowed
+
+        async def _handle_message_delivery(
+            self, client_session: Any, handler: Any, wait_deliver: Any
+        ) -> bool:
+            message = wait_deliver.result()
+            token = _PUBLISHED_QOS.set(getattr(message, "qos", None))
+            try:
+                delivered: bool = await super()._handle_message_delivery(
+                    client_session, handler, wait_deliver
+                )
+                return delivered
+            finally:
+                _PUBLISHED_QOS.reset(token)
+
+        async def _broadcast_message(
+            self, session: Any, topic: Any, data: Any, force_qos: int | None = None
+        ) -> None:
+            if force_qos is None:
+                force_qos = _PUBLISHED_QOS.get()  # a client's PUBLISH: its own QoS
+            await super()._broadcast_message(session, topic, data, force_qos)
 
         async def _publish_session_retained_messages(self, session: Any) -> None:
             # What was kept for a disconnected persistent session, in order, RETAIN=0

@@ -37,7 +37,12 @@ tr.section th{background:#e8e8f0}td:nth-child(2){min-width:24em}
 """
 
 
-_LABEL: Final = {"passed": "PASS", "failed": "FAIL", "skipped": "NOT RUN"}
+_LABEL: Final = {
+    "passed": "PASS",
+    "failed": "FAIL",
+    "skipped": "NOT RUN",
+    "not applicable": "N/A",
+}
 
 
 @dataclass
@@ -68,10 +73,19 @@ class Run:
         return str(self.data.get("verdict", "?"))
 
     def requirement(self, req: str) -> str | None:
-        for row in self.data["requirements"]:
+        """A requirement's result, or an optional capability's."""
+        for row in self.data["requirements"] + self.data.get("capabilities", []):
             if row["id"] == req:
                 return str(row["result"])
         return None
+
+    def cannot(self) -> list[str]:
+        """What the run's broker could not do, as the kit's probe found out."""
+        return [
+            f"{p['name']}: {p['evidence']}"
+            for p in self.data["meta"].get("broker_probes", [])
+            if not p["ok"]
+        ]
 
     def scenario(self, run_id: str) -> dict[str, Any] | None:
         for s in self.data["scenarios"]:
@@ -102,15 +116,19 @@ def load(paths: Sequence[str]) -> list[Run] | str:
 
 
 def rows(runs: Sequence[Run]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(id, title) of every requirement and every scenario run, in report order."""
+    """(id, title) of every requirement, then every optional capability, and every
+    scenario run, in report order."""
     reqs: dict[str, str] = {}
+    caps: dict[str, str] = {}
     scenarios: dict[str, str] = {}
     for run in runs:
         for row in run.data["requirements"]:
             reqs.setdefault(row["id"], row["title"])
+        for row in run.data.get("capabilities", []):
+            caps.setdefault(row["id"], f"optional: {row['title']}")
         for s in run.data["scenarios"]:
             scenarios.setdefault(s.get("id") or s["nodeid"], s["name"])
-    return sorted(reqs.items()), list(scenarios.items())
+    return sorted(reqs.items()) + sorted(caps.items()), list(scenarios.items())
 
 
 def _result(run: Run, kind: str, key: str) -> str:
@@ -187,6 +205,12 @@ def write_markdown(runs: Sequence[Run], out: Path) -> Path:
 
     lines += [line("req", key, title) for key, title in reqs]
     lines += [line("scenario", key, title) for key, title in scenarios]
+    brokers: dict[str, list[str]] = {}
+    for run in runs:
+        brokers.setdefault(run.broker, run.cannot())
+    lines += ["", "## What each broker cannot do (the kit's probe)", ""]
+    for broker, cannot in brokers.items():
+        lines.append(f"- {broker}: " + ("; ".join(cannot) if cannot else "nothing the kit probes"))
     target = out / "compare.md"
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return target

@@ -157,11 +157,15 @@ def client(host: str, port: int, name: str, *, clean: bool = True) -> Iterator[R
 
 
 def probe_broker(host: str, port: int) -> list[Probe]:
-    """Every probe, in order; ``OSError`` only when the broker cannot be reached."""
+    """Every probe, in order, until a required one fails (the broker is unfit then, and
+    the rest would only wait); ``OSError`` only when the broker cannot be reached."""
     ns = f"taktora-probe-{uuid.uuid4().hex[:8]}"
-    found = [_retained(host, port, ns), _qos1(host, port, ns)]
-    found += _persistent(host, port, ns)
-    found += [_shared(host, port, ns), _sys(host, port, ns)]
+    found: list[Probe] = []
+    for probe in (_retained, _qos1, _persistent, _shared, _sys):
+        made = probe(host, port, ns)
+        found += made if isinstance(made, list) else [made]
+        if unfit(found) is not None:
+            break
     return found
 
 
@@ -186,7 +190,8 @@ def as_dicts(probes: list[Probe]) -> list[dict[str, Any]]:
 def _retained(host: str, port: int, ns: str) -> Probe:
     topic = f"{ns}/retained"
     with client(host, port, f"{ns}-r1") as pub:
-        pub.publish(topic, b"kept", qos=1, retain=True)
+        if not pub.publish(topic, b"kept", qos=1, retain=True):
+            return Probe("retained", False, "a retained QoS 1 PUBLISH got no PUBACK", True)
     with client(host, port, f"{ns}-r2") as sub:
         sub.subscribe(topic)
         got = sub.collect(WAIT, until=1)

@@ -238,6 +238,11 @@ TESTS: Final[dict[str, TestCase]] = {
         TestCase("TEST_2503", "QoS 1 accepted during an outage is delivered after it", "REQ_0250"),
         TestCase("TEST_2504", "A reader's fileno() is readable while something waits", "REQ_0250"),
         TestCase("TEST_2505", "As a context manager it starts and closes", "REQ_0250"),
+        TestCase(
+            "TEST_2610",
+            "After a loss, Down after exactly reconnect_attempt_ceiling + 1 failed attempts",
+            "REQ_0250",
+        ),
         TestCase("TEST_2506", "A closed writer refuses; other writers carry on", "REQ_0250"),
         TestCase(
             "TEST_2507",
@@ -252,6 +257,9 @@ TESTS: Final[dict[str, TestCase]] = {
         ),
         TestCase("TEST_2510", "Received routing carries topic, QoS and retained flag", "REQ_0251"),
         TestCase("TEST_2511", "Invalid routings are refused", "REQ_0251"),
+        TestCase(
+            "TEST_2512", "A received envelope's QoS is the QoS it was delivered at", "REQ_0251"
+        ),
         TestCase("TEST_0130", "QoS 0 round trip preserves payload bytes", "REQ_0252"),
         TestCase("TEST_0131", "QoS 1 delivery completes only after PUBACK", "REQ_0252"),
         TestCase("TEST_2521", "A persistent session gets the broker's backlog", "REQ_0252"),

@@ -113,6 +113,7 @@ class World:
     writers: dict[str, ChannelWriter[Any, MqttRouting]] = field(default_factory=dict)
     readers: dict[str, ChannelReader[Any, MqttRouting]] = field(default_factory=dict)
     writer_owner: dict[str, str] = field(default_factory=dict)
+    reader_owner: dict[str, str] = field(default_factory=dict)
     subscriptions: dict[str, HealthSubscription] = field(default_factory=dict)
     outcomes: dict[str, list[SendOutcome]] = field(default_factory=dict)
     received: dict[str, list[RecvEnvelope[Any, MqttRouting]]] = field(default_factory=dict)
@@ -243,6 +244,7 @@ class World:
         result = self.party(party).connector.create_reader(ChannelDescriptor(name, routing))
         assert is_successful(result), f"create_reader {name!r} failed: {result}"
         self.readers[name] = result.unwrap()
+        self.reader_owner[name] = party
         self.received[name] = []
 
     def writer(self, name: str) -> ChannelWriter[Any, MqttRouting]:

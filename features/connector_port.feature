@@ -25,6 +25,14 @@ Feature: The connector satisfies the Connector port (REQ_0250)
     And "c" starts
     Then "in" receives the value "hello"
 
+  @REQ_0250 @TEST_2610
+  Scenario: After a lost connection it gives up after exactly reconnect_attempt_ceiling + 1 failed attempts
+    Given a broker
+    And a started connector "c" with reconnect attempt ceiling 2
+    When the broker goes away for "c"
+    Then "c" reaches Down
+    And "c" made exactly 3 connection attempts while the broker was away, and no more
+
   @REQ_0250 @TEST_2502
   Scenario: After a lost connection it goes Degraded, Connecting, Up and its readers' subscriptions are restored
     Given a broker

@@ -12,6 +12,23 @@ Feature: MqttRouting carries topic, QoS and retained flag (REQ_0251)
     Then "in" receives the value 42 with topic "site/tank-7/level", QoS 1 and retained false
     And the last send through "w" and the last message "in" received carry wall-clock timestamps
 
+  @REQ_0251 @TEST_2512
+  Scenario Outline: A received envelope's QoS is the QoS it was delivered at, not the reader's
+    Given a broker
+    And a started connector "pub"
+    And a started connector "sub"
+    And a reader "in" on "sub" for topic "site/qos/<reader>" at QoS <reader>
+    And a writer "w" on "pub" to topic "site/qos/<reader>" at QoS <sent>
+    When "in" is subscribed, probed through "w"
+    And "w" sends the value 7
+    Then the broker delivers the value 7 to "in" at QoS <delivered>, and its envelope says so
+
+    Examples:
+      | reader | sent | delivered |
+      | 1      | 0    | 0         |
+      | 0      | 1    | 0         |
+      | 1      | 1    | 1         |
+
   @REQ_0251 @TEST_2511
   Scenario Outline: Invalid routings are refused with the rule they break; the valid one next to it works
     Given a broker

@@ -276,6 +276,26 @@ def _tries_to_reconnect(conformance_world: World, name: str) -> None:
     wait_for(lambda: proxy.refused >= 1, PATIENCE, f"{name!r} to try to reconnect")
 
 
+@then(
+    parsers.re(
+        r'"(?P<name>[^"]+)" made exactly (?P<count>\d+) connection attempts while the broker was away, and no more$'
+    )
+)
+def _attempts_while_away(conformance_world: World, name: str, count: str) -> None:
+    """API.md: Down after more than ``reconnect_attempt_ceiling`` consecutive failed
+    attempts (ceiling 2: the third failure). Each attempt is one TCP connection the
+    kit's proxy accepts and closes at once during the outage."""
+    proxy = conformance_world.party(name).proxy
+    assert proxy is not None
+    time.sleep(1.0)  # an attempt after Down would be here by now (backoff is at most 0.5 s)
+    made = proxy.refused
+    assert made == int(count), (
+        f"{name!r} made {made} connection attempts while the broker was away before it "
+        f"stayed Down; with reconnect_attempt_ceiling={int(count) - 1} it must make exactly "
+        f"{count} (Down after more than the ceiling's failed attempts)"
+    )
+
+
 @when(parsers.parse('the broker comes back for "{name}"'))
 def _broker_comes_back(conformance_world: World, name: str) -> None:
     proxy = conformance_world.party(name).proxy

@@ -9,13 +9,14 @@ from pytest_bdd import parsers, then
 from returns.pipeline import is_successful
 
 from taktora_connector.adapters.mqtt import MqttRouting
+from taktora_connector.conformance.proxy import PacketType
 from taktora_connector.conformance.world import World
 from taktora_connector.domain import (
     ChannelDescriptor,
     ConfigurationError,
 )
 
-from .shared import probe_writer, routing_for
+from .shared import probe_writer, routing_for, value_of
 
 
 @then(
@@ -81,3 +82,30 @@ def _wall_clock(conformance_world: World, writer: str, reader: str) -> None:
     low, high = conformance_world.began_ns - 10**9, time.time_ns() + 10**9
     assert low <= sent <= high, f"send timestamp_ns {sent} is not wall-clock ns of this run"
     assert low <= got <= high, f"received timestamp_ns {got} is not wall-clock ns of this run"
+
+
+@then(
+    parsers.re(
+        r'the broker delivers the value (?P<value>.+) to "(?P<reader>[^"]+)" at QoS (?P<level>\d), and its envelope says so$'
+    )
+)
+def _delivered_qos(conformance_world: World, value: str, reader: str, level: str) -> None:
+    """The envelope's QoS is the one on the wire (the lower of the publisher's and the
+    subscription's, MQTT-3.8.4-6), never the reader's routing copied."""
+    world = conformance_world
+    envelope = world.receive(reader)
+    assert envelope.value == value_of(value), f"received {envelope.value!r}"
+    owner = world.reader_owner[reader]
+    payload = world.party(owner).codec.encode(value_of(value)).unwrap()
+    topic = str(envelope.routing.topic)
+    on_wire = [
+        p.qos
+        for p in world.party(owner).wire(PacketType.PUBLISH, "in")
+        if p.topic() == topic and p.payload() == payload
+    ]
+    assert on_wire, f"no PUBLISH of {value} on {topic} reached {owner!r} through the proxy"
+    assert on_wire[-1] == int(level), f"the broker delivered it at QoS {on_wire[-1]}"
+    assert int(envelope.routing.qos) == on_wire[-1], (
+        f"{reader!r}'s envelope says QoS {int(envelope.routing.qos)}, but the message was "
+        f"delivered at QoS {on_wire[-1]}: a received routing carries the QoS as delivered"
+    )

@@ -97,6 +97,7 @@ _OPTION_WORDS = {
     "outbound capacity": "outbound_capacity",
     "inbound capacity": "inbound_capacity",
     "drop threshold": "inbound_drop_threshold",
+    "reconnect attempt ceiling": "reconnect_attempt_ceiling",
 }
 
 

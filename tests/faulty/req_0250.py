@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from typing import Any
@@ -331,3 +332,16 @@ class ClosedHealthNextWaits(Wrapper):
 @breaks("REQ_0250", caught_by="TEST_2509")
 def closed_health_next_waits(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return ClosedHealthNextWaits(MqttConnector(options, codec))
+
+
+@breaks("REQ_0250", caught_by="TEST_2610")
+def gives_up_one_attempt_early(
+    options: MqttConnectorOptions, codec: PayloadCodec[Any]
+) -> MqttConnector[Any]:
+    """Down after ``reconnect_attempt_ceiling`` failed attempts instead of one more:
+    an off-by-one of the ceiling (at ceiling 1, Down after 1 attempt)."""
+    ceiling = options.reconnect_attempt_ceiling
+    early = dataclasses.replace(
+        options, reconnect_attempt_ceiling=None if ceiling is None else max(0, ceiling - 1)
+    )
+    return MqttConnector(early, codec)

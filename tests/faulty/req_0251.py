@@ -38,6 +38,36 @@ class ForgetsReceivedQos(Wrapper):
         return self.inner.create_reader(descriptor).map(QosForgettingReader)
 
 
-@breaks("REQ_0251", caught_by="TEST_2510")
+@breaks("REQ_0251", caught_by=("TEST_2510", "TEST_2512"))
 def forgets_received_qos(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return ForgetsReceivedQos(MqttConnector(options, codec))
+
+
+class ReaderQosReader(ChannelWrapper):
+    """Reports the reader's own QoS for every message, not the QoS it was delivered at
+    (a QoS 1 reader of a QoS 0 message says QoS 1)."""
+
+    def recv(self, timeout: float | None = None) -> Any:
+        return self.inner.recv(timeout).map(self._fix)
+
+    def try_recv(self) -> Any:
+        return self.inner.try_recv().map(self._fix)
+
+    def _fix(self, envelope: RecvEnvelope[Any, MqttRouting] | None) -> Any:
+        if envelope is None:
+            return None
+        own = int(self.inner.descriptor.routing.qos)
+        routing = MqttRouting.delivered(
+            envelope.routing.topic or "", own, envelope.routing.retained
+        )
+        return dataclasses.replace(envelope, routing=routing)
+
+
+class CopiesReaderQos(Wrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(ReaderQosReader)
+
+
+@breaks("REQ_0251", caught_by="TEST_2512")
+def copies_reader_qos(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return CopiesReaderQos(MqttConnector(options, codec))

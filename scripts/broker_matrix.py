@@ -1,0 +1,103 @@
+"""The broker matrix: the kit on both connectors against amqtt, mosquitto and RabbitMQ.
+
+    python scripts/broker_matrix.py [--out reports/matrix] [--doc docs/broker-matrix.md]
+
+Runs ``taktora-conformance`` six times (the reference and the gmqtt example, each on
+the kit's amqtt, on mosquitto and on a RabbitMQ node the kit starts), then
+``taktora-conformance compare`` over the six reports, and writes the Markdown page
+that ``docs/broker-matrix.md`` is: the comparison, how long each run took, and what
+each broker cannot do with the probe that found out. Exit status 1 when a run FAILs
+(PARTIAL is what a broker without a feature gives, and is expected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+CONNECTORS = {
+    "reference": [],
+    "gmqtt": ["--connector-factory", "gmqtt_connector:make_connector"],
+}
+BROKERS = ("amqtt", "mosquitto", "rabbitmq")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="reports/matrix")
+    parser.add_argument("--doc", default="docs/broker-matrix.md")
+    args = parser.parse_args()
+    out = Path(args.out)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "examples")}
+    timings: dict[str, float] = {}
+    reports = []
+    for broker in BROKERS:
+        for name, extra in CONNECTORS.items():
+            run = f"{name}-{broker}"
+            report_dir = out / run
+            print(f"==> {run}", flush=True)
+            started = time.monotonic()
+            done = subprocess.run(
+                [
+                    str(BIN / "taktora-conformance"),
+                    "-q",
+                    "--broker",
+                    broker,
+                    *extra,
+                    "--report-dir",
+                    str(report_dir),
+                ],
+                env=env,
+                check=False,
+            )
+            timings[run] = time.monotonic() - started
+            if done.returncode not in (0, 1, 3):
+                print(f"{run}: the kit did not run (exit {done.returncode})", file=sys.stderr)
+                return 2
+            reports.append(report_dir / "report.json")
+    subprocess.run(
+        [str(BIN / "taktora-conformance"), "compare", *map(str, reports), "--out", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    verdicts = {r.parent.name: json.loads(r.read_text())["verdict"] for r in reports}
+    page = [
+        "# The broker matrix",
+        "",
+        "The conformance kit on the reference connector and on the gmqtt example",
+        "(`examples/gmqtt_connector/`), each against the kit's in-process amqtt, a",
+        "mosquitto per scenario and one RabbitMQ node (Debian's `rabbitmq-server` with",
+        "`rabbitmq_mqtt`) the kit starts for the run. Made by",
+        "`python scripts/broker_matrix.py` (`make matrix`; CI runs it); the reports",
+        f"behind it are in `{out}/`.",
+        "",
+        "A broker without a feature a scenario needs makes that scenario NOT RUN, with",
+        "the kit's probe as the reason: that is a PARTIAL, never a FAIL of the",
+        "connector. RabbitMQ serves the whole run, so the scenarios that need a broker",
+        "configured per scenario (credentials, TLS) do not run on it.",
+        "",
+        "| run | verdict | time (s) |",
+        "|---|---|---|",
+        *(f"| {run} | {verdicts[run]} | {timings[run]:.0f} |" for run in timings),
+        "",
+    ]
+    compared = (out / "compare.md").read_text().splitlines()
+    # The comparison's links point into the reports, which are not committed.
+    page += [
+        line.replace("](", "](../" + str(out) + "/") if "](" in line else line
+        for line in compared[1:]
+    ]
+    Path(args.doc).write_text("\n".join(page) + "\n", encoding="utf-8")
+    print(f"wrote {args.doc}")
+    return 1 if "FAIL" in verdicts.values() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
