@@ -157,7 +157,9 @@ def test_kit_passes_against_mosquitto(tmp_path: Path) -> None:
     assert set(outcome.values()) == {"PASS"}, outcome
     skipped = [s for s in report["scenarios"] if s["outcome"] == "skipped"]
     assert skipped
-    assert all("not run against a broker that serves the whole run" in s["detail"] for s in skipped), skipped
+    assert all(
+        "not run against a broker that serves the whole run" in s["detail"] for s in skipped
+    ), skipped
 
 
 def test_readme_factory_example_and_a_third_party_pytest_run(tmp_path: Path) -> None:

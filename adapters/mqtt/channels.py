@@ -315,9 +315,6 @@ class MqttReader(Generic[T]):
         if self._acks is not None:
             self.release_taken()  # the application is back: done with what it took
         item = self._queue.take(timeout)
-        if item is not None and item.token is not None:
-            with self._taken_lock:
-                self._taken.append(item.token)  # the application has it now
         if item is None:
             if self._queue.closed:  # closed while we waited
                 return Failure(self._closed_error())
@@ -325,6 +322,19 @@ class MqttReader(Generic[T]):
             if error is not None:  # sticky: never followed by a silent None
                 return Failure(error)
             return Success(None)
+        payload, topic, qos, retain, timestamp_ns, sequence, token = item
+        if token is not None:
+            with self._taken_lock:
+                self._taken.append(token)  # the application has it now
+        if self._identity and payload.__class__ is bytes:
+            # The common case inline (bytes in, bytes out): one call less per message.
+            routing = self._routings.get((topic, qos, retain))
+            if routing is None:
+                routing = self._routing(topic, qos, retain)
+            value: Any = payload
+            return ok(
+                recv_envelope(value, payload, sequence, timestamp_ns, ZERO_CORRELATION_ID, routing)
+            )
         envelope = self._envelope(item)
         if isinstance(envelope, RecvEnvelope):
             return ok(envelope)
@@ -449,6 +459,7 @@ class MqttReader(Generic[T]):
         the front of the queue, so leaving an iteration never loses a message.
         Closing the reader, also in the loop's body, ends the iteration at once."""
         queue = self._queue
+        identity, routings, zero = self._identity, self._routings, ZERO_CORRELATION_ID
         while True:
             if self._closed:
                 return
@@ -470,10 +481,20 @@ class MqttReader(Generic[T]):
                     if token is not None:
                         # Held where close() sees it: closing counts as done with it.
                         self.hold_taken(token)
-                    envelope = self._envelope(item)
-                    if not isinstance(envelope, RecvEnvelope):
-                        raise envelope
-                    yield envelope
+                    payload = item.payload
+                    if identity and payload.__class__ is bytes:  # the common case inline
+                        routing = routings.get((item.topic, item.qos, item.retain))
+                        if routing is None:
+                            routing = self._routing(item.topic, item.qos, item.retain)
+                        same: Any = payload
+                        yield recv_envelope(
+                            same, payload, item.sequence, item.timestamp_ns, zero, routing
+                        )
+                    else:
+                        envelope = self._envelope(item)
+                        if not isinstance(envelope, RecvEnvelope):
+                            raise envelope
+                        yield envelope
                     if self.closed:  # the property: mypy would narrow the field
                         # Closed in the loop's body: iteration ends here (issue 16
                         # point 9); the rest of the batch goes back to the closed queue,
