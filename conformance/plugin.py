@@ -456,9 +456,6 @@ class KitSession:
         url = self.config.getoption("--broker-url")
         factory = str(self.config.getoption("--connector-factory"))
         broker, limits = describe_broker(str(self.config.getoption("--broker")), url)
-        facts = self.config.stash.get(BROKER_FACTS, None)
-        if facts is not None and facts.url is not None:  # the kit's own are made up for
-            limits += [f"the kit's probe: {p.line()}" for p in self.probes if not p.ok]
         meta = {
             "connector": factory,
             "identity": identity(factory),
