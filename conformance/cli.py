@@ -35,7 +35,8 @@ from .reports import Matrix
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_PARTIAL, EXIT_BROKEN = 0, 1, 2, 3, 4
 
 EXIT_STATUS_HELP = """exit status:
-  0  PASS     every requirement ran and every scenario passed
+  0  PASS     every requirement and every optional capability row passed: every
+              scenario that applies to the connector ran and passed
   1  FAIL     at least one scenario failed
   2  usage    bad option, unknown -m tag, a selection matching no scenario, a
               factory that cannot be loaded or does not make a Connector, a bad

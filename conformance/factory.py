@@ -55,3 +55,30 @@ def load_factory(reference: str) -> ConnectorFactory:
         raise ConfigurationError(f"connector factory {reference!r} is not callable")
     factory: ConnectorFactory = target
     return factory
+
+
+def claimed_capabilities(factory: ConnectorFactory) -> frozenset[str] | str:
+    """What a connector made by ``factory`` claims (its ``capabilities``; absent: none),
+    read once from a connector made with the kit's options and closed unstarted; or why
+    the claim is no list of capability names the kit knows."""
+    from taktora_connector.adapters.codecs import JsonCodec
+    from taktora_connector.adapters.mqtt import MqttConnectorOptions
+
+    from .registry import CAPABILITY_NAMES
+
+    options = MqttConnectorOptions(host="127.0.0.1", port=1, client_id="taktora-conformance-claims")
+    connector = factory(options, JsonCodec())
+    try:
+        claimed: object = getattr(connector, "capabilities", frozenset())
+    finally:
+        connector.close()
+    known = ", ".join(sorted(CAPABILITY_NAMES))
+    if isinstance(claimed, str) or not isinstance(claimed, set | frozenset | tuple | list):
+        return f"the connector's capabilities must be a set of names ({known}), not {claimed!r}"
+    unknown = sorted(str(n) for n in claimed if n not in CAPABILITY_NAMES)
+    if unknown:
+        return (
+            f"the connector claims {', '.join(map(repr, unknown))}, which the kit does not "
+            f"know; the optional capabilities are: {known}"
+        )
+    return frozenset(str(n) for n in claimed)

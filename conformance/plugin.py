@@ -39,7 +39,7 @@ from .brokers import (
     mosquitto_version,
     rabbitmq_version,
 )
-from .factory import DEFAULT_FACTORY, ConnectorFactory, load_factory
+from .factory import DEFAULT_FACTORY, ConnectorFactory, claimed_capabilities, load_factory
 from .identity import RunKey, identity, run_ids
 from .paths import DEFAULT_REPORT_DIR
 from .preflight import (
@@ -66,7 +66,7 @@ from .reports import (
     table_lines,
     write_all,
 )
-from .world import BROKER_FACTS
+from .world import BROKER_FACTS, CLAIMS
 
 pytest_plugins = ("taktora_connector.conformance.steps",)
 
@@ -155,6 +155,7 @@ class KitSession:
         self._worlds: dict[str, Any] = {}
         self.rabbitmq: RabbitMQBroker | None = None  # a --broker rabbitmq run's node
         self.probes: list[Probe] = []
+        self.claims: frozenset[str] = frozenset()
 
     # -- collection --------------------------------------------------------------------
 
@@ -230,6 +231,15 @@ class KitSession:
         if problem is None and url:
             problem = check_broker(str(url))
         if problem is None:
+            claims = claimed_capabilities(
+                load_factory(str(self.config.getoption("--connector-factory")))
+            )
+            if isinstance(claims, str):
+                problem = claims
+            else:
+                self.claims = claims
+                self.config.stash[CLAIMS] = claims
+        if problem is None:
             problem = self._find_out_the_broker(str(self.config.getoption("--broker")), url)
         if problem is not None:
             self.results.clear()  # nothing ran: no report
@@ -241,13 +251,18 @@ class KitSession:
         """Start the run's broker (rabbitmq), probe what the broker can do (one that
         serves the whole run; the kit's own per-scenario brokers are known), and keep
         the facts for every scenario; why not, for a person."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if managed == "rabbitmq":
+            if reporter is not None:
+                reporter.write_line("starting a RabbitMQ node for the run (about 15 s) ...")
             try:
                 self.rabbitmq = RabbitMQBroker().start()
             except RabbitMQUnavailable as err:
                 return f"--broker rabbitmq: {err}"
             url = self.rabbitmq.url
         if url:
+            if reporter is not None:
+                reporter.write_line(f"probing the broker at {url} (about 6 s) ...")
             parsed = parse_broker_url(str(url))
             assert not isinstance(parsed, str)  # checked before
             try:
@@ -462,6 +477,7 @@ class KitSession:
             "broker": broker,
             "broker_limits": limits,
             "broker_probes": as_dicts(self.probes),
+            "capabilities_claimed": sorted(self.claims),
             "selection": {
                 "-k": self.config.getoption("keyword", "") or "",
                 "-m": self.config.getoption("markexpr", "") or "",

@@ -159,8 +159,19 @@ def build_matrix(scenarios: Iterable[ScenarioResult], meta: dict[str, Any]) -> M
             result = NOT_RUN
         rows.append(RequirementRow(req.id, req.title, req.statement, result, mine, req.seed_text))
     capabilities = []
+    claims = meta.get("capabilities_claimed")
     for cap in CAPABILITIES.values():
         mine = [s for s in scenarios if cap.id in s.capabilities]
+        if claims is not None:  # the other branch does not apply, selected or not
+            branch = "claimed" if cap.name in claims else "unclaimed"
+            for s in mine:
+                whens = {TESTS[t].when for t in s.tests if t in TESTS}
+                if whens and branch not in whens and s.outcome == SKIPPED:
+                    s.outcome = INAPPLICABLE
+                    s.detail = (
+                        f"the connector {'claims' if branch == 'claimed' else 'does not claim'} "
+                        f"{cap.name!r}: the other branch is checked"
+                    )
         applicable = [s for s in mine if s.outcome != INAPPLICABLE]
         ran = [s for s in applicable if s.outcome != SKIPPED]
         if any(s.outcome == FAILED for s in applicable):
@@ -171,8 +182,11 @@ def build_matrix(scenarios: Iterable[ScenarioResult], meta: dict[str, Any]) -> M
             result = PARTIAL
         else:
             result = NOT_RUN
-        whens = {TESTS[t].when for s in applicable for t in s.tests if t in TESTS}
-        claimed = True if "claimed" in whens else False if "unclaimed" in whens else None
+        if claims is not None:
+            claimed: bool | None = cap.name in claims
+        else:  # a matrix of results only: what ran tells
+            whens = {TESTS[t].when for s in applicable for t in s.tests if t in TESTS}
+            claimed = True if "claimed" in whens else False if "unclaimed" in whens else None
         capabilities.append(
             RequirementRow(cap.id, cap.title, cap.statement, result, mine, claimed=claimed)
         )
@@ -181,11 +195,14 @@ def build_matrix(scenarios: Iterable[ScenarioResult], meta: dict[str, Any]) -> M
 
 def claim_text(row: RequirementRow) -> str:
     """A capability row's claim, for people: what was checked."""
-    if row.claimed is True:
-        return "claimed: checked that it works"
-    if row.claimed is False:
-        return "not claimed: checked that it is refused"
-    return "not checked in this run"
+    if row.claimed is None:
+        return "not checked in this run"
+    claim = "claimed" if row.claimed else "not claimed"
+    if row.result == NOT_RUN:
+        return f"{claim}: not checked in this run"
+    return (
+        f"{claim}: checked that it works" if row.claimed else f"{claim}: checked that it is refused"
+    )
 
 
 def _css(result: str) -> str:

@@ -94,6 +94,8 @@ class Party:
 
 #: Where the kit's session keeps the run's broker facts for every scenario's world.
 BROKER_FACTS = pytest.StashKey[BrokerFacts]()
+#: ... and what the connector under test claims (its ``capabilities``), read once.
+CLAIMS = pytest.StashKey[frozenset[str]]()
 
 
 @dataclass
@@ -128,6 +130,8 @@ class World:
     log_lines: list[str] = field(default_factory=list)
     #: What the run's broker was found to do (``probes``), by probe name.
     probes: dict[str, Probe] = field(default_factory=dict)
+    #: What the connector under test claims, as the kit's session read it (None: unread).
+    claims: frozenset[str] | None = None
 
     # -- topics ------------------------------------------------------------------------
 

@@ -43,3 +43,15 @@ class Recorded(MqttConnector[Any]):
 
 def recorded(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Connector[Any, Any]:
     return Recorded(options, codec)
+
+
+class UnknownCapability(MqttConnector[Any]):
+    """Claims a capability under a name the kit does not know."""
+
+    capabilities = frozenset({"shared-subs"})
+
+
+def unknown_capability(
+    options: MqttConnectorOptions, codec: PayloadCodec[Any]
+) -> Connector[Any, Any]:
+    return UnknownCapability(options, codec)

@@ -17,10 +17,12 @@ from taktora_connector.conformance.identity import features_sha256, run_ids
 from taktora_connector.conformance.registry import TESTS
 from taktora_connector.conformance.reports import (
     FAILED,
+    INAPPLICABLE,
     PASSED,
     SKIPPED,
     ScenarioResult,
     build_matrix,
+    claim_text,
     needs_data,
 )
 
@@ -323,3 +325,71 @@ def test_a_partial_selection_is_partial_and_says_so(tmp_path: Path) -> None:
     assert "Verdict: PARTIAL (exit status 3)" in output
     page = (tmp_path / "r" / "report.html").read_text()
     assert "PARTIAL" in page and "-m &#x27;REQ_0257&#x27;" in page
+
+
+# -- optional capabilities -------------------------------------------------------------------
+
+
+def capability_scenario(test: str, outcome: str) -> ScenarioResult:
+    return ScenarioResult(
+        nodeid=test,
+        name=test,
+        feature="f",
+        requirements=[],
+        tests=[test],
+        id=test,
+        capabilities=["CAP_SHARED_SUBSCRIPTIONS"],
+        outcome=outcome,
+        detail="not selected" if outcome == SKIPPED else "",
+    )
+
+
+def every_requirement_passed() -> list[ScenarioResult]:
+    return [scenario(f"REQ_{n:04d}", PASSED, f"T{n}") for n in range(250, 262)]
+
+
+def test_an_unclaimed_capability_is_judged_by_its_refusal_and_the_other_branch_does_not_apply() -> (
+    None
+):
+    """Read from the connector's claim, not from what ran: the claimed branch of a
+    connector that claims nothing is not applicable even when -m left it out."""
+    works = capability_scenario("TEST_2542", SKIPPED)  # not selected
+    refused = capability_scenario("TEST_2544", PASSED)
+    meta = {**META, "capabilities_claimed": []}
+    matrix = build_matrix([*every_requirement_passed(), works, refused], meta)
+    (row,) = matrix.capabilities
+    assert (row.claimed, row.result) == (False, "PASS")
+    assert works.outcome == INAPPLICABLE
+    assert matrix.verdict == "PASS"  # the branch that does not apply makes no PARTIAL
+    assert not [s for s in matrix.not_run() if s.capabilities]
+
+
+def test_a_claimed_capability_that_did_not_run_is_not_run_and_says_it_is_claimed() -> None:
+    works = capability_scenario("TEST_2542", SKIPPED)  # e.g. a broker without them
+    refused = capability_scenario("TEST_2544", SKIPPED)
+    meta = {**META, "capabilities_claimed": ["shared-subscriptions"]}
+    matrix = build_matrix([*every_requirement_passed(), works, refused], meta)
+    (row,) = matrix.capabilities
+    assert (row.claimed, row.result) == (True, "NOT RUN")
+    assert refused.outcome == INAPPLICABLE and works.outcome == SKIPPED
+    assert claim_text(row) == "claimed: not checked in this run"
+    assert matrix.verdict == "PARTIAL"
+
+
+def test_a_broken_claimed_capability_fails_the_run_but_no_requirement() -> None:
+    works = capability_scenario("TEST_2542", FAILED)
+    refused = capability_scenario("TEST_2544", INAPPLICABLE)
+    meta = {**META, "capabilities_claimed": ["shared-subscriptions"]}
+    matrix = build_matrix([*every_requirement_passed(), works, refused], meta)
+    assert [r.result for r in matrix.rows] == ["PASS"] * 12
+    assert matrix.capabilities[0].result == "FAIL"
+    assert matrix.verdict == "FAIL"
+
+
+def test_a_claim_the_kit_does_not_know_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    code, _, output = run_kit(
+        tmp_path / "reports", "--connector-factory", "tests.kit_factories:unknown_capability"
+    )
+    assert code == 2, output[-2000:]
+    assert "claims 'shared-subs', which the kit does not know" in output
+    assert "the optional capabilities are: shared-subscriptions" in output

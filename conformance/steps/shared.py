@@ -12,7 +12,7 @@ import pytest
 
 from taktora_connector.adapters.mqtt import MqttRouting
 from taktora_connector.conformance.factory import ConnectorFactory
-from taktora_connector.conformance.world import BROKER_FACTS, World, qos
+from taktora_connector.conformance.world import BROKER_FACTS, CLAIMS, World, qos
 from taktora_connector.domain import (
     LEGAL_TRANSITIONS,
     HealthEvent,
@@ -68,6 +68,7 @@ def conformance_world(
         world = World(connector_factory, facts.url)
         world.managed = facts.managed
         world.probes = {p.name: p for p in facts.probes}
+    world.claims = request.config.stash.get(CLAIMS, None)
     handler = _LineCollector(world.log_lines)
     root = logging.getLogger()
     level = root.level

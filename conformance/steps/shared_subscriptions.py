@@ -50,6 +50,8 @@ def claimed_capabilities(world: World) -> frozenset[str]:
     known = world.scratch.get("capabilities")
     if known is not None:
         return frozenset(known)
+    if world.claims is not None:  # read once by the kit's session, before any scenario
+        return world.claims
     options = MqttConnectorOptions(host="127.0.0.1", port=1, client_id=f"{world.ns}-claims")
     connector = world.factory(options, JsonCodec())
     try:

@@ -63,9 +63,9 @@ def nameless(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Nameles
     return Nameless(MqttConnector(options, codec))
 
 
-@breaks("REQ_0250", caught_by=("TEST_2502", "TEST_2503"))
+@breaks("REQ_0250", caught_by=("TEST_2502", "TEST_2503", "TEST_2610"))
 def never_reconnects(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
-    """Gives up on the first failed reconnect attempt (TEST_2502, TEST_2503)."""
+    """Gives up on the first failed reconnect attempt (TEST_2502, TEST_2503, TEST_2610)."""
     return MqttConnector(options.replace(reconnect_attempt_ceiling=0), codec)
 
 
