@@ -620,6 +620,10 @@ class Gateway:
                     if time.monotonic() >= deadline:
                         break
                     time.sleep(0.001)
+                if wire is not None:
+                    # FIN, then read to the broker's EOF: a close with unread input
+                    # sends RST, and the broker would drop the last PUBACKs unread.
+                    _close_gracefully(wire, deadline)
                 self._plane.settle_qos0()
             sock = client.socket()
             if sock is not None:
