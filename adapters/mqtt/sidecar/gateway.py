@@ -607,23 +607,17 @@ class Gateway:
             if self._connected:
                 self._plane.write_due_acks()  # what the application was done with
                 self._connected = False
-                client.disconnect()
-                deadline = time.monotonic() + 1.0
-                while client.socket() is not None:
-                    try:
-                        if client.want_write():
-                            client.loop_write()
-                        if wire is None or wire.flush():
-                            break
-                    except (OSError, ValueError, ssl.SSLError):
-                        break
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.001)
                 if wire is not None:
-                    # FIN, then read to the broker's EOF: a close with unread input
-                    # sends RST, and the broker would drop the last PUBACKs unread.
-                    _close_gracefully(wire, deadline)
+                    if client.want_write():  # what paho still holds goes first
+                        self._client_call(lambda c: c.loop_write())
+                    # DISCONNECT written here, behind the PUBACKs, not by paho: paho closes
+                    # the socket as soon as its DISCONNECT is buffered, and a close with
+                    # unread input sends RST, which drops the bytes still queued (the last
+                    # PUBACKs: messages the application had came again next session).
+                    wire.write(_DISCONNECT)
+                    _close_gracefully(wire, time.monotonic() + 1.0)
+                else:  # pragma: no cover - connected always has a wire
+                    client.disconnect()
                 self._plane.settle_qos0()
             sock = client.socket()
             if sock is not None:
