@@ -22,6 +22,12 @@ class Connector(Protocol[T, R]):
     ``T`` is the type of channel values (the codec's), ``R`` the routing type.
     Writers and readers may be created before or after ``start()``. Used as a
     context manager it starts on entry and closes on exit.
+
+    Optional, beyond the protocol: a ``capabilities`` attribute, a set of the names
+    of the optional capabilities it offers (``"shared-subscriptions"``); none without
+    it. A routing that needs a capability it does not offer is refused with
+    ``Failure(ConfigurationError)`` (``docs/connector-contract.md``, "Required and
+    optional").
     """
 
     @property
