@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from returns.result import Failure
+
 from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
 from taktora_connector.domain import (
     ChannelDescriptor,
+    ConfigurationError,
     RecvEnvelope,
 )
 from taktora_connector.ports import PayloadCodec
@@ -71,3 +74,18 @@ class CopiesReaderQos(Wrapper):
 @breaks("REQ_0251", caught_by="TEST_2512")
 def copies_reader_qos(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return CopiesReaderQos(MqttConnector(options, codec))
+
+
+class VagueDollarRefusal(Wrapper):
+    """Refuses a writer to a ``$`` topic, but without naming the topic or the ``$``."""
+
+    def create_writer(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        topic = descriptor.routing.topic or ""
+        if topic.startswith("$"):
+            return Failure(ConfigurationError("this writer is not allowed"))
+        return self.inner.create_writer(descriptor)
+
+
+@breaks("REQ_0251", caught_by="TEST_2511")
+def vague_dollar_refusal(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return VagueDollarRefusal(MqttConnector(options, codec))

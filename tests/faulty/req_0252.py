@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -118,3 +119,28 @@ class PendingForeverAfterClose(Wrapper):
 @breaks("REQ_0252", caught_by="TEST_2523")
 def pending_forever_after_close(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return PendingForeverAfterClose(MqttConnector(options, codec))
+
+
+class TrimmingPayloadReader(ChannelWrapper):
+    """Hands out the value as decoded but the raw payload with trailing zero bytes cut."""
+
+    def _trim(self, envelope: Any) -> Any:
+        if envelope is None:
+            return None
+        return dataclasses.replace(envelope, payload=envelope.payload.rstrip(b"\x00"))
+
+    def recv(self, timeout: float | None = None) -> Any:
+        return self.inner.recv(timeout).map(self._trim)
+
+    def try_recv(self) -> Any:
+        return self.inner.try_recv().map(self._trim)
+
+
+class TrimsRawPayload(Wrapper):
+    def create_reader(self, descriptor: ChannelDescriptor[MqttRouting]) -> Any:
+        return self.inner.create_reader(descriptor).map(TrimmingPayloadReader)
+
+
+@breaks("REQ_0252", caught_by="TEST_0130")
+def trims_raw_payload(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return TrimsRawPayload(MqttConnector(options, codec))

@@ -144,3 +144,15 @@ class WakesAsyncioLoop(Wrapper):
 @fair("REQ_0258")
 def wakes_asyncio_loop(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
     return WakesAsyncioLoop(MqttConnector(options, codec))
+
+
+class ShowsItsLoop(Wrapper):
+    """Offers its event loop through a public method: a stack type in the port surface."""
+
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.new_event_loop()
+
+
+@breaks("REQ_0258", caught_by="TEST_2581")
+def shows_its_loop(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Wrapper:
+    return ShowsItsLoop(MqttConnector(options, codec))
