@@ -447,10 +447,14 @@ class RabbitMQBroker:
     its PID, and the epmd it started."""
 
     port: int = 0
+    tls: bool = False
+    tls_port: int = 0
+    tls_material: TlsMaterial | None = None
     start_timeout: float = 90.0
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _epmd: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _workdir: str | None = field(default=None, repr=False)
+    _env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def url(self) -> str:
@@ -476,20 +480,28 @@ class RabbitMQBroker:
         self._workdir = str(work)
         self.port = self.port or free_port()
         amqp, dist, epmd = free_port(), free_port(), free_port()
-        (work / "rabbitmq.conf").write_text(
-            "\n".join(
-                [
-                    f"listeners.tcp.default = 127.0.0.1:{amqp}",
-                    f"mqtt.listeners.tcp.default = 127.0.0.1:{self.port}",
-                    "mqtt.allow_anonymous = true",
-                    "loopback_users = none",
-                    "log.console = false",
-                    "log.file.level = warning",
-                ]
-            )
-            + "\n",
-            encoding="utf-8",
-        )
+        lines = [
+            f"listeners.tcp.default = 127.0.0.1:{amqp}",
+            f"mqtt.listeners.tcp.default = 127.0.0.1:{self.port}",
+            "mqtt.allow_anonymous = true",
+            "loopback_users = none",
+            "log.console = false",
+            "log.file.level = warning",
+        ]
+        if self.tls:
+            material = self.tls_material = self.tls_material or TlsMaterial.create(str(work))
+            cafile = work / "ca.pem"
+            cafile.write_text(material.ca_pem, encoding="ascii")
+            self.tls_port = self.tls_port or free_port()
+            lines += [
+                f"mqtt.listeners.ssl.default = 127.0.0.1:{self.tls_port}",
+                f"ssl_options.cacertfile = {cafile}",
+                f"ssl_options.certfile = {material.certfile}",
+                f"ssl_options.keyfile = {material.keyfile}",
+                "ssl_options.verify = verify_none",
+                "ssl_options.fail_if_no_peer_cert = false",
+            ]
+        (work / "rabbitmq.conf").write_text("\n".join(lines) + "\n", encoding="utf-8")
         (work / "enabled_plugins").write_text("[rabbitmq_mqtt].\n", encoding="utf-8")
         cookie = work / ".erlang.cookie"
         cookie.write_text(uuid.uuid4().hex.upper(), encoding="utf-8")
@@ -510,6 +522,7 @@ class RabbitMQBroker:
             "ERL_EPMD_PORT": str(epmd),
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
+        self._env = env
         self._epmd = subprocess.Popen(
             [epmd_binary, "-port", str(epmd), "-address", "127.0.0.1"],
             env=env,
@@ -534,6 +547,28 @@ class RabbitMQBroker:
             self.stop()
             raise RabbitMQUnavailable(f"RabbitMQ did not start: {err}\n{tail}") from err
         return self
+
+    def add_user(self, name: str, password: str) -> None:
+        """A user that may connect with ``password`` (and do anything on the default
+        virtual host): for the scenarios that present credentials. A few seconds each
+        (``rabbitmqctl`` starts an Erlang node of its own)."""
+        ctl = RABBITMQ_SCRIPTS / "rabbitmqctl"
+        for command in (
+            ["add_user", name, password],
+            ["set_permissions", "-p", "/", name, ".*", ".*", ".*"],
+        ):
+            done = subprocess.run(
+                [str(ctl), "-q", *command],
+                env=self._env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if done.returncode:
+                raise RabbitMQUnavailable(
+                    f"rabbitmqctl {command[0]} failed: {(done.stderr or done.stdout).strip()}"
+                )
 
     def stop(self) -> None:
         for attribute in ("_process", "_epmd"):

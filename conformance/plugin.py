@@ -256,7 +256,7 @@ class KitSession:
             if reporter is not None:
                 reporter.write_line("starting a RabbitMQ node for the run (about 15 s) ...")
             try:
-                self.rabbitmq = RabbitMQBroker().start()
+                self.rabbitmq = RabbitMQBroker(tls=True).start()
             except RabbitMQUnavailable as err:
                 return f"--broker rabbitmq: {err}"
             url = self.rabbitmq.url
@@ -276,7 +276,7 @@ class KitSession:
         if why is not None:
             return why
         self.config.stash[BROKER_FACTS] = BrokerFacts(
-            managed, str(url) if url else None, tuple(found)
+            managed, str(url) if url else None, tuple(found), self.rabbitmq
         )
         return None
 
@@ -520,11 +520,8 @@ def describe_broker(managed: str, url: object) -> tuple[str, list[str]]:
     if managed == "rabbitmq":
         return (
             f"RabbitMQ {rabbitmq_version()} with rabbitmq_mqtt, started by the kit (one node "
-            "for the whole run, on loopback)",
-            [
-                "one broker for the whole run: scenarios that need a broker the kit "
-                "configures per scenario (credentials, TLS) are not run"
-            ],
+            "for the whole run, on loopback, with a TLS listener; users added per scenario)",
+            [],
         )
     if mosquitto_binary() is not None:
         return (

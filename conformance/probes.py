@@ -346,6 +346,9 @@ class BrokerFacts:
     managed: str  # "amqtt", "mosquitto" (one per scenario) or "rabbitmq" (one per run)
     url: str | None  # a broker that serves the whole run (--broker-url, or rabbitmq)
     probes: tuple[Probe, ...]
+    #: The run's own broker when the kit started one for the run (rabbitmq): it adds
+    #: users and has a TLS listener, so those scenarios run on it too.
+    run_broker: Any = None
 
     def probe(self, name: str) -> Probe | None:
         return next((p for p in self.probes if p.name == name), None)

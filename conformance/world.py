@@ -130,6 +130,8 @@ class World:
     log_lines: list[str] = field(default_factory=list)
     #: What the run's broker was found to do (``probes``), by probe name.
     probes: dict[str, Probe] = field(default_factory=dict)
+    #: The broker the kit started for the whole run (rabbitmq), else None.
+    run_broker: Any = None
     #: What the connector under test claims, as the kit's session read it (None: unread).
     claims: frozenset[str] | None = None
 
@@ -145,12 +147,23 @@ class World:
     # -- brokers -----------------------------------------------------------------------
 
     def start_broker(self, *, users: dict[str, str] | None = None, tls: bool = False) -> None:
+        run_broker = self.run_broker
+        if self.broker_url is not None and run_broker is not None:
+            # The kit's own broker for the run (rabbitmq): users are added to it, and it
+            # has a TLS listener with the run's CA.
+            parts = urlsplit(self.broker_url)
+            self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 1883
+            for name, password in (users or {}).items():
+                run_broker.add_user(name, password)
+            if tls:
+                self.tls_port = run_broker.tls_port
+                self.tls_material = run_broker.tls_material
+            return
         if self.broker_url is not None:
             if users is not None or tls:
                 pytest.skip(
-                    "needs a broker configured by the kit per scenario (credentials or "
-                    "TLS); not run against a broker that serves the whole run "
-                    "(--broker-url, --broker rabbitmq)"
+                    "needs a broker configured by the kit (credentials or TLS); not run "
+                    "against a broker that serves the whole run (--broker-url)"
                 )
             parts = urlsplit(self.broker_url)
             self.host = parts.hostname or "127.0.0.1"

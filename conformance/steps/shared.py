@@ -68,6 +68,7 @@ def conformance_world(
         world = World(connector_factory, facts.url)
         world.managed = facts.managed
         world.probes = {p.name: p for p in facts.probes}
+        world.run_broker = facts.run_broker
     world.claims = request.config.stash.get(CLAIMS, None)
     handler = _LineCollector(world.log_lines)
     root = logging.getLogger()
