@@ -262,7 +262,7 @@ class KitSession:
             url = self.rabbitmq.url
         if url:
             if reporter is not None:
-                reporter.write_line(f"probing the broker at {url} (about 6 s) ...")
+                reporter.write_line(f"probing the broker at {url} (a few seconds) ...")
             parsed = parse_broker_url(str(url))
             assert not isinstance(parsed, str)  # checked before
             try:

@@ -266,9 +266,9 @@ def _shared(host: str, port: int, ns: str) -> Probe:
             return Probe("shared subscriptions", False, f"the broker refused {shared}: {codes}")
         for n in range(10):
             pub.publish(topic, str(n).encode(), qos=1)
-        got = one.collect(1.0) + two.collect(1.0)
+        got = one.collect(0.5) + two.collect(0.5)
         pub.publish(shared, b"literal", qos=1)
-        literal = one.collect(1.0) + two.collect(1.0)
+        literal = one.collect(0.5) + two.collect(0.5)
     numbers = sorted(int(p.payload) for p in got if p.payload.isdigit())
     if numbers == list(range(10)):
         return Probe("shared subscriptions", True, f"two members of {shared} got each of 10 once")
@@ -289,10 +289,10 @@ def _shared(host: str, port: int, ns: str) -> Probe:
 def _sys(host: str, port: int, ns: str) -> Probe:
     with client(host, port, f"{ns}-sys") as sub:
         sub.subscribe("$SYS/#", 0)
-        got = sub.collect(2.0, until=1)
+        got = sub.collect(1.0, until=1)
     if got:
         return Probe("$SYS", True, f"{got[0].topic.decode('utf-8', 'replace')} came")
-    return Probe("$SYS", False, "no $SYS message within 2 s")
+    return Probe("$SYS", False, "no $SYS message within 1 s")
 
 
 #: The kit's own brokers are known: it starts and configures them (and corrects

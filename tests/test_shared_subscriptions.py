@@ -181,26 +181,6 @@ def test_kit_scenario_runs_on_a_mosquitto_it_starts(tmp_path: Path) -> None:
     assert _scenario(report)["outcome"] == "passed", output[-3000:]
 
 
-def test_a_connector_failing_shared_readers_itself_fails_and_is_not_excused(
-    tmp_path: Path,
-) -> None:
-    """NOT RUN is for a broker that refused the SUBSCRIBE on the wire; a connector that
-    fails the reader by itself (no SUBACK refusal) fails the scenario."""
-    from .kit_runs import run_kit
-
-    require_mosquitto()
-    code, report, output = run_kit(
-        tmp_path / "own",
-        "-m",
-        "TEST_2542",
-        "--connector-factory",
-        "tests.faulty.req_0254:refuses_share_groups_itself",
-        measure=True,
-    )
-    assert _scenario(report)["outcome"] == "failed", output[-3000:]
-    assert code == 1
-
-
 def test_kit_scenario_is_not_run_without_mosquitto_and_says_why(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
