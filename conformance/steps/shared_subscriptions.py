@@ -25,11 +25,10 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 from returns.pipeline import is_successful
 
-from taktora_connector.adapters.codecs import JsonCodec
-from taktora_connector.adapters.mqtt import MqttConnectorOptions, MqttQos, MqttRouting
+from taktora_connector.adapters.mqtt import MqttQos, MqttRouting
 from taktora_connector.conformance.brokers import MosquittoBroker, mosquitto_binary
+from taktora_connector.conformance.factory import claimed_capabilities as claimed_capabilities_of
 from taktora_connector.conformance.proxy import PacketType, WirePacket
-from taktora_connector.conformance.registry import CAPABILITY_NAMES
 from taktora_connector.conformance.reports import NOT_APPLICABLE
 from taktora_connector.conformance.world import PATIENCE, World, qos
 from taktora_connector.domain import ChannelDescriptor, ConfigurationError, StackError
@@ -45,27 +44,14 @@ AMQTT_HAS_NO_SHARED_SUBSCRIPTIONS = (
 
 
 def claimed_capabilities(world: World) -> frozenset[str]:
-    """What the connector under test claims: its ``capabilities`` (absent: nothing).
-    Read from a connector the factory makes and closes unstarted."""
-    known = world.scratch.get("capabilities")
-    if known is not None:
-        return frozenset(known)
-    if world.claims is not None:  # read once by the kit's session, before any scenario
+    """What the connector under test claims: read once by the kit's session before any
+    scenario, or here (``factory.claimed_capabilities``) when the session did not run."""
+    if world.claims is not None:
         return world.claims
-    options = MqttConnectorOptions(host="127.0.0.1", port=1, client_id=f"{world.ns}-claims")
-    connector = world.factory(options, JsonCodec())
-    try:
-        claimed: object = getattr(connector, "capabilities", frozenset())
-    finally:
-        connector.close()
-    names = list(claimed) if isinstance(claimed, set | frozenset | tuple | list) else [claimed]
-    assert all(isinstance(n, str) for n in names), (
-        f"the connector's capabilities must be a set of names (known: "
-        f"{', '.join(sorted(CAPABILITY_NAMES))}), not {claimed!r}"
-    )
-    found = frozenset(str(n) for n in names)
-    world.scratch["capabilities"] = found
-    return found
+    claims = claimed_capabilities_of(world.factory)
+    assert not isinstance(claims, str), claims
+    world.claims = claims
+    return claims
 
 
 @given(parsers.re(r'the connector under test claims "(?P<name>[^"]+)"$'))
