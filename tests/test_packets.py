@@ -7,7 +7,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -349,6 +349,78 @@ def test_arbitrary_bytes_raise_nothing_but_a_protocol_violation(data: bytes, chu
             assert read_all(encode(packet)) == [packet]
     except ProtocolViolation:
         pass
+
+
+def _read_by_runs(data: bytes, chunk: int) -> tuple[list[Any], str | None]:
+    """``read_all`` through ``next_run``: the packets, then the violation (if one)."""
+    reader = PacketReader(max_remaining=200)
+    out: list[Any] = []
+    try:
+        for start in range(0, len(data), chunk):
+            reader.receive_data(data[start : start + chunk])
+            while True:
+                run: list[Publish] = []
+                try:
+                    event = reader.next_run(run)
+                finally:
+                    out.extend(run)  # the run before a violation stands
+                if isinstance(event, NeedData):
+                    break
+                out.append(event)
+    except ProtocolViolation as err:
+        return out, str(err)
+    return out, None
+
+
+def _read_by_events(data: bytes, chunk: int) -> tuple[list[Any], str | None]:
+    reader = PacketReader(max_remaining=200)
+    out: list[Any] = []
+    try:
+        for start in range(0, len(data), chunk):
+            reader.receive_data(data[start : start + chunk])
+            while not isinstance(event := reader.next_event(), NeedData):
+                out.append(event)
+    except ProtocolViolation as err:
+        return out, str(err)
+    return out, None
+
+
+def _publish_raw(first: int, topic: bytes, body: bytes, short: int) -> bytes:
+    """A PUBLISH with any flags whose remaining length may be ``short`` bytes too small
+    (then its topic may end beyond it)."""
+    length = max(0, 2 + len(topic) + len(body) - short)
+    return bytes([first]) + remaining_length(length) + len(topic).to_bytes(2, "big") + topic + body
+
+
+# PUBLISH headers of every kind, good and bad: QoS 0-3, DUP, one- and two-byte lengths,
+# lengths that lie.
+_publish_bytes = st.builds(
+    _publish_raw,
+    st.integers(0x30, 0x3F),
+    st.binary(max_size=5),
+    st.binary(max_size=4) | st.binary(min_size=120, max_size=250),  # 1- and 2-byte lengths
+    st.sampled_from([0, 0, 0, 1, 2, 4, 8]),
+)
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(st.one_of(_publish_bytes, packets.map(encode), st.binary(max_size=6)), max_size=10),
+    st.integers(1, 300),
+)
+# Each fault the fast path must leave to ``next_event``, once for certain:
+@example([_publish_raw(0x30, b"abcde", b"", 4)], 300)  # the topic ends beyond the packet
+@example([_publish_raw(0x32, b"ab", b"\x00", 0)], 300)  # no room for the packet identifier
+@example([_publish_raw(0x32, b"ab", b"\x00\x00x", 0)], 300)  # packet identifier 0
+@example([_publish_raw(0x36, b"ab", b"\x00\x01x", 0)], 300)  # QoS 3
+@example([_publish_raw(0x38, b"ab", b"x", 0)], 300)  # QoS 0 with DUP
+@example([_publish_raw(0x30, b"ab", b"x" * 240, 0)], 300)  # above the reader's limit
+@example([_publish_raw(0x30, b"ab", b"x", 0) * 3], 2)  # cut anywhere
+def test_next_run_reads_exactly_what_next_event_reads(parts: list[bytes], chunk: int) -> None:
+    """The data plane's fast path (one call per run of PUBLISHes) reads the same packets
+    and raises the same violation, at the same place, as one call per packet."""
+    data = b"".join(parts)
+    assert _read_by_runs(data, chunk) == _read_by_events(data, chunk)
 
 
 def test_the_kits_proxy_decodes_with_this_codec() -> None:

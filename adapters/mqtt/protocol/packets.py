@@ -350,6 +350,86 @@ class PacketReader:
         except (IndexError, UnicodeDecodeError, ValueError) as err:
             return self._fail(f"malformed {_name(kind)}: {err}")
 
+    def next_run(self, run: list[Publish]) -> Packet | NeedData:
+        """``next_event`` for a stream of PUBLISHes: every whole PUBLISH up to the next
+        other event is appended to ``run``, then that event is returned (``NEED_DATA``
+        when the bytes ran out). The same packets and the same checks as calling
+        ``next_event`` in a loop, one call per run instead of two per message: the
+        common PUBLISH (whole, remaining length in one or two bytes, valid header) is
+        read inline; anything else goes through ``next_event``, which also raises
+        what it finds wrong (the run before it stays appended)."""
+        append = run.append
+        new = _new_publish
+        limit = self._max
+        while True:
+            if self._broken is not None:
+                raise self._broken
+            data = self._data
+            pos = self._pos
+            end = len(data)
+            start = pos
+            while pos + 2 <= end:
+                first = data[pos]
+                if first & 0xF0 != 0x30:
+                    break  # not a PUBLISH
+                byte = data[pos + 1]
+                if byte < 0x80:
+                    body = pos + 2
+                    length = byte
+                elif pos + 2 < end and data[pos + 2] < 0x80:
+                    body = pos + 3
+                    length = (byte & 0x7F) | data[pos + 2] << 7
+                else:
+                    break  # a longer length, or cut: the general path
+                stop = body + length
+                if stop > end or length > limit or length < 2:
+                    break
+                topic_end = body + 2 + (data[body] << 8 | data[body + 1])
+                qos = (first >> 1) & 0x03
+                if qos == 1:
+                    if topic_end + 2 > stop:
+                        break
+                    packet_id = data[topic_end] << 8 | data[topic_end + 1]
+                    if not packet_id:
+                        break
+                    append(
+                        new(
+                            (
+                                data[body + 2 : topic_end],
+                                data[topic_end + 2 : stop],
+                                1,
+                                first & 1 == 1,
+                                first & 8 == 8,
+                                packet_id,
+                            )
+                        )
+                    )
+                elif qos or topic_end > stop or first & 8:
+                    break  # QoS 2 (handled by the caller) and every fault: the general path
+                else:
+                    append(
+                        new(
+                            (
+                                data[body + 2 : topic_end],
+                                data[topic_end:stop],
+                                0,
+                                first & 1 == 1,
+                                False,
+                                None,
+                            )
+                        )
+                    )
+                start = pos
+                pos = stop
+            if pos != self._pos:
+                self._start = start
+                self._pos = self._end = pos
+                self._checked = -1
+            event = self.next_event()
+            if type(event) is not Publish:
+                return event
+            append(event)
+
     def _maybe_skip(
         self, data: bytes, first: int, body: int, stop: int
     ) -> SkippedPublish | NeedData:

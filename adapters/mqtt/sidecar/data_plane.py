@@ -240,23 +240,19 @@ class DataPlane:
         """
         reader = self._reader
         reader.receive_data(data)
-        next_event = reader.next_event
+        next_run = reader.next_run
         wire = self._wire
         step = _Pass(self.session.connected, time.time_ns())
         handlers = self._handlers
         count = 0
         publishes: list[Publish] = []  # a run of PUBLISHes, handled together
-        run = publishes.append
         try:
             while True:
-                packet = next_event()
-                kind = type(packet)
-                if kind is Publish:
-                    run(packet)  # type: ignore[arg-type]  # its type was just read
-                    continue
+                packet = next_run(publishes)  # the PUBLISHes up to the next other event
                 if publishes:
                     count += len(publishes)
                     self._on_publishes(publishes, step)  # and empties the run
+                kind = type(packet)
                 handler = handlers.get(kind)
                 if handler is not None:
                     count += 1
