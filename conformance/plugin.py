@@ -66,6 +66,7 @@ from .reports import (
     table_lines,
     write_all,
 )
+from .statements import STATEMENTS
 from .world import BROKER_FACTS, CLAIMS
 
 pytest_plugins = ("taktora_connector.conformance.steps",)
@@ -108,6 +109,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{cap.id}: optional capability ({cap.title})")
     for test in TESTS.values():
         config.addinivalue_line("markers", f"{test.id}: test case {test.id} ({test.title})")
+    for statement in STATEMENTS.values():
+        config.addinivalue_line(
+            "markers", f"{statement.id}: MQTT 3.1.1 statement ({statement.rule})"
+        )
     config.addinivalue_line(
         "markers", "broker_config: needs a broker the kit configures (credentials, TLS)"
     )
@@ -123,7 +128,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # Markers the host run registered (its own, pytest's, other plugins') are known
     # too: the kit's plugin is active in any pytest run, whose -m may be its own.
     registered = [line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")]
-    unknown = unknown_tags(markexpr, [*REQUIREMENTS, *CAPABILITIES, *TESTS, *runs, *registered])
+    unknown = unknown_tags(
+        markexpr, [*REQUIREMENTS, *CAPABILITIES, *TESTS, *STATEMENTS, *runs, *registered]
+    )
     if unknown:
         raise pytest.UsageError(
             f"-m {markexpr!r} names {', '.join(unknown)}, which the kit does not know; "

@@ -52,7 +52,7 @@ def unknown_tags(markexpr: str, known: Iterable[str]) -> list[str]:
     """The names in a ``-m`` expression that are not tags of the kit's scenarios (its
     ``REQ_``/``TEST_`` ids, run ids and ``broker_config``): pytest would only say so
     after the run, and the reports would claim a verdict for a selection of nothing."""
-    names = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", markexpr)
+    names = re.findall(r"[A-Za-z_][A-Za-z0-9_.\-]*", markexpr)  # MQTT-4.6.0-2 is one name
     known = {*known, "broker_config"}
     return sorted({n for n in names if n not in _WORDS and n not in known})
 

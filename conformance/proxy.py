@@ -11,6 +11,11 @@ Rules of this module:
   to 0x80 (failure) for those filters, so any broker can be made to refuse a
   subscription; while a rewrite rule is set, broker-to-client bytes are
   forwarded a whole packet at a time;
+- it can also play a hostile broker towards the client (``send_before``,
+  ``send_now``, ``rewrite``, ``trickle``): bytes no broker may send, injected
+  between whole packets or in place of one, or the broker's bytes one at a time;
+  each injected packet is recorded as ``injected`` (``WirePacket.injected``), and
+  every connection's end as a ``Close`` saying which side ended it;
 - it frames the byte stream itself (whatever the bytes, it forwards them) and
   decodes each whole packet with the project's sans-IO codec
   (``adapters.mqtt.packets``, the one the reference connector's data plane
@@ -61,6 +66,7 @@ class WirePacket:
     body: bytes = field(repr=False)
     at: float = 0.0
     connection: int = 0
+    injected: bool = False  # sent by the kit's hostile broker, not by the broker
 
     @property
     def qos(self) -> int:
@@ -188,6 +194,34 @@ class WirePacket:
         return entry
 
 
+@dataclass(frozen=True)
+class Close:
+    """The end of one proxied connection: who ended it, and when."""
+
+    connection: int
+    by: str  # "client", "broker" or "kit" (``cut``, ``outage``)
+    at: float
+
+
+#: A hostile broker's rule for one packet type: the bytes the client gets instead of
+#: the broker's packet (``None``: the packet unchanged).
+Rewrite = Callable[[WirePacket], bytes | None]
+
+
+def _length_of(raw: bytes) -> tuple[int | None, int]:
+    """The remaining length of the packet ``raw`` starts with and where its body begins;
+    ``None`` when the length is cut or longer than four bytes."""
+    length, shift, index = 0, 0, 1
+    while index < len(raw) and index <= 4:
+        byte = raw[index]
+        index += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return length, index
+    return None, index
+
+
 class _Decoder:
     """Incremental MQTT framing for one direction of one connection.
 
@@ -202,12 +236,19 @@ class _Decoder:
         self.direction = direction
         self._connection = connection
         self._sink = sink
+        self.disconnected = False  # a DISCONNECT passed (the client's, for "out")
+
+    @property
+    def pending(self) -> bool:
+        """Bytes of an incomplete packet are held (not forwarded yet)."""
+        return bool(self._buffer)
 
     def feed(
         self,
         data: bytes,
         hold: bool = False,
         rewrite: Callable[[WirePacket], WirePacket] | None = None,
+        transform: Callable[[WirePacket, bytes], bytes | None] | None = None,
     ) -> bytes:
         buffer = self._buffer
         buffer.extend(data)
@@ -231,6 +272,8 @@ class _Decoder:
             if not complete or len(buffer) < end:
                 break
             kind = buffer[0] >> 4
+            if kind == PacketType.DISCONNECT:
+                self.disconnected = True
             raw = bytes(buffer[:end])
             if 1 <= kind <= 14:
                 packet = WirePacket(
@@ -246,6 +289,12 @@ class _Decoder:
                     if changed is not packet and self._sent == 0:  # not forwarded yet
                         raw = raw[:index] + changed.body
                         packet = changed
+                if transform is not None and self._sent == 0:
+                    replaced = transform(packet, raw)
+                    if replaced is not None:  # recorded by the transform
+                        out += replaced
+                        del buffer[:end]
+                        continue
                 self._sink.append(packet)
             out += raw[self._sent :]
             self._sent = max(0, self._sent - end)
@@ -263,7 +312,7 @@ class FaultProxy:
         self.target = (target_host, target_port)
         self.port = free_port()
         self.packets: list[WirePacket] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a rewrite rule may change the rules
         self._paused: frozenset[str] = frozenset()
         self._stop = False
         self._listener = socket.create_server(("127.0.0.1", self.port))
@@ -276,6 +325,15 @@ class FaultProxy:
         self.refused = 0  # connections closed at once during an outage
         self._refused_filters: frozenset[str] = frozenset()
         self._subscribed: dict[tuple[int, int | None], list[str]] = {}
+        #: How every connection ended (``Close``), in order.
+        self.closes: list[Close] = []
+        #: Every injection of the hostile broker: (connection, bytes, time).
+        self.injections: list[tuple[int, bytes, float]] = []
+        self._before: list[tuple[PacketType, bytes]] = []  # once each, in order
+        self._now: list[bytes] = []
+        self._rewrites: dict[PacketType, Rewrite] = {}
+        self._trickle = False
+        self._cut: set[int] = set()  # connections the kit cut
         self._thread = threading.Thread(
             target=self._run, name="conformance-harness-proxy", daemon=True
         )
@@ -299,6 +357,10 @@ class FaultProxy:
         """Close every open connection, as a failing network would."""
         with self._lock:
             sockets = list(self._pairs)
+            ended = {decoder._connection for _, decoder in self._pairs.values()}
+            now = time.monotonic()
+            self.closes.extend(Close(number, "kit", now) for number in sorted(ended))
+            self._cut |= ended
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -333,6 +395,70 @@ class FaultProxy:
             return packet
         return replace(packet, body=packet.body[:2] + bytes(codes))
 
+    # -- a hostile broker ----------------------------------------------------------------
+
+    def send_before(self, kind: PacketType, raw: bytes) -> None:
+        """Once: the client gets ``raw`` just before the broker's next ``kind`` packet
+        (on whichever connection it comes), e.g. a PUBLISH before the CONNACK."""
+        with self._lock:
+            self._before.append((kind, raw))
+
+    def send_now(self, raw: bytes) -> None:
+        """Once: the client of the newest open connection gets ``raw`` now, between
+        whole packets of the broker's."""
+        with self._lock:
+            self._now.append(raw)
+
+    def rewrite(self, kind: PacketType, rule: Rewrite | None) -> None:
+        """From now on, each ``kind`` packet the broker sends goes through ``rule``:
+        the client gets the bytes it returns instead (``None``: the packet as it was).
+        ``rule=None`` ends the rewriting."""
+        with self._lock:
+            if rule is None:
+                self._rewrites.pop(kind, None)
+            else:
+                self._rewrites[kind] = rule
+
+    def trickle(self, on: bool = True) -> None:
+        """Forward the broker's bytes to the client one byte per write."""
+        self._trickle = on
+
+    @property
+    def _hostile(self) -> bool:
+        return bool(self._before or self._now or self._rewrites or self._trickle)
+
+    def _record_injected(self, raw: bytes, connection: int) -> None:
+        """Keep what the kit sent in the broker's place (lock held); bytes that are no
+        whole packet are recorded as far as their first byte tells."""
+        at = time.monotonic()
+        self.injections.append((connection, raw, at))
+        if not raw or not 1 <= raw[0] >> 4 <= 14:
+            return  # a reserved packet type: in ``injections`` only
+        length, index = _length_of(raw)
+        body = raw[index : index + length] if length is not None else raw[1:]
+        self.packets.append(
+            WirePacket("in", PacketType(raw[0] >> 4), raw[0] & 0x0F, body, at, connection, True)
+        )
+
+    def _transform(self, packet: WirePacket, raw: bytes) -> bytes | None:
+        """The hostile broker's hand on one whole packet from the broker (lock held)."""
+        out = b""
+        for position, (kind, injected) in enumerate(self._before):
+            if kind is packet.type:
+                del self._before[position]
+                self._record_injected(injected, packet.connection)
+                out = injected
+                break
+        rule = self._rewrites.get(packet.type)
+        replaced = rule(packet) if rule is not None else None
+        if replaced is None:
+            if not out:
+                return None
+            self.packets.append(packet)
+            return out + raw
+        self._record_injected(replaced, packet.connection)
+        return out + replaced
+
     # -- observation -------------------------------------------------------------------
 
     @property
@@ -356,7 +482,9 @@ class FaultProxy:
 
     def _run(self) -> None:
         while not self._stop:
-            events = self._selector.select(0.05)
+            events = self._selector.select(0.01 if self._now else 0.05)
+            if self._now:
+                self._inject_now()
             paused = self._paused
             for key, _ in events:
                 if key.data is None:
@@ -368,6 +496,38 @@ class FaultProxy:
                     self._forward(sock)
             if paused:
                 time.sleep(0.002)  # held bytes keep sockets readable: do not spin
+
+    def _inject_now(self) -> None:
+        with self._lock:
+            clients = [
+                (decoder._connection, sock)
+                for sock, (_, decoder) in self._pairs.items()
+                if decoder.direction == "out"
+            ]
+            if not clients:
+                return
+            number, client = max(clients, key=lambda pair: pair[0])
+            upstream_decoder = self._pairs[self._pairs[client][0]][1]
+            if upstream_decoder.pending:
+                return  # in the middle of a broker packet: after it
+            raws, self._now = self._now, []
+            for raw in raws:
+                self._record_injected(raw, number)
+        self._send(client, b"".join(raws))
+
+    def _send(self, sock: socket.socket, data: bytes) -> bool:
+        try:
+            sock.setblocking(True)
+            if self._trickle:
+                for index in range(len(data)):
+                    sock.sendall(data[index : index + 1])
+                    time.sleep(0.0005)  # each byte its own segment (TCP_NODELAY)
+            else:
+                sock.sendall(data)
+            sock.setblocking(False)
+        except OSError:
+            return False
+        return True
 
     def _accept(self) -> None:
         try:
@@ -409,27 +569,53 @@ class FaultProxy:
             self._drop(sock)
             return
         rules = bool(self._refused_filters)
+        inbound = decoder.direction == "in"
+        hostile = inbound and self._hostile
         with self._lock:
             data = decoder.feed(
                 data,
-                hold=rules and decoder.direction == "in",
+                hold=(rules or hostile) and inbound,
                 rewrite=self._rewrite if rules else None,
+                transform=self._transform if hostile else None,
             )
         if not data:
             return
-        try:
-            other.setblocking(True)
-            other.sendall(data)
-            other.setblocking(False)
-        except OSError:
+        if not self._send(other, data) if inbound else not self._send_plain(other, data):
             self._drop(sock)
+
+    @staticmethod
+    def _send_plain(sock: socket.socket, data: bytes) -> bool:
+        try:
+            sock.setblocking(True)
+            sock.sendall(data)
+            sock.setblocking(False)
+        except OSError:
+            return False
+        return True
 
     def _drop(self, sock: socket.socket) -> None:
         with self._lock:
+            pair = self._pairs.get(sock)
+            if pair is not None and pair[1].direction == "in" and pair[0] in self._pairs:
+                client_side = self._pairs[pair[0]][1]
+                if client_side.disconnected and pair[1]._connection not in self._cut:
+                    # The broker closed after the client's DISCONNECT: the client must
+                    # close too (MQTT-3.14.4-1); its socket stays open to see it do so.
+                    del self._pairs[sock]
+                    with contextlib.suppress(KeyError, ValueError):
+                        self._selector.unregister(sock)
+                    with contextlib.suppress(OSError):
+                        sock.close()
+                    return
             pair = self._pairs.pop(sock, None)
             other = pair[0] if pair else None
             if other is not None:
                 self._pairs.pop(other, None)
+            if pair is not None:
+                number = pair[1]._connection
+                if number not in self._cut:  # the kit's own cut is recorded as such
+                    by = "client" if pair[1].direction == "out" else "broker"
+                    self.closes.append(Close(number, by, time.monotonic()))
         for each in (sock, other):
             if each is None:
                 continue

@@ -55,6 +55,7 @@ from .brokers import EmbeddedBroker, MosquittoBroker, TlsMaterial
 from .factory import ConnectorFactory
 from .probes import BrokerFacts, Probe
 from .proxy import FaultProxy, PacketType, WirePacket
+from .wire_rules import Traffic
 
 #: How many packets of one scenario its wire log keeps.
 WIRE_KEEP = 600
@@ -134,6 +135,15 @@ class World:
     run_broker: Any = None
     #: What the connector under test claims, as the kit's session read it (None: unread).
     claims: frozenset[str] | None = None
+    #: The MQTT 3.1.1 statements the scenario is tagged with (its protocol profile part).
+    statements: list[str] = field(default_factory=list)
+    #: Each statement judged in the scenario: (outcome, detail), outcome ``passed``,
+    #: ``failed`` or ``unseen`` (``wire_rules.Finding``).
+    findings: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Set once the scenario's fault is in place: a failure after it is its statements'.
+    judging: bool = False
+    #: The codec's bytes of every value each connector was asked to send.
+    sent_payloads: dict[str, set[bytes]] = field(default_factory=dict)
 
     # -- topics ------------------------------------------------------------------------
 
@@ -285,11 +295,36 @@ class World:
             if is_successful(result):
                 outcome = result.unwrap()
                 self.outcomes[writer].append(outcome)
+                self.note_sent(self.writer_owner[writer], value)
                 return outcome
             error = result.failure()
             if not (retry and isinstance(error, BackPressure)) or time.monotonic() > deadline:
                 raise AssertionError(f"send through {writer!r} failed: {error!r}")
             time.sleep(0.002)
+
+    def note_sent(self, party: str, value: Any) -> None:
+        """Keep the codec's bytes of a value sent through ``party`` (the audit knows a
+        payload from the two bytes of a packet identifier in front of it)."""
+        encoded = self.party(party).codec.encode(value)
+        if is_successful(encoded):
+            self.sent_payloads.setdefault(party, set()).add(encoded.unwrap())
+
+    def traffic(self, name: str) -> Traffic:
+        """What the proxy of connector ``name`` saw, for ``wire_rules``."""
+        proxy = self.party(name).proxy
+        assert proxy is not None, f"{name!r} does not go through the kit's proxy"
+        return Traffic(
+            proxy.all_packets(),
+            list(proxy.closes),
+            frozenset(self.sent_payloads.get(name, ())),
+            time.monotonic(),
+        )
+
+    def judge(self, statement: str, outcome: str, detail: str = "") -> None:
+        """Record one statement's verdict in this scenario (a failure is never undone)."""
+        if self.findings.get(statement, ("",))[0] == "failed":
+            return
+        self.findings[statement] = (outcome, detail)
 
     def receive(self, reader: str, timeout: float = PATIENCE) -> RecvEnvelope[Any, MqttRouting]:
         result = self.reader(reader).recv(timeout)

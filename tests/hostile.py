@@ -44,6 +44,8 @@ class FakeBroker:
     _server: socket.socket | None = field(default=None, repr=False)
     _stop: bool = field(default=False, repr=False)
     _clients: list[socket.socket] = field(default_factory=list, repr=False)
+    #: Every byte the clients sent (kept while ``close`` is False), all connections.
+    received: bytearray = field(default_factory=bytearray, repr=False)
 
     def start(self) -> FakeBroker:
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -69,13 +71,24 @@ class FakeBroker:
     def _answer(self, client: socket.socket) -> None:
         with contextlib.suppress(OSError):
             client.settimeout(5)
-            if not client.recv(4096):  # the CONNECT (small enough for one read here)
+            first = client.recv(4096)  # the CONNECT (small enough for one read here)
+            if not first:
                 return
+            self.received += first
             self.connects += 1
             for chunk in self.script:
                 client.sendall(chunk)
             if self.close:
                 client.close()
+                return
+            while not self._stop:
+                try:
+                    data = client.recv(4096)
+                except TimeoutError:
+                    continue
+                if not data:
+                    return
+                self.received += data
 
     def stop(self) -> None:
         self._stop = True

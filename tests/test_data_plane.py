@@ -135,16 +135,29 @@ def test_drops_are_counted_per_batch() -> None:
     assert drops.counted == [(reader, 7)]
 
 
-def test_a_topic_that_is_not_utf8_is_counted_and_still_acknowledged() -> None:
+@pytest.mark.parametrize(
+    ("topic", "statement"),
+    [
+        (b"\xff\xfe", "MQTT-1.5.3-1"),
+        (b"t/+", "MQTT-3.3.2-2"),
+        (b"t/#", "MQTT-3.3.2-2"),
+        (b"", "MQTT-4.7.3-1"),
+        (b"t\x00u", "MQTT-1.5.3-2"),
+    ],
+)
+def test_what_is_no_topic_name_is_a_violation_counted_and_never_acknowledged(
+    topic: bytes, statement: str
+) -> None:
+    """MQTT-4.8.0-1: the connection closes (the gateway does it on the violation); what
+    came before is delivered and acknowledged, the bad one neither."""
     reader = FakeReader()
     plane, wire, peer, _ = plane_with({"t": [reader]})
-    plane.receive(
-        encode_publish(b"\xff\xfe", b"bad", 1, False, 5) + encode_publish(b"t", b"ok", 0),
-        lambda p: True,
-    )
+    data = encode_publish(b"t", b"ok", 1, False, 4) + encode_publish(topic, b"bad", 1, False, 5)
+    with pytest.raises(ProtocolViolation, match=statement):
+        plane.receive(data, lambda p: True)
     assert plane.rejected_inbound == 1
     assert [item[0] for item in reader.batches[0]] == [b"ok"]
-    assert sent_packets(wire, peer) == [PubAck(5)]
+    assert sent_packets(wire, peer) == [PubAck(4)]
 
 
 def test_a_protocol_violation_raises_after_the_messages_before_it_were_delivered() -> None:

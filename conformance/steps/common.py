@@ -166,6 +166,7 @@ def _reader(
     )
 
 
+@given(parsers.re(r'"(?P<reader>[^"]+)" is subscribed, probed through "(?P<writer>[^"]+)"$'))
 @when(parsers.re(r'"(?P<reader>[^"]+)" is subscribed, probed through "(?P<writer>[^"]+)"$'))
 def _probed(conformance_world: World, reader: str, writer: str) -> None:
     conformance_world.probe(reader, writer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from taktora_connector.adapters.mqtt import MqttRouting
 from taktora_connector.conformance.factory import ConnectorFactory
+from taktora_connector.conformance.statements import statements_of
 from taktora_connector.conformance.world import BROKER_FACTS, CLAIMS, World, qos
 from taktora_connector.domain import (
     LEGAL_TRANSITIONS,
@@ -70,6 +72,7 @@ def conformance_world(
         world.probes = {p.name: p for p in facts.probes}
         world.run_broker = facts.run_broker
     world.claims = request.config.stash.get(CLAIMS, None)
+    world.statements = statements_of(mark.name for mark in request.node.iter_markers())
     handler = _LineCollector(world.log_lines)
     root = logging.getLogger()
     level = root.level
@@ -96,6 +99,7 @@ class _LineCollector(logging.Handler):
 
 
 _OPTION_WORDS = {
+    "keep alive": "keep_alive",
     "outbound capacity": "outbound_capacity",
     "inbound capacity": "inbound_capacity",
     "drop threshold": "inbound_drop_threshold",
@@ -122,9 +126,20 @@ def options_from(text: str) -> dict[str, Any]:
     return found
 
 
+def topic_text(name: str) -> str:
+    """A topic as a feature file writes it: ``\\uFEFF`` and ``\\x00`` stand for
+    the characters a feature file cannot show."""
+    return re.sub(
+        r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})",
+        lambda m: chr(int(m.group(1) or m.group(2), 16)),
+        name,
+    )
+
+
 def routing_for(
     world: World, kind: str, name: str, level: int, retained: bool = False
 ) -> MqttRouting:
+    name = topic_text(name)
     if kind == "filter":
         return MqttRouting(filter=world.topic(name), qos=qos(level))
     return MqttRouting(topic=world.topic(name), qos=qos(level), retained=retained)

@@ -100,7 +100,7 @@ Match = Callable[[str], list[InboundSink]]
 Unrouted = Callable[[bytes, str, int, bool, int], None]
 #: None: the topic is not UTF-8; else the topic and each matching reader's batch
 #: (None when no reader matches).
-_Route = tuple[str, list[list[Inbound]] | None] | None
+_Route = tuple[str, list[list[Inbound]] | None]
 
 
 class Skipped(bytes):
@@ -121,8 +121,13 @@ class Skipped(bytes):
 
 def _topic_name_flaw(topic: str) -> str | None:
     """Why ``topic`` is no topic name a broker may send (the rules that writers'
-    topics follow: not empty, MQTT-4.7.3-1; no wildcard, MQTT-3.3.2-2; no U+0000,
-    MQTT-1.5.3-2), or ``None``."""
+    topics follow), naming the statement it breaks, or ``None``."""
+    if not topic:
+        return "the empty topic name (MQTT-4.7.3-1)"
+    if "+" in topic or "#" in topic:
+        return f"the topic name {topic!r} holds a wildcard (MQTT-3.3.2-2)"
+    if "\x00" in topic:
+        return f"the topic name {topic!r} holds U+0000 (MQTT-1.5.3-2)"
     try:
         validate_topic_name(topic)
     except ConfigurationError as err:
@@ -301,6 +306,10 @@ class DataPlane:
                 raise ProtocolViolation(
                     "QoS 2 PUBLISH on a subscription of QoS 1 at most (MQTT-3.8.4-6)"
                 )
+            topic_raw = packet.topic
+            route = routes.get(topic_raw)
+            if route is None:  # raises for what is no topic name: before it is acknowledged
+                route = routes[topic_raw] = self._route(topic_raw, batches)
             token: AckToken | None = None
             if qos:
                 packet_id = packet.packet_id
@@ -313,15 +322,6 @@ class DataPlane:
                         if ledger.again is not None:  # bar those that dropped it
                             self._again(ledger, packet, batches, now)
                         continue
-            topic_raw = packet.topic
-            if topic_raw in routes:
-                route = routes[topic_raw]
-                if route is None:  # rejected again: each message counts
-                    self.rejected_inbound += 1
-            else:
-                route = routes[topic_raw] = self._route(topic_raw, batches)
-            if route is None:
-                continue
             batches_of = route[1]
             if batches_of is None:
                 self._unrouted(packet.payload, route[0], qos, packet.retain, now)
@@ -400,9 +400,7 @@ class DataPlane:
         """Report a skipped message to the readers it was for, in order with the rest:
         a stand-in payload of the right length, which each reader turns into its
         ``PayloadOverflow`` (it is above every one's limit, so nobody queues it)."""
-        route = self._route(packet.topic, batches)  # counts one that is no topic name
-        if route is None:
-            return
+        route = self._route(packet.topic, batches)  # raises for one that is no topic name
         if route[1] is None:  # no reader: counted (its payload is gone, so never held)
             self._unrouted(Skipped(packet.size), route[0], packet.qos, packet.retain, now)
             return
@@ -412,19 +410,19 @@ class DataPlane:
 
     def _route(self, topic_raw: bytes, batches: dict[InboundSink, list[Inbound]]) -> _Route:
         """Where a PUBLISH goes: every inbound PUBLISH, skipped or not, passes here, so
-        this is where its topic name is checked. One that is not a topic name is
-        dropped and counted in ``rejected_inbound`` (its PUBACK, if any, still goes in
-        turn: the broker would only send it again)."""
+        this is where its topic name is checked. One that is not a topic name is a
+        protocol violation (MQTT-4.8.0-1: the connection closes, nothing of it is
+        delivered or acknowledged); it is counted in ``rejected_inbound``."""
         try:
             topic = topic_raw.decode("utf-8")
         except UnicodeDecodeError:
             self.rejected_inbound += 1
-            log.warning("dropped an inbound message whose topic is not UTF-8 (MQTT-1.5.3-1)")
-            return None
+            raise ProtocolViolation(
+                f"PUBLISH topic name {topic_raw!r} is not UTF-8 (MQTT-1.5.3-1)"
+            ) from None
         if (flaw := _topic_name_flaw(topic)) is not None:
             self.rejected_inbound += 1
-            log.warning("dropped an inbound message: %s", flaw)
-            return None
+            raise ProtocolViolation(f"PUBLISH with {flaw}")
         readers = self._match(topic)
         if not readers:
             return topic, None
