@@ -66,7 +66,9 @@ from .reports import (
     table_lines,
     write_all,
 )
-from .statements import STATEMENTS
+from .statement_report import NOT_REACHED
+from .statements import STATEMENTS, statements_of
+from .wire_rules import audit
 from .world import BROKER_FACTS, CLAIMS
 
 pytest_plugins = ("taktora_connector.conformance.steps",)
@@ -194,6 +196,7 @@ class KitSession:
             requirements=requirement_of(tags),
             tests=tests_of(tags),
             capabilities=capability_of(tags),
+            statements=statements_of(tags),
             id=run_id,
             title=title,
             feature_file=feature_file,
@@ -421,6 +424,8 @@ class KitSession:
             except Exception as err:
                 result.wire, result.wire_omitted = [], 0
                 result.detail += f"\n(wire log unavailable: {err})"
+        if result.statements:
+            result.findings = statement_findings(result, world)
         self._print(result)
 
     def _print(self, result: ScenarioResult) -> None:
@@ -498,6 +503,43 @@ class KitSession:
         self.matrix = build_matrix(ordered, meta)
         write_all(self.matrix, self.directory)
         return self.matrix
+
+
+def statement_findings(result: ScenarioResult, world: Any) -> dict[str, dict[str, str]]:
+    """What a scenario found on each statement it is tagged with. Judged explicitly (the
+    wire audit, a check step) or by the scenario's outcome: passed, it held; failed
+    after its fault was in place (``World.judging``), it broke; failed before, it was not
+    reached, except where the traffic so far already shows the breach (a connector whose
+    CONNECT the broker refuses never reaches its audit step: the audit runs here)."""
+    explicit: dict[str, tuple[str, str]] = dict(getattr(world, "findings", {}) or {})
+    judging = bool(getattr(world, "judging", False))
+    if result.outcome == FAILED and not judging and world is not None:
+        for name in list(getattr(world, "parties", {})):
+            try:
+                found = audit(world.traffic(name), result.statements)
+            except Exception:  # a party without a proxy: nothing to audit
+                continue
+            for finding in found.values():
+                if finding.problems:
+                    explicit[finding.statement] = ("failed", "\n".join(finding.problems))
+    findings = {}
+    for statement in result.statements:
+        if statement in explicit:
+            outcome, detail = explicit[statement]
+        elif result.outcome == PASSED:
+            outcome, detail = "passed", ""
+        elif result.outcome == FAILED:
+            outcome = "failed" if judging else NOT_REACHED
+            detail = _first_line(result.detail) if judging else ""
+        else:
+            outcome, detail = result.outcome, result.detail
+        findings[statement] = {"outcome": outcome, "detail": detail}
+    return findings
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[1].strip() if len(lines) > 1 else (lines[0] if lines else "")
 
 
 def rerun_command(config: pytest.Config) -> str:

@@ -15,6 +15,9 @@ Rules of this module:
   apply is "not applicable": listed, not counted, no PARTIAL;
 - each requirement carries the seed's title and text verbatim, and our reading
   beside it ("in this implementation");
+- the protocol profile (``statement_report``) is a section of its own: every MQTT
+  3.1.1 client statement with the scenarios that checked it; a failed one fails
+  the verdict;
 - every report is written from the same ``Matrix``, so the formats agree;
 - pure data in, files out: nothing here runs a test.
 """
@@ -30,6 +33,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from .registry import CAPABILITIES, FEATURE, REQUIREMENTS, TESTS
+from .statement_report import FAIL as STATEMENT_FAIL
+from .statement_report import StatementRow, need_id, statement_rows
+from .statement_report import html_section as statement_html_section
+from .statement_report import json_section as statement_json
+from .statement_report import markdown_lines as statement_markdown_lines
+from .statement_report import needs as statement_needs
+from .statement_report import terminal_lines as statement_terminal_lines
 
 PASS, FAIL, PARTIAL, NOT_RUN = "PASS", "FAIL", "PARTIAL", "NOT RUN"
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
@@ -76,6 +86,10 @@ class ScenarioResult:
     steps: list[StepRecord] = field(default_factory=list)
     wire: list[dict[str, Any]] = field(default_factory=list)
     wire_omitted: int = 0
+    #: The MQTT 3.1.1 statements the scenario is tagged with, and what it found on each
+    #: (statement -> {"outcome": passed | failed | unseen | not reached | ..., "detail"}).
+    statements: list[str] = field(default_factory=list)
+    findings: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def anchor(self) -> str:
@@ -107,10 +121,14 @@ class Matrix:
     scenarios: list[ScenarioResult]
     meta: dict[str, Any]
     capabilities: list[RequirementRow] = field(default_factory=list)
+    #: The protocol profile: every MQTT 3.1.1 statement and what checked it.
+    statements: list[StatementRow] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
         if any(s.outcome == FAILED for s in self.scenarios):
+            return FAIL
+        if any(row.result == STATEMENT_FAIL for row in self.statements):
             return FAIL
         # A capability no scenario of this kit names (none here, but a matrix built from
         # other scenarios) does not count; one whose scenarios did not run does.
@@ -190,7 +208,7 @@ def build_matrix(scenarios: Iterable[ScenarioResult], meta: dict[str, Any]) -> M
         capabilities.append(
             RequirementRow(cap.id, cap.title, cap.statement, result, mine, claimed=claimed)
         )
-    return Matrix(rows, scenarios, meta, capabilities)
+    return Matrix(rows, scenarios, meta, capabilities, statement_rows(scenarios))
 
 
 def claim_text(row: RequirementRow) -> str:
@@ -225,6 +243,8 @@ def table_lines(matrix: Matrix) -> list[str]:
         lines += ["", "optional capabilities (never evidence for a requirement):"]
         for row in matrix.capabilities:
             lines.append(f"{row.id:<26} {row.result:<7}  {claim_text(row)}")
+    if any(row.checks for row in matrix.statements):
+        lines += statement_terminal_lines(matrix.statements)
     lines += ["", f"Verdict: {matrix.verdict} (exit status {matrix.exit_code})"]
     if matrix.verdict == PARTIAL:
         lines.append("Not run:")
@@ -300,6 +320,7 @@ def write_markdown(matrix: Matrix, path: Path) -> None:
                 f"| {row.id} | {_md(row.title)} | {claim_text(row)} | {row.result} "
                 f"| {cells or 'none'} |"
             )
+    out += statement_markdown_lines(matrix.statements)
     out += [
         "",
         "## Scenarios",
@@ -439,6 +460,7 @@ means in this implementation.</p>
 <th>Scenarios</th></tr>
 {"".join(rows)}</table>
 {capabilities}
+{statement_html_section(matrix.statements)}
 <h2>Scenarios</h2>
 <p class="small">Each scenario opens to its steps (status, time, where the step is written and
 where its code is), the evidence of a failure, and the MQTT packets its connectors exchanged
@@ -548,6 +570,7 @@ def json_data(matrix: Matrix) -> dict[str, Any]:
             }
             for row in matrix.capabilities
         ],
+        "protocol_profile": statement_json(matrix.statements),
         "scenarios": [asdict(s) for s in matrix.scenarios],
     }
 
@@ -679,6 +702,7 @@ def needs_data(matrix: Matrix) -> dict[str, Any]:
             "tags": [FEATURE, "optional capability"],
             "links": [],
         }
+    needs.update(statement_needs(matrix.statements, FEATURE))
     for s in matrix.scenarios:
         base = s.tests[0] if s.tests else s.anchor
         case = TESTS.get(base)
@@ -697,7 +721,7 @@ def needs_data(matrix: Matrix) -> dict[str, Any]:
             "content": content,
             "status": status,
             "tags": ["conformance"],
-            "links": _verifies(s),
+            "links": _verifies(s) + [need_id(t) for t in s.statements],
         }
     return {
         "created": matrix.meta["date"],

@@ -703,6 +703,7 @@ def _in_flight_history(traffic: Traffic) -> tuple[list[str], list[list[_Sent]], 
     owed: list[list[_Sent]] = []
     dups: list[_Sent] = []
     judged = 0
+    connected_before = False
     for packet in traffic.packets:
         if packet.direction == "out" and packet.type is PacketType.CONNECT:
             fields = _connect_fields(packet)
@@ -710,10 +711,11 @@ def _in_flight_history(traffic: Traffic) -> tuple[list[str], list[list[_Sent]], 
             if clean:
                 in_use.clear()
                 publishes.clear()
-            else:
+            elif connected_before:
                 # Only PUBLISHes survive a connection: SUBSCRIBEs were answered or lost.
                 in_use = {i: s for i, s in in_use.items() if i in publishes}
                 owed.append(list(publishes.values()))
+            connected_before = True
             continue
         if packet.direction == "out":
             if packet.type is PacketType.PUBLISH and packet.qos:

@@ -23,6 +23,7 @@ Feature: What a connector sends keeps the MQTT 3.1.1 client statements (REQ_0257
     And "mark" sends the value 4 and it is delivered
     Then "bom" receives the value 4 with its topic name as sent, U+FEFF kept
     When the reader "all" is closed
+    And "c" has had the time to unsubscribe
     And "c" closes
     Then what "c" sent keeps the client statements of this scenario
 

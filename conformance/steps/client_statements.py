@@ -96,6 +96,16 @@ def _cut_and_release(conformance_world: World, name: str) -> None:
     proxy.resume()
 
 
+@when(parsers.parse('"{name}" has had the time to unsubscribe'))
+def _time_to_unsubscribe(conformance_world: World, name: str) -> None:
+    """Up to 2 s for an UNSUBSCRIBE (a connector need not send one when a reader closes:
+    then the UNSUBSCRIBE statements are not seen, not failed)."""
+    party = conformance_world.party(name)
+    deadline = time.monotonic() + 2.0
+    while not party.wire(PacketType.UNSUBSCRIBE) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 @when(parsers.parse("{seconds:g} seconds pass"))
 def _seconds_pass(seconds: float) -> None:
     time.sleep(seconds)

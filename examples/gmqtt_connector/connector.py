@@ -51,6 +51,8 @@ from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.mqtt import MqttConnectorOptions, MqttRouting
+from taktora_connector.adapters.mqtt.protocol.broker_check import BrokerCheck
+from taktora_connector.adapters.mqtt.protocol.packets import encode_publish
 from taktora_connector.domain import (
     ZERO_CORRELATION_ID,
     BackPressure,
@@ -525,6 +527,40 @@ class GmqttReader(Generic[T]):
 # -- gmqtt glue ------------------------------------------------------------------------------
 
 
+class _CheckedClient(gmqtt.Client):  # type: ignore[misc]
+    """gmqtt's client with every byte of each connection checked by ``BrokerCheck``.
+
+    gmqtt trusts its broker: a PUBLISH before CONNACK, a wildcard topic name, QoS 3
+    or a SUBACK without return codes all go through. The kit's hostile broker fails
+    that (MQTT-4.8.0-1: a client closes the connection on a protocol violation), so
+    each new connection's protocol object has its ``data_received`` and
+    ``write_data`` wrapped (two gmqtt internals, read nowhere else): what the broker
+    sent is handed to gmqtt only up to the first violation, then the transport is
+    aborted and gmqtt sees the connection lost."""
+
+    async def _create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        connection = await super()._create_connection(*args, **kwargs)
+        protocol, transport = connection._protocol, connection._transport
+        check = BrokerCheck()
+        read, write = protocol.data_received, protocol.write_data
+
+        def data_received(data: bytes) -> None:
+            fine, violation = check.received(data)
+            if fine:
+                read(data[:fine] if violation is not None else data)
+            if violation is not None:
+                log.warning("the broker broke the protocol, closing: %s", violation)
+                transport.abort()
+
+        def write_data(data: bytes) -> None:
+            check.sent(bytes(data))
+            write(data)
+
+        protocol.data_received = data_received
+        protocol.write_data = write_data
+        return connection
+
+
 class _AckWatch(PersistentStorage):  # type: ignore[misc]
     """gmqtt stores QoS 1 messages here until PUBACK: we only learn their ids."""
 
@@ -846,10 +882,13 @@ class GmqttConnector(Generic[T]):
                 for reader in self._readers:
                     reader.seen_retained.clear()
             self.health_state.set_phase("connected")
-            with self._lock:  # republish what was never acknowledged, in order
-                again = list(self._inflight.values())
+            with self._lock:  # what was never acknowledged goes again, in order
+                again = list(self._inflight.items())
                 self._inflight.clear()
-                self._bridge.extendleft(reversed(again))
+                if self.options.clean_session:  # a new session: new messages
+                    self._bridge.extendleft(reversed([message for _, message in again]))
+            if not self.options.clean_session:
+                self._resend(client, again)
             self._sync_subscriptions()
             self._pump()
             stop_task = asyncio.ensure_future(run.stop.wait())
@@ -876,7 +915,7 @@ class GmqttConnector(Generic[T]):
     async def _connect(self) -> tuple[gmqtt.Client | None, str]:
         options = self.options
         self._acks = _AckWatch(self._acked)
-        client = gmqtt.Client(
+        client = _CheckedClient(
             options.client_id,
             clean_session=options.clean_session,
             persistent_storage=self._acks,
@@ -939,6 +978,20 @@ class GmqttConnector(Generic[T]):
         finally:
             closed.cancel()
         return client, ""
+
+    def _resend(self, client: gmqtt.Client, again: list[tuple[int, Any]]) -> None:
+        """A resumed session sends its unacknowledged PUBLISHes again with their own
+        packet identifiers and DUP set (MQTT-4.4.0-1, MQTT-3.3.1-1); gmqtt's publish()
+        would make new ones, so the bytes are encoded here, and the identifiers kept
+        out of the new client's pool (``_used_ids``) until their PUBACKs free them."""
+        protocol = client._connection._protocol
+        for mid, message in again:
+            protocol.id_generator._used_ids.add(mid)
+            topic = message.topic.encode("utf-8")
+            raw = encode_publish(topic, message.payload, 1, message.retain, mid, dup=True)
+            protocol.write_data(raw)
+            with self._lock:
+                self._inflight[mid] = message
 
     @staticmethod
     async def _discard(client: gmqtt.Client) -> None:

@@ -46,6 +46,7 @@ from typing import Any, Final, Protocol, cast
 from taktora_connector.adapters.mqtt.bridge import OutboundBridge
 from taktora_connector.adapters.mqtt.delivery import Delivery
 from taktora_connector.adapters.mqtt.inbound_acks import AckToken, InboundAcks
+from taktora_connector.adapters.mqtt.protocol.broker_check import topic_name_flaw
 from taktora_connector.adapters.mqtt.protocol.packet_ids import LARGEST, PacketIds
 from taktora_connector.adapters.mqtt.protocol.packets import (
     MAX_REMAINING,
@@ -60,9 +61,7 @@ from taktora_connector.adapters.mqtt.protocol.packets import (
 )
 from taktora_connector.adapters.mqtt.protocol.session import ClientSession
 from taktora_connector.adapters.mqtt.records import Inbound, InFlight, Outbound, Written, new
-from taktora_connector.adapters.mqtt.topics import validate_topic_name
 from taktora_connector.domain import (
-    ConfigurationError,
     ConnectorDown,
     ConnectorError,
     StackError,
@@ -117,22 +116,6 @@ class Skipped(bytes):
 
     def __len__(self) -> int:
         return self.size
-
-
-def _topic_name_flaw(topic: str) -> str | None:
-    """Why ``topic`` is no topic name a broker may send (the rules that writers'
-    topics follow), naming the statement it breaks, or ``None``."""
-    if not topic:
-        return "the empty topic name (MQTT-4.7.3-1)"
-    if "+" in topic or "#" in topic:
-        return f"the topic name {topic!r} holds a wildcard (MQTT-3.3.2-2)"
-    if "\x00" in topic:
-        return f"the topic name {topic!r} holds U+0000 (MQTT-1.5.3-2)"
-    try:
-        validate_topic_name(topic)
-    except ConfigurationError as err:
-        return str(err)
-    return None
 
 
 class _Pass:
@@ -383,12 +366,9 @@ class DataPlane:
         topic that is not a topic name (not UTF-8, a wildcard, U+0000, empty), 0: it is
         rejected whatever its size; for one no reader matches, what the unrouted hold
         keeps whole (0 for a clean session, which only counts them)."""
-        try:
-            topic = topic_raw.decode("utf-8")
-        except UnicodeDecodeError:
+        if topic_name_flaw(topic_raw) is not None:
             return 0
-        if _topic_name_flaw(topic) is not None:
-            return 0
+        topic = topic_raw.decode("utf-8")
         readers = self._match(topic)
         if not readers:
             return self._held_unrouted_limit
@@ -413,16 +393,10 @@ class DataPlane:
         this is where its topic name is checked. One that is not a topic name is a
         protocol violation (MQTT-4.8.0-1: the connection closes, nothing of it is
         delivered or acknowledged); it is counted in ``rejected_inbound``."""
-        try:
-            topic = topic_raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self.rejected_inbound += 1
-            raise ProtocolViolation(
-                f"PUBLISH topic name {topic_raw!r} is not UTF-8 (MQTT-1.5.3-1)"
-            ) from None
-        if (flaw := _topic_name_flaw(topic)) is not None:
+        if (flaw := topic_name_flaw(topic_raw)) is not None:
             self.rejected_inbound += 1
             raise ProtocolViolation(f"PUBLISH with {flaw}")
+        topic = topic_raw.decode("utf-8")
         readers = self._match(topic)
         if not readers:
             return topic, None
