@@ -882,13 +882,7 @@ class GmqttConnector(Generic[T]):
                 for reader in self._readers:
                     reader.seen_retained.clear()
             self.health_state.set_phase("connected")
-            with self._lock:  # what was never acknowledged goes again, in order
-                again = list(self._inflight.items())
-                self._inflight.clear()
-                if self.options.clean_session:  # a new session: new messages
-                    self._bridge.extendleft(reversed([message for _, message in again]))
-            if not self.options.clean_session:
-                self._resend(client, again)
+            self._send_again(client)
             self._sync_subscriptions()
             self._pump()
             stop_task = asyncio.ensure_future(run.stop.wait())
@@ -978,6 +972,17 @@ class GmqttConnector(Generic[T]):
         finally:
             closed.cancel()
         return client, ""
+
+    def _send_again(self, client: gmqtt.Client) -> None:
+        """What was never acknowledged goes again, in order: as new messages on a new
+        session, as resends on a resumed one."""
+        with self._lock:
+            again = list(self._inflight.items())
+            self._inflight.clear()
+            if self.options.clean_session:
+                self._bridge.extendleft(reversed([message for _, message in again]))
+        if not self.options.clean_session:
+            self._resend(client, again)
 
     def _resend(self, client: gmqtt.Client, again: list[tuple[int, Any]]) -> None:
         """A resumed session sends its unacknowledged PUBLISHes again with their own
