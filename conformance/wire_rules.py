@@ -802,7 +802,7 @@ def _same_message(a: _Sent, b: _Sent) -> bool:
     return a.topic == b.topic and a.payload == b.payload
 
 
-@rule("MQTT-4.4.0-1")
+@rule("MQTT-4.4.0-1", "MQTT-4.3.2-1")
 def _resend_all(traffic: Traffic) -> tuple[int, list[str]]:
     judged, problems = 0, []
     for due, carried in _resends(traffic):
@@ -922,17 +922,33 @@ def _ack_with_its_id(traffic: Traffic) -> tuple[int, list[str]]:
     return judged, problems
 
 
-def _ended(traffic: Traffic, number: int) -> bool:
-    return any(close.connection == number for close in traffic.closes)
+def _may_owe(traffic: Traffic, number: int) -> bool:
+    """Whether a connection may end with PUBACKs owed: one the network or the broker
+    ended, or a resumed session's (its broker sends what was not acknowledged again);
+    a clean session the client ends itself, or one still open, owes none."""
+    close = next((c for c in traffic.closes if c.connection == number), None)
+    if close is not None and close.by != "client":
+        return True
+    connect = next(
+        (
+            p
+            for p in traffic.connections().get(number, [])
+            if p.direction == "out" and p.type is PacketType.CONNECT
+        ),
+        None,
+    )
+    flags = _connect_fields(connect).flags if connect is not None else None
+    return close is not None and flags is not None and not flags & 0x02
 
 
 @rule("MQTT-3.3.4-1", "MQTT-4.5.0-2")
 def _answered_as_qos_says(traffic: Traffic) -> tuple[int, list[str]]:
-    """Every QoS 1 PUBLISH received gets one PUBACK on its connection (unless the
-    connection ended first); a QoS 0 one gets none."""
+    """Every QoS 1 PUBLISH received gets one PUBACK on its connection, read or
+    dropped (unless the connection ended in a way that leaves it owed, ``_may_owe``);
+    a QoS 0 one gets none."""
     judged, problems = 0, []
     for number, (received, acked, _) in _acks_per_connection(traffic).items():
-        ended = _ended(traffic, number)
+        ended = _may_owe(traffic, number)
         for packet_id in set(received):
             judged += 1
             wanted = received.count(packet_id)
