@@ -559,6 +559,11 @@ class FaultProxy:
         if pair is None:
             return
         other, decoder = pair
+        if decoder._connection in self._cut:
+            # Cut by the kit: what was held (a stalled path) never reaches the other
+            # side, so it is neither forwarded nor recorded.
+            self._drop(sock)
+            return
         try:
             data = sock.recv(65536)
         except BlockingIOError:

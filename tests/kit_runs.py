@@ -58,6 +58,12 @@ def results(report: dict[str, Any]) -> dict[str, str]:
     return {row["id"]: row["result"] for row in rows}
 
 
+def failed_statements(report: dict[str, Any]) -> set[str]:
+    """The MQTT 3.1.1 statements the report's protocol profile FAILs."""
+    rows = report.get("protocol_profile", {}).get("statements", [])
+    return {row["id"] for row in rows if row["result"] == "FAIL"}
+
+
 def failed_tests(report: dict[str, Any]) -> set[str]:
     return {test for s in report["scenarios"] if s["outcome"] == "failed" for test in s["tests"]}
 

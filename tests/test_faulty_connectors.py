@@ -17,7 +17,7 @@ from taktora_connector.conformance.registry import CAPABILITIES, REQUIREMENTS, T
 from .conftest import require_mosquitto
 from .faulty import req_0250
 from .faulty.registry import Fault, breaks, load_all
-from .kit_runs import failed_tests, outcomes_of, results, run_pool
+from .kit_runs import failed_statements, failed_tests, outcomes_of, results, run_pool
 
 # -- the kit can fail --------------------------------------------------------------------
 
@@ -87,6 +87,7 @@ def test_faulty_connector_fails_its_scenarios_and_passes_the_control(
     failed = {req for req, result in outcome.items() if result == "FAIL"}
     assert failed == {fault.requirement}, output[-4000:]
     assert failed_tests(report) == {fault.caught_by[0]}, output[-4000:]
+    assert failed_statements(report) == set(fault.statements), output[-4000:]
     assert outcomes_of(report, fault.control) == {"passed"}, output[-4000:]
     # PARTIAL where the control is not every scenario of its requirement
     assert outcome[TESTS[fault.control].verifies] in ("PASS", "PARTIAL")
@@ -131,6 +132,7 @@ def test_faulty_connector_fails_exactly_its_scenarios_in_the_whole_kit(
     assert set(fault.caught_by) <= failing <= {*fault.caught_by, *fault.may_also_fail}, output[
         -4000:
     ]
+    assert failed_statements(report) == set(fault.statements), output[-4000:]
 
 
 def test_every_line_of_the_contract_page_is_failed_by_some_faulty_connector() -> None:

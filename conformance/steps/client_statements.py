@@ -36,7 +36,6 @@ def audit_party(world: World, name: str, statements: list[str]) -> dict[str, Fin
 @then(parsers.parse('what "{name}" sent keeps the client statements of this scenario'))
 def _audit(conformance_world: World, name: str) -> None:
     world = conformance_world
-    world.judging = True
     wanted = [s for s in world.statements if s in RULES]
     found = audit_party(world, name, wanted)
     failing = [f for f in found.values() if f.problems]
@@ -57,9 +56,12 @@ def _audit(conformance_world: World, name: str) -> None:
 def _bom_kept(conformance_world: World, reader: str, value: str) -> None:
     """MQTT-1.5.3-3: U+FEFF in a topic name is part of it, on the wire and in the routing."""
     world = conformance_world
-    world.judging = True
-    envelope = world.receive(reader)
-    assert envelope.value == value_of(value), f"received {envelope.value!r}"
+    try:
+        envelope = world.receive(reader)
+        assert envelope.value == value_of(value), f"received {envelope.value!r}"
+    except AssertionError as err:
+        world.judge("MQTT-1.5.3-3", "failed", str(err).splitlines()[0])
+        raise
     routing = world.readers[reader].descriptor.routing
     wanted = routing.topic or ""
     problems = []
@@ -91,7 +93,6 @@ def _publishes_seen(conformance_world: World, count: int, name: str) -> None:
 def _cut_and_release(conformance_world: World, name: str) -> None:
     proxy = conformance_world.party(name).proxy
     assert proxy is not None, f"{name!r} does not go through the kit's proxy"
-    conformance_world.judging = True
     proxy.cut()
     proxy.resume()
 

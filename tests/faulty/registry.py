@@ -52,6 +52,8 @@ class Fault:
     control: str  # a scenario of another requirement it must pass
     broker: str  # the broker the kit starts for its scenarios
     may_also_fail: tuple[str, ...] = ()  # of the same requirement, by timing only
+    #: The MQTT 3.1.1 statements it breaks: exactly those FAIL in the protocol profile.
+    statements: tuple[str, ...] = ()
 
     def quick_selection(self) -> str:
         """The ``-m`` expression of the quick run."""
@@ -84,6 +86,7 @@ def breaks(
     broker: str = "amqtt",
     may_also_fail: tuple[str, ...] = (),
     because: str = "",
+    statements: tuple[str, ...] = (),
 ) -> Callable[[F], F]:
     """Register a faulty factory: the kit must FAIL ``requirement`` and no other, and
     the scenarios that fail must be exactly ``caught_by`` (test ids; an outline's
@@ -111,6 +114,7 @@ def breaks(
             control=chosen,
             broker=broker,
             may_also_fail=tuple(may_also_fail),
+            statements=tuple(statements),
         )
         return factory
 
