@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from .statements import STATEMENTS
+
 FEATURE = "FEAT_0036"
 KIT_TEST_RANGE: Final = range(2500, 3000)
 
@@ -359,6 +361,9 @@ def check_tags(scenario: str, tags: Iterable[str]) -> list[str]:
             f"{scenario}: a capability's scenario is no evidence for a requirement "
             f"(tagged {', '.join(sorted(reqs))} and {', '.join(sorted(caps))})"
         )
+    for tag in tags:
+        if tag.startswith("MQTT-") and tag not in STATEMENTS:
+            problems.append(f"{scenario}: unknown MQTT 3.1.1 statement tag @{tag}")
     for tag in tests:
         if tag not in TESTS:
             problems.append(f"{scenario}: unknown test tag @{tag}")

@@ -204,7 +204,7 @@ def needs(rows: list[StatementRow], feature: str) -> dict[str, dict[str, Any]]:
             content += f" - {row.detail[:300]}"
         found[need_id(row.id)] = {
             "id": need_id(row.id),
-            "type": "spec",
+            "type": "req",  # a requirement of the standard, beside the seed's
             "title": f"{row.id}: {row.rule}",
             "content": content,
             "status": row.result.lower(),

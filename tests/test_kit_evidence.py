@@ -153,10 +153,10 @@ def test_a_third_party_pytest_run_gets_the_same_checks(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
     # A marker the host run registered is its own business, not an unknown kit tag.
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: long tests\n")
-    code, output = pytest_run("-m", "REQ_0257 and not slow")
+    code, output = pytest_run("-m", "REQ_0253 and not slow")
     assert code == pytest.ExitCode.OK, output[-2000:]
     assert "2 passed" in output
-    code, output = pytest_run("-m", "REQ_0257 and not quick")  # not registered anywhere
+    code, output = pytest_run("-m", "REQ_0253 and not quick")  # not registered anywhere
     assert code == pytest.ExitCode.USAGE_ERROR
     assert "quick, which the kit does not know" in output
 

@@ -316,15 +316,15 @@ def test_a_selection_matching_nothing_writes_no_report(tmp_path: Path) -> None:
 
 
 def test_a_partial_selection_is_partial_and_says_so(tmp_path: Path) -> None:
-    code, report, output = run_kit(tmp_path / "r", "-m", "REQ_0257", measure=True)
+    code, report, output = run_kit(tmp_path / "r", "-m", "REQ_0253", measure=True)
     assert code == 3, output[-2000:]
     assert report["verdict"] == "PARTIAL"
     assert report["exit_code"] == 3
-    assert report["meta"]["selection"] == {"-k": "", "-m": "REQ_0257"}
-    assert any("not selected by -m 'REQ_0257'" in line for line in report["not_run"])
+    assert report["meta"]["selection"] == {"-k": "", "-m": "REQ_0253"}
+    assert any("not selected by -m 'REQ_0253'" in line for line in report["not_run"])
     assert "Verdict: PARTIAL (exit status 3)" in output
     page = (tmp_path / "r" / "report.html").read_text()
-    assert "PARTIAL" in page and "-m &#x27;REQ_0257&#x27;" in page
+    assert "PARTIAL" in page and "-m &#x27;REQ_0253&#x27;" in page
 
 
 # -- optional capabilities -------------------------------------------------------------------
