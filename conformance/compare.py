@@ -79,6 +79,21 @@ class Run:
                 return str(row["result"])
         return None
 
+    def statement(self, statement: str) -> str | None:
+        """An MQTT 3.1.1 statement's result in the run's protocol profile."""
+        for row in self.data.get("protocol_profile", {}).get("statements", []):
+            if row["id"] == statement:
+                return str(row["result"])
+        return None
+
+    @property
+    def profile(self) -> str:
+        """The protocol profile in a few words: "53 of 55 passed, 0 failed"."""
+        summary = self.data.get("protocol_profile", {}).get("summary")
+        if not summary:
+            return "absent"
+        return f"{summary['passed']} of {summary['checked']} passed, {summary['failed']} failed"
+
     def cannot(self) -> list[str]:
         """What the run's broker could not do, as the kit's probe found out."""
         return [
@@ -115,6 +130,15 @@ def load(paths: Sequence[str]) -> list[Run] | str:
     return runs
 
 
+def statement_rows(runs: Sequence[Run]) -> list[tuple[str, str]]:
+    """(id, rule) of every MQTT 3.1.1 statement some run's profile lists, in order."""
+    found: dict[str, str] = {}
+    for run in runs:
+        for row in run.data.get("protocol_profile", {}).get("statements", []):
+            found.setdefault(row["id"], f"{row['side']}: {row['rule']}")
+    return list(found.items())
+
+
 def rows(runs: Sequence[Run]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(id, title) of every requirement, then every optional capability, and every
     scenario run, in report order."""
@@ -134,6 +158,8 @@ def rows(runs: Sequence[Run]) -> tuple[list[tuple[str, str]], list[tuple[str, st
 def _result(run: Run, kind: str, key: str) -> str:
     if kind == "req":
         return run.requirement(key) or "absent"
+    if kind == "stmt":
+        return run.statement(key) or "absent"
     found = run.scenario(key)
     return str(found["outcome"]) if found else "absent"
 
@@ -162,6 +188,13 @@ def write_html(runs: Sequence[Run], out: Path) -> Path:
         return f"<tr><td>{e(key)}</td><td>{e(title)}</td>{''.join(cells)}</tr>"
 
     body = [line("req", key, title) for key, title in reqs]
+    statements = statement_rows(runs)
+    if statements:
+        profiles = "".join(f"<th>{e(run.profile)}</th>" for run in runs)
+        body.append(
+            f'<tr class="section"><th colspan="2">MQTT 3.1.1 protocol profile</th>{profiles}</tr>'
+        )
+        body += [line("stmt", key, title) for key, title in statements]
     body.append(f'<tr class="section"><th colspan="{2 + len(runs)}">Scenarios</th></tr>')
     body += [line("scenario", key, title) for key, title in scenarios]
     page = f"""<!doctype html>
@@ -204,6 +237,12 @@ def write_markdown(runs: Sequence[Run], out: Path) -> Path:
         return f"| {key} | {title.replace('|', '/')} | " + " | ".join(cells) + " |"
 
     lines += [line("req", key, title) for key, title in reqs]
+    statements = statement_rows(runs)
+    if statements:
+        lines.append(
+            "| | **MQTT 3.1.1 protocol profile** | " + " | ".join(r.profile for r in runs) + " |"
+        )
+        lines += [line("stmt", key, title) for key, title in statements]
     lines += [line("scenario", key, title) for key, title in scenarios]
     brokers: dict[str, list[str]] = {}
     for run in runs:
@@ -224,6 +263,7 @@ def table_lines(runs: Sequence[Run]) -> list[str]:
     for key, _title in reqs:
         cells = "  ".join(f"{_result(run, 'req', key):<{width}}" for run in runs)
         lines.append(f"{key:<11}  {cells}")
+    lines.append(f"{'MQTT 3.1.1':<11}  " + "  ".join(f"{run.profile}" for run in runs))
     lines.append(f"{'verdict':<11}  " + "  ".join(f"{run.verdict:<{width}}" for run in runs))
     lines += [f"  {run.short}: {run.label} on {run.broker}" for run in runs]
     return lines

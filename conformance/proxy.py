@@ -330,7 +330,7 @@ class FaultProxy:
         #: Every injection of the hostile broker: (connection, bytes, time).
         self.injections: list[tuple[int, bytes, float]] = []
         self._before: list[tuple[PacketType, bytes]] = []  # once each, in order
-        self._now: list[bytes] = []
+        self._now: list[tuple[bytes, int | None]] = []
         self._rewrites: dict[PacketType, Rewrite] = {}
         self._trickle = False
         self._cut: set[int] = set()  # connections the kit cut
@@ -403,11 +403,11 @@ class FaultProxy:
         with self._lock:
             self._before.append((kind, raw))
 
-    def send_now(self, raw: bytes) -> None:
-        """Once: the client of the newest open connection gets ``raw`` now, between
-        whole packets of the broker's."""
+    def send_now(self, raw: bytes, connection: int | None = None) -> None:
+        """Once: the client of ``connection`` (by default the newest open one) gets
+        ``raw`` now, between whole packets of the broker's."""
         with self._lock:
-            self._now.append(raw)
+            self._now.append((raw, connection))
 
     def rewrite(self, kind: PacketType, rule: Rewrite | None) -> None:
         """From now on, each ``kind`` packet the broker sends goes through ``rule``:
@@ -499,21 +499,24 @@ class FaultProxy:
 
     def _inject_now(self) -> None:
         with self._lock:
-            clients = [
-                (decoder._connection, sock)
+            clients = {
+                decoder._connection: sock
                 for sock, (_, decoder) in self._pairs.items()
                 if decoder.direction == "out"
-            ]
+            }
             if not clients:
                 return
-            number, client = max(clients, key=lambda pair: pair[0])
+            raw, wanted = self._now[0]
+            number = max(clients) if wanted is None else wanted
+            client = clients.get(number)
+            if client is None:
+                return  # not open (yet, or any more): the step waiting for it says so
             upstream_decoder = self._pairs[self._pairs[client][0]][1]
             if upstream_decoder.pending:
                 return  # in the middle of a broker packet: after it
-            raws, self._now = self._now, []
-            for raw in raws:
-                self._record_injected(raw, number)
-        self._send(client, b"".join(raws))
+            del self._now[0]
+            self._record_injected(raw, number)
+        self._send(client, raw)
 
     def _send(self, sock: socket.socket, data: bytes) -> bool:
         try:

@@ -300,7 +300,7 @@ TESTS: Final[dict[str, TestCase]] = {
         TestCase(
             "TEST_2611", "A connector's whole life on the wire keeps the statements", "REQ_0257"
         ),
-        TestCase("TEST_2612", "A CONNECT with credentials carries what its flags say", "REQ_0257"),
+        TestCase("TEST_2612", "A CONNECT with credentials carries what its flags say", "REQ_0255"),
         TestCase("TEST_2613", "Packet identifiers: never 0, never reused in use", "REQ_0257"),
         TestCase("TEST_2614", "A resumed session resends: DUP, same ids, in order", "REQ_0257"),
         TestCase("TEST_2615", "QoS 1 received: one PUBACK each, its id, in order", "REQ_0257"),

@@ -153,7 +153,8 @@ def html_section(rows: list[StatementRow]) -> str:
         else:
             cell = f'<span class="small">{e(row.unchecked)}</span>'
         body.append(
-            f'<tr id="{e(row.id)}"><td>{e(row.id)}</td><td>{e(row.side)}</td>'
+            f'<tr id="{e(row.id)}"><td style="white-space:nowrap">{e(row.id)}</td>'
+            f"<td>{e(row.side)}</td>"
             f'<td>{e(row.rule)}</td><td class="{_css(row.result)}">{e(row.result)}</td>'
             f"<td>{cell}</td></tr>"
         )

@@ -74,6 +74,36 @@ def test_reference_passes_every_requirement(reference_run: Any) -> None:
     assert report["meta"]["connector"].endswith("reference_factory")
 
 
+def test_every_report_has_the_protocol_profile(reference_run: Any, tmp_path: Path) -> None:
+    """Issue 18: "client statements checked: N of M", each statement with its scenarios
+    and result, the unchecked ones with their reason; in every format and in compare."""
+    _, report, output, report_dir = reference_run
+    profile = report["protocol_profile"]
+    summary = profile["summary"]
+    assert summary["of"] == 65 and summary["checked"] >= 40
+    assert summary["failed"] == 0 and summary["passed"] >= 40
+    rows = {row["id"]: row for row in profile["statements"]}
+    assert rows["MQTT-4.6.0-2"]["result"] == "PASS"
+    assert {c["scenario"] for c in rows["MQTT-4.6.0-2"]["scenarios"]} >= {"TEST_2615", "TEST_2633"}
+    assert rows["MQTT-6.0.0-1"]["result"] == "NOT CHECKED" and rows["MQTT-6.0.0-1"]["unchecked"]
+    assert rows["MQTT-3.1.3-10"]["result"] == "NOT SEEN"  # the reference sends no will
+    headline = f"client statements checked: {summary['checked']} of 65"
+    assert headline in output
+    page = (report_dir / "report.html").read_text()
+    assert "MQTT 3.1.1 protocol profile" in page and headline in page
+    assert '<tr id="MQTT-4.6.0-2">' in page
+    assert headline in (report_dir / "matrix.md").read_text()
+    (version,) = json.loads((report_dir / "needs.json").read_text())["versions"].values()
+    need = version["needs"]["MQTT_4_6_0_2"]
+    assert need["status"] == "pass" and "TEST_2615" in need["links"]
+    assert "MQTT_4_6_0_2" in version["needs"]["TEST_2615"]["links"]
+    from taktora_connector.conformance.compare import main as compare
+
+    assert compare([str(report_dir / "report.json"), "--out", str(tmp_path)]) == 0
+    compared = (tmp_path / "compare.md").read_text()
+    assert "**MQTT 3.1.1 protocol profile**" in compared and "| MQTT-4.6.0-2 |" in compared
+
+
 def test_reports_are_written_in_every_format(reference_run: Any) -> None:
     _, report, _, report_dir = reference_run
     for name in (

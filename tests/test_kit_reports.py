@@ -393,3 +393,17 @@ def test_a_claim_the_kit_does_not_know_is_refused_before_anything_runs(tmp_path:
     assert code == 2, output[-2000:]
     assert "claims 'shared-subs', which the kit does not know" in output
     assert "the optional capabilities are: shared-subscriptions" in output
+
+
+def test_a_statement_selects_the_scenarios_that_check_it(tmp_path: Path) -> None:
+    """``-m "MQTT-3.8.4-5"`` runs exactly the scenarios tagged with that statement; a
+    statement id that tags none is refused before anything runs."""
+    code, report, output = run_kit(tmp_path / "r", "-m", "MQTT-3.8.4-5", measure=True)
+    assert code == 3, output[-2000:]
+    ran = {t for s in report["scenarios"] if s["outcome"] != "skipped" for t in s["tests"]}
+    assert ran == {"TEST_2631"}
+    rows = {row["id"]: row for row in report["protocol_profile"]["statements"]}
+    assert rows["MQTT-3.8.4-5"]["result"] == "PASS"
+    code, _, output = run_kit(tmp_path / "bad", "-m", "MQTT-9.9.9-9", measure=True)
+    assert code == 2
+    assert "MQTT-9.9.9-9, which the kit does not know" in output

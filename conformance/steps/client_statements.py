@@ -79,13 +79,14 @@ def _bom_kept(conformance_world: World, reader: str, value: str) -> None:
     assert not problems, "MQTT-1.5.3-3: " + "; ".join(problems)
 
 
-@when(parsers.parse('the wire carried {count:d} PUBLISH packets from "{name}"'))
-def _publishes_seen(conformance_world: World, count: int, name: str) -> None:
+@when(parsers.parse('the wire carried {count:d} {kind} packets from "{name}"'))
+def _packets_seen(conformance_world: World, count: int, kind: str, name: str) -> None:
     party = conformance_world.party(name)
+    wanted = PacketType.__members__[kind]
     wait_for(
-        lambda: len(party.wire(PacketType.PUBLISH)) >= count,
+        lambda: len(party.wire(wanted)) >= count,
         PATIENCE,
-        f"{count} PUBLISH packets from {name!r} on the wire",
+        f"{count} {kind} packets from {name!r} on the wire",
     )
 
 

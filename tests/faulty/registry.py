@@ -21,7 +21,8 @@ Two runs check each claim:
   message reached the broker), each with the reason.
 
 A fair factory (``@fair``) is unusual but correct: the whole kit runs on it in the
-quick suite and nothing may FAIL.
+quick suite and nothing may FAIL (bar the protocol profile: a fair connector wraps
+the reference's port, and its wire is the reference's, judged in the reference's run).
 """
 
 from __future__ import annotations

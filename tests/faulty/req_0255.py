@@ -10,6 +10,6 @@ from taktora_connector.ports import PayloadCodec
 from .registry import breaks
 
 
-@breaks("REQ_0255", caught_by="TEST_0135")
+@breaks("REQ_0255", caught_by=("TEST_0135", "TEST_2612"))
 def drops_credentials(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     return MqttConnector(options.replace(credentials=None), codec)
