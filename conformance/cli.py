@@ -31,6 +31,7 @@ from .preflight import (
 )
 from .registry import CAPABILITIES, REQUIREMENTS, TESTS
 from .reports import Matrix
+from .statements import STATEMENTS
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_PARTIAL, EXIT_BROKEN = 0, 1, 2, 3, 4
 
@@ -179,14 +180,15 @@ def _preflight(args: argparse.Namespace) -> str | None:
     if malformed is not None:
         return malformed
     if args.markexpr:
-        known = [*REQUIREMENTS, *CAPABILITIES, *TESTS, *run_ids().values()]
+        known = [*REQUIREMENTS, *CAPABILITIES, *TESTS, *STATEMENTS, *run_ids().values()]
         unknown = unknown_tags(args.markexpr, known)
         if unknown:
             return (
                 f"-m {args.markexpr!r} names {', '.join(unknown)}, which the kit does not "
                 f"know; requirements are {min(REQUIREMENTS)}..{max(REQUIREMENTS)}, optional "
                 f"capabilities {', '.join(sorted(CAPABILITIES))}, test ids "
-                f"{', '.join(sorted(TESTS))}"
+                f"{', '.join(sorted(TESTS))}, MQTT 3.1.1 statements MQTT-1.5.3-1 .. "
+                "MQTT-6.0.0-1 (listed in every report's protocol profile)"
             )
     problem = check_factory(args.connector_factory)
     if problem is None:

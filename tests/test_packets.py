@@ -333,7 +333,7 @@ packets = st.one_of(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(st.lists(packets, max_size=8), st.integers(1, 64))
 def test_any_packets_round_trip_in_any_chunking(found: list[Packet], chunk: int) -> None:
     raw = b"".join(encode(p) for p in found)
@@ -403,7 +403,7 @@ _publish_bytes = st.builds(
 )
 
 
-@settings(max_examples=400)
+@settings(max_examples=120)
 @given(
     st.lists(st.one_of(_publish_bytes, packets.map(encode), st.binary(max_size=6)), max_size=10),
     st.integers(1, 300),

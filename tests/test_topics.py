@@ -139,7 +139,7 @@ def filters(draw: st.DrawFn) -> str:
     return "/".join(levels)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.lists(filters(), min_size=1, max_size=12, unique=True),
     st.lists(topics, min_size=1, max_size=8),
@@ -154,7 +154,7 @@ def test_trie_agrees_with_the_oracle(filter_list: list[str], topic_list: list[st
         assert all(topic_matches(f, topic) == oracle(f, topic) for f in filter_list)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(filters(), min_size=1, max_size=10), st.data())
 def test_removing_registrations_prunes_and_keeps_the_rest(
     filter_list: list[str], data: st.DataObject

@@ -13,6 +13,8 @@ Two runs check each claim:
   written to catch it) plus one ``control`` scenario of another requirement, with
   the kit's normal patience. The first must fail, the control must pass, and the
   report must FAIL exactly the requirement the fault breaks;
+- a fault registered with ``quick=False`` (most of the wire's, ``wire.py``: each is a
+  kit process, and ``make test`` has a time budget) skips the quick run;
 - the whole kit (``make test-slow``, a CI step of its own) runs every scenario: the
   requirements that FAIL are still exactly those, and the scenarios that fail are
   exactly ``caught_by``, so no other scenario hides or shares the catch, except
@@ -55,6 +57,8 @@ class Fault:
     may_also_fail: tuple[str, ...] = ()  # of the same requirement, by timing only
     #: The MQTT 3.1.1 statements it breaks: exactly those FAIL in the protocol profile.
     statements: tuple[str, ...] = ()
+    #: In the quick suite too (``make test``), or in the whole-kit runs only.
+    quick: bool = True
 
     def quick_selection(self) -> str:
         """The ``-m`` expression of the quick run."""
@@ -88,6 +92,7 @@ def breaks(
     may_also_fail: tuple[str, ...] = (),
     because: str = "",
     statements: tuple[str, ...] = (),
+    quick: bool = True,
 ) -> Callable[[F], F]:
     """Register a faulty factory: the kit must FAIL ``requirement`` and no other, and
     the scenarios that fail must be exactly ``caught_by`` (test ids; an outline's
@@ -116,6 +121,7 @@ def breaks(
             broker=broker,
             may_also_fail=tuple(may_also_fail),
             statements=tuple(statements),
+            quick=quick,
         )
         return factory
 

@@ -236,7 +236,7 @@ def acks_out_of_order(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -
     return relayed(options, codec, outbound=outbound, tick=tick)
 
 
-@breaks("REQ_0257", caught_by="TEST_2614", statements=("MQTT-3.3.1-1",))
+@breaks("REQ_0257", caught_by="TEST_2614", statements=("MQTT-3.3.1-1",), quick=False)
 def resends_without_dup(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     """Clears the DUP flag of every PUBLISH it sends."""
 
@@ -248,7 +248,7 @@ def resends_without_dup(options: MqttConnectorOptions, codec: PayloadCodec[Any])
     return relayed(options, codec, outbound=outbound)
 
 
-@breaks("REQ_0257", caught_by="TEST_2616", statements=("MQTT-3.1.2-23",))
+@breaks("REQ_0257", caught_by="TEST_2616", statements=("MQTT-3.1.2-23",), quick=False)
 def never_pings(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     """Sends no PINGREQ: an idle connection goes silent past its keep-alive."""
 
@@ -258,7 +258,7 @@ def never_pings(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     return relayed(options, codec, outbound=outbound)
 
 
-@breaks("REQ_0257", caught_by="TEST_2611", statements=("MQTT-3.14.4-1",))
+@breaks("REQ_0257", caught_by="TEST_2611", statements=("MQTT-3.14.4-1",), quick=False)
 def pings_after_disconnect(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     """Sends a PINGREQ after its DISCONNECT."""
 
@@ -268,7 +268,7 @@ def pings_after_disconnect(options: MqttConnectorOptions, codec: PayloadCodec[An
     return relayed(options, codec, outbound=outbound)
 
 
-@breaks("REQ_0257", caught_by="TEST_2611", statements=("MQTT-1.5.3-3",))
+@breaks("REQ_0257", caught_by="TEST_2611", statements=("MQTT-1.5.3-3",), quick=False)
 def strips_the_bom(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     """Hands out received topic names with U+FEFF taken out."""
     return _BomStripping(MqttConnector(options, codec))
@@ -311,7 +311,7 @@ def repairs_wildcard_topics(options: MqttConnectorOptions, codec: PayloadCodec[A
     return relayed(options, codec, inbound=inbound)
 
 
-@breaks("REQ_0257", caught_by="TEST_2620", statements=("MQTT-3.2.0-1",))
+@breaks("REQ_0257", caught_by="TEST_2620", statements=("MQTT-3.2.0-1",), quick=False)
 def waits_out_an_early_publish(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     """Holds what comes before CONNACK and hands it over after it."""
 
@@ -328,7 +328,7 @@ def waits_out_an_early_publish(options: MqttConnectorOptions, codec: PayloadCode
     return relayed(options, codec, inbound=inbound)
 
 
-@breaks("REQ_0257", caught_by="TEST_2629", statements=("MQTT-4.8.0-1",))
+@breaks("REQ_0257", caught_by="TEST_2629", statements=("MQTT-4.8.0-1",), quick=False)
 def skips_reserved_packet_types(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     """Drops packets of type 0 or 15 instead of closing the connection."""
 
@@ -338,7 +338,7 @@ def skips_reserved_packet_types(options: MqttConnectorOptions, codec: PayloadCod
     return relayed(options, codec, inbound=inbound)
 
 
-@breaks("REQ_0257", caught_by="TEST_2631", statements=("MQTT-3.8.4-5",))
+@breaks("REQ_0257", caught_by="TEST_2631", statements=("MQTT-3.8.4-5",), quick=False)
 def pads_short_subacks(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     """Gives a SUBACK without return codes the codes of the SUBSCRIBE it answers."""
 
@@ -350,7 +350,7 @@ def pads_short_subacks(options: MqttConnectorOptions, codec: PayloadCodec[Any]) 
     return relayed(options, codec, inbound=inbound)
 
 
-@breaks("REQ_0255", caught_by="TEST_2612", statements=("MQTT-3.1.3-1",))
+@breaks("REQ_0255", caught_by="TEST_2612", statements=("MQTT-3.1.3-1",), quick=False)
 def pads_connect_with_credentials(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     """Puts two stray bytes after the password of a CONNECT with credentials."""
 
@@ -366,7 +366,7 @@ def pads_connect_with_credentials(options: MqttConnectorOptions, codec: PayloadC
     return relayed(options, codec, outbound=outbound)
 
 
-@breaks("REQ_0257", caught_by="TEST_2613", statements=("MQTT-2.3.1-2",))
+@breaks("REQ_0257", caught_by="TEST_2613", statements=("MQTT-2.3.1-2",), quick=False)
 def subscribes_with_an_identifier_in_use(
     options: MqttConnectorOptions, codec: PayloadCodec[Any]
 ) -> Any:
@@ -396,7 +396,7 @@ def subscribes_with_an_identifier_in_use(
     return relayed(options, codec, outbound=outbound, inbound=inbound)
 
 
-@breaks("REQ_0257", caught_by="TEST_2632", statements=("MQTT-3.2.2-5",))
+@breaks("REQ_0257", caught_by="TEST_2632", statements=("MQTT-3.2.2-5",), quick=False)
 def leaves_refused_connections_open(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     """Keeps a connection whose CONNACK refused it open towards the broker."""
 
@@ -408,7 +408,7 @@ def leaves_refused_connections_open(options: MqttConnectorOptions, codec: Payloa
     return relayed(options, codec, inbound=inbound)
 
 
-@breaks("REQ_0257", caught_by="TEST_2625", statements=("MQTT-3.3.1-4",))
+@breaks("REQ_0257", caught_by="TEST_2625", statements=("MQTT-3.3.1-4",), quick=False)
 def reads_qos3_as_qos1(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     """Takes a received PUBLISH with both QoS bits set for a QoS 1 one."""
 
