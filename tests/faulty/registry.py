@@ -22,9 +22,9 @@ Two runs check each claim:
   a matter of timing (a connector that reports deliveries early may close before a
   message reached the broker), each with the reason.
 
-A fair factory (``@fair``) is unusual but correct: the whole kit runs on it in the
-quick suite and nothing may FAIL (bar the protocol profile: a fair connector wraps
-the reference's port, and its wire is the reference's, judged in the reference's run).
+A fair factory (``@fair``) is unusual but correct: the quick suite runs the
+scenarios of the requirement its oddity touches and the control on it, the whole
+kit runs on it in ``make test-slow``, and nothing may FAIL.
 """
 
 from __future__ import annotations
