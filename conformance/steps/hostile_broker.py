@@ -1,8 +1,8 @@
 """Steps of features/hostile_broker.feature and features/connack_refusals.feature:
 the kit's proxy sends a connector what no broker may send, and the kit checks that
 the connector closes the connection (MQTT-4.8.0-1), delivers and acknowledges
-nothing of it, and connects again; or, for a refused CONNACK, that it ends the
-connection itself and reaches what the contract says."""
+nothing of it, and shows the loss in its health; or, for a refused CONNACK, that it
+ends the connection itself and reaches what the contract says."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def _publish(topic: bytes, first: int, packet_id: int | None) -> bytes:
 
 
 def _arm(world: World, name: str) -> None:
-    """From here on a failure is the statement's; remember what came before."""
-    world.judging = True
+    """Remember what came before the fault; once it went out, a failure is the
+    statement's (``World.judging``, set by the caller)."""
     world.scratch["events before fault"] = len(world.health_events(name))
     world.scratch["closes before fault"] = len(_proxy(world, name).closes)
 
@@ -57,6 +57,7 @@ def _inject_now(world: World, name: str, raw: bytes) -> None:
     before = len(proxy.injections)
     proxy.send_now(raw, connection=subscribed[-1].connection)
     wait_for(lambda: len(proxy.injections) > before, PATIENCE, "the kit's proxy to inject")
+    world.judging = True
 
 
 def _namespaced(world: World, topic: str) -> bytes:
