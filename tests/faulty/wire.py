@@ -418,3 +418,25 @@ def reads_qos3_as_qos1(options: MqttConnectorOptions, codec: PayloadCodec[Any]) 
         return raw
 
     return relayed(options, codec, inbound=inbound)
+
+
+@breaks("REQ_0257", caught_by=("TEST_2611", "TEST_2614"), statements=("MQTT-3.3.1-3",), quick=False)
+def dup_on_first_attempts(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
+    """Sets DUP on every QoS 1 PUBLISH, the first attempt too."""
+
+    def outbound(raw: bytes, state: dict[str, Any]) -> bytes:
+        if _kind(raw) == 3 and raw[0] & 0x06:
+            return bytes((raw[0] | 0x08,)) + raw[1:]
+        return raw
+
+    return relayed(options, codec, outbound=outbound)
+
+
+@breaks("REQ_0257", caught_by="TEST_2611", statements=("MQTT-2.2.2-1",), quick=False)
+def disconnects_with_flags(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
+    """Sends its DISCONNECT with a reserved flag set."""
+
+    def outbound(raw: bytes, state: dict[str, Any]) -> bytes:
+        return b"\xe1\x00" if raw == b"\xe0\x00" else raw
+
+    return relayed(options, codec, outbound=outbound)
