@@ -20,6 +20,7 @@ import itertools
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .proxy import Close, PacketType, WirePacket
 
@@ -57,6 +58,8 @@ class Traffic:
     #: Slack on keep-alive gaps: scheduling and the proxy's own loop (seconds).
     keep_alive_slack: float = 0.35
     _connections: dict[int, list[WirePacket]] = field(default_factory=dict, repr=False)
+    #: What several rules read, walked once per audit (``_in_flight_history``).
+    _history: _History | None = field(default=None, repr=False)
 
     def connections(self) -> dict[int, list[WirePacket]]:
         if not self._connections:
@@ -688,22 +691,42 @@ class _Sent:
     payload: bytes | None
 
 
-def _in_flight_history(traffic: Traffic) -> tuple[list[str], list[list[_Sent]], list[_Sent], int]:
+class _History(NamedTuple):
+    problems: list[str]  # identifiers reused while in use (MQTT-2.3.1-2)
+    owed: list[list[_Sent]]  # per resumed connection: what it must send again
+    judged: int  # new identifiers judged
+
+
+def _in_flight_history(traffic: Traffic) -> _History:
     """Walks the client's packets in order, keeping the identifiers in use (a QoS 1
     PUBLISH until its PUBACK, a SUBSCRIBE until its SUBACK, an UNSUBSCRIBE until its
     UNSUBACK; a clean session starts with none, a resumed one keeps its PUBLISHes).
 
     Returns the reuse problems (MQTT-2.3.1-2), for each connection after the first of
     a resumed session the QoS 1 PUBLISHes unacknowledged when the one before it ended
-    (what 4.4.0-1 says must come again), every PUBLISH sent with DUP, and how many
-    new identifiers were judged."""
+    (what 4.4.0-1 says must come again), and how many new identifiers were judged.
+    Walked once per traffic: six rules read it."""
+    if traffic._history is not None:
+        return traffic._history
     in_use: dict[int, _Sent] = {}
     publishes: dict[int, _Sent] = {}  # unacknowledged QoS 1 PUBLISHes, by id, in order
     problems: list[str] = []
     owed: list[list[_Sent]] = []
-    dups: list[_Sent] = []
     judged = 0
     connected_before = False
+
+    def take(sent: _Sent) -> None:
+        """A new packet takes its identifier: one still in use is a reuse."""
+        nonlocal judged
+        judged += 1
+        holder = in_use.get(sent.packet_id)
+        if holder is not None:
+            problems.append(
+                f"{_short(sent.packet)} uses identifier {sent.packet_id}, still in use by "
+                f"the {holder.packet.type.name} on connection {holder.packet.connection}"
+            )
+        in_use[sent.packet_id] = sent
+
     for packet in traffic.packets:
         if packet.direction == "out" and packet.type is PacketType.CONNECT:
             fields = _connect_fields(packet)
@@ -716,53 +739,37 @@ def _in_flight_history(traffic: Traffic) -> tuple[list[str], list[list[_Sent]], 
                 in_use = {i: s for i, s in in_use.items() if i in publishes}
                 owed.append(list(publishes.values()))
             connected_before = True
-            continue
-        if packet.direction == "out":
-            if packet.type is PacketType.PUBLISH and packet.qos:
-                packet_id = _publish_id(packet)
-                if not packet_id:
-                    continue
+        elif packet.direction == "out" and packet.type is PacketType.PUBLISH and packet.qos:
+            packet_id = _publish_id(packet)
+            if packet_id and not (packet.dup and packet_id in publishes):  # not a resend
                 sent = _Sent(packet, packet_id, _topic_of(packet), _publish_payload(packet))
-                if packet.dup:
-                    dups.append(sent)
-                    if packet_id in publishes:
-                        continue  # a resend of what is in flight: the same identifier
-                judged += 1
-                if packet_id in in_use:
-                    problems.append(
-                        f"{_short(packet)} uses identifier {packet_id}, still in use by the "
-                        f"{in_use[packet_id].packet.type.name} on connection "
-                        f"{in_use[packet_id].packet.connection}"
-                    )
-                in_use[packet_id] = publishes[packet_id] = sent
-            elif packet.type in (PacketType.SUBSCRIBE, PacketType.UNSUBSCRIBE):
-                packet_id = _Cursor(packet.body).u16()
-                if not packet_id:
-                    continue
-                judged += 1
-                if packet_id in in_use:
-                    problems.append(
-                        f"{_short(packet)} uses identifier {packet_id}, still in use by the "
-                        f"{in_use[packet_id].packet.type.name} on connection "
-                        f"{in_use[packet_id].packet.connection}"
-                    )
-                in_use[packet_id] = _Sent(packet, packet_id, None, None)
-        elif packet.type in (PacketType.PUBACK, PacketType.SUBACK, PacketType.UNSUBACK):
-            if packet.injected:
-                continue
+                take(sent)
+                publishes[packet_id] = sent
+        elif packet.direction == "out" and packet.type in (
+            PacketType.SUBSCRIBE,
+            PacketType.UNSUBSCRIBE,
+        ):
             packet_id = _Cursor(packet.body).u16()
-            if packet_id is None:
-                continue
-            in_use.pop(packet_id, None)
-            if packet.type is PacketType.PUBACK:
-                publishes.pop(packet_id, None)
-    return problems, owed, dups, judged
+            if packet_id:
+                take(_Sent(packet, packet_id, None, None))
+        elif packet.direction == "in" and packet.type in (
+            PacketType.PUBACK,
+            PacketType.SUBACK,
+            PacketType.UNSUBACK,
+        ):
+            packet_id = _Cursor(packet.body).u16()
+            if packet_id is not None and not packet.injected:
+                in_use.pop(packet_id, None)
+                if packet.type is PacketType.PUBACK:
+                    publishes.pop(packet_id, None)
+    traffic._history = _History(problems, owed, judged)
+    return traffic._history
 
 
 @rule("MQTT-2.3.1-2")
 def _ids_unused(traffic: Traffic) -> tuple[int, list[str]]:
-    problems, _, _, judged = _in_flight_history(traffic)
-    return judged, problems
+    history = _in_flight_history(traffic)
+    return history.judged, history.problems
 
 
 def _resumed_connections(traffic: Traffic) -> list[list[WirePacket]]:
@@ -786,7 +793,7 @@ def _resumed_connections(traffic: Traffic) -> list[list[WirePacket]]:
 def _resends(traffic: Traffic) -> list[tuple[list[_Sent], list[_Sent]]]:
     """For each resumed connection: what was owed (unacknowledged when the connection
     before it ended) and the QoS 1 PUBLISHes that connection carried, in order."""
-    _, owed, _, _ = _in_flight_history(traffic)
+    owed = _in_flight_history(traffic).owed
     pairs = []
     for due, packets in zip(owed, _resumed_connections(traffic), strict=False):
         carried = [
@@ -802,52 +809,47 @@ def _same_message(a: _Sent, b: _Sent) -> bool:
     return a.topic == b.topic and a.payload == b.payload
 
 
+def _sent_again(traffic: Traffic) -> list[tuple[_Sent, _Sent | None]]:
+    """Each QoS 1 PUBLISH a resumed session owed, with the one that carried it again
+    on that connection (``None``: it did not come again)."""
+    return [
+        (message, next((c for c in carried if _same_message(message, c)), None))
+        for due, carried in _resends(traffic)
+        for message in due
+    ]
+
+
 @rule("MQTT-4.4.0-1", "MQTT-4.3.2-1")
 def _resend_all(traffic: Traffic) -> tuple[int, list[str]]:
-    judged, problems = 0, []
-    for due, carried in _resends(traffic):
-        for message in due:
-            judged += 1
-            if not any(_same_message(message, c) for c in carried):
-                problems.append(
-                    f"the QoS 1 PUBLISH {message.packet_id} unacknowledged on connection "
-                    f"{message.packet.connection} was not sent again on the resumed session"
-                )
-    return judged, problems
+    pairs = _sent_again(traffic)
+    return len(pairs), [
+        f"the QoS 1 PUBLISH {message.packet_id} unacknowledged on connection "
+        f"{message.packet.connection} was not sent again on the resumed session"
+        for message, again in pairs
+        if again is None
+    ]
 
 
 @rule("MQTT-2.3.1-3")
 def _resend_same_id(traffic: Traffic) -> tuple[int, list[str]]:
-    judged, problems = 0, []
-    for due, carried in _resends(traffic):
-        for message in due:
-            again = next((c for c in carried if _same_message(message, c)), None)
-            if again is None:
-                continue
-            judged += 1
-            if again.packet_id != message.packet_id:
-                problems.append(
-                    f"the PUBLISH first sent with identifier {message.packet_id} came again "
-                    f"with identifier {again.packet_id}"
-                )
-    return judged, problems
+    pairs = [(m, a) for m, a in _sent_again(traffic) if a is not None]
+    return len(pairs), [
+        f"the PUBLISH first sent with identifier {message.packet_id} came again with "
+        f"identifier {again.packet_id}"
+        for message, again in pairs
+        if again.packet_id != message.packet_id
+    ]
 
 
 @rule("MQTT-3.3.1-1")
 def _dup_on_resend(traffic: Traffic) -> tuple[int, list[str]]:
-    judged, problems = 0, []
-    for due, carried in _resends(traffic):
-        for message in due:
-            again = next((c for c in carried if _same_message(message, c)), None)
-            if again is None:
-                continue
-            judged += 1
-            if not again.packet.dup:
-                problems.append(
-                    f"the PUBLISH {message.packet_id} sent again on connection "
-                    f"{again.packet.connection} has DUP 0"
-                )
-    return judged, problems
+    pairs = [(m, a) for m, a in _sent_again(traffic) if a is not None]
+    return len(pairs), [
+        f"the PUBLISH {message.packet_id} sent again on connection {again.packet.connection} "
+        "has DUP 0"
+        for message, again in pairs
+        if not again.packet.dup
+    ]
 
 
 @rule("MQTT-3.3.1-3")

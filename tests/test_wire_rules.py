@@ -19,7 +19,7 @@ from taktora_connector.adapters.mqtt.protocol.packets import (
     encode,
     remaining_length,
 )
-from taktora_connector.conformance.proxy import Close, PacketType, WirePacket
+from taktora_connector.conformance.proxy import Close, PacketType, WirePacket, _length_of
 from taktora_connector.conformance.statements import STATEMENTS
 from taktora_connector.conformance.wire_rules import RULES, Traffic, audit
 
@@ -28,14 +28,8 @@ PAYLOAD = b'"value"'
 
 def wire(direction: str, raw: bytes, connection: int = 1, at: float = 0.0) -> WirePacket:
     """One packet as the proxy records it, from its bytes."""
-    length, index, shift = 0, 1, 0
-    while True:
-        byte = raw[index]
-        index += 1
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            break
+    length, index = _length_of(raw)
+    assert length is not None
     return WirePacket(
         direction, PacketType(raw[0] >> 4), raw[0] & 0x0F, raw[index:], at, connection
     )
