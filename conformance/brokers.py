@@ -554,8 +554,10 @@ class RabbitMQBroker:
         (``rabbitmqctl`` starts an Erlang node of its own)."""
         ctl = RABBITMQ_SCRIPTS / "rabbitmqctl"
         for command in (
-            ["add_user", name, password],
-            ["set_permissions", "-p", "/", name, ".*", ".*", ".*"],
+            # "--" ends rabbitmqctl's options: a name or password that starts with
+            # "-" (token_urlsafe gives one in 32) is an argument, not a switch
+            ["add_user", "--", name, password],
+            ["set_permissions", "-p", "/", "--", name, ".*", ".*", ".*"],
         ):
             done = subprocess.run(
                 [str(ctl), "-q", *command],

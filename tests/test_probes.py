@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import paho.mqtt.client as mqtt
 import pytest
 
 from taktora_connector.conformance.brokers import EmbeddedBroker, MosquittoBroker, RabbitMQBroker
@@ -10,6 +13,21 @@ from taktora_connector.conformance.probes import KNOWN, Probe, known, probe_brok
 from .conftest import require_mosquitto
 from .hostile import CONNACK_OK, FakeBroker
 from .kit_runs import run_kit
+
+
+def connack_code(port: int, username: str, password: str) -> int:
+    """The CONNACK return code a CONNECT with these credentials gets."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client.username_pw_set(username, password)
+    codes: list[int] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: codes.append(reason.value)
+    client.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 10
+    while not codes and time.monotonic() < deadline:
+        client.loop(0.1)
+    client.disconnect()
+    assert codes, "no CONNACK within 10 s"
+    return codes[0]
 
 
 def found(probes: list[Probe]) -> list[tuple[str, bool, bool]]:
@@ -58,6 +76,10 @@ def test_rabbitmq_grants_share_but_treats_it_as_a_literal_topic() -> None:
     evidence names the literal topic), no $SYS; its session backlog is honest."""
     with RabbitMQBroker() as broker:
         probes = {p.name: p for p in probe_broker("127.0.0.1", broker.port)}
+        # a name and password that look like rabbitmqctl switches are still a user
+        broker.add_user("-user", "-hJV4w1_OvnZ9GvpWtmqKA")
+        assert connack_code(broker.port, "-user", "-hJV4w1_OvnZ9GvpWtmqKA") == 0
+        assert connack_code(broker.port, "-user", "wrong") != 0
     assert unfit(list(probes.values())) is None
     assert probes["retain flag on a session's backlog"].ok
     assert not probes["shared subscriptions"].ok
