@@ -6,6 +6,7 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from taktora_connector.conformance.brokers import EmbeddedBroker, MosquittoBroker, RabbitMQBroker
 from taktora_connector.conformance.probes import KNOWN, Probe, known, probe_broker, unfit
@@ -17,7 +18,7 @@ from .kit_runs import run_kit
 
 def connack_code(port: int, username: str, password: str) -> int:
     """The CONNACK return code a CONNECT with these credentials gets."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv311)
     client.username_pw_set(username, password)
     codes: list[int] = []
     client.on_connect = lambda _c, _u, _f, reason, _p: codes.append(reason.value)
