@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,12 +92,15 @@ class TlsMaterial:
     directory: str
 
     @classmethod
-    def create(cls, directory: str | None = None) -> TlsMaterial:
+    def create(
+        cls, directory: str | None = None, names: Sequence[str] = ("localhost", "127.0.0.1")
+    ) -> TlsMaterial:
+        """``names``: what the server certificate is valid for."""
         import trustme
 
         where = directory or tempfile.mkdtemp(prefix="taktora-tls-")
         ca = trustme.CA()
-        server = ca.issue_cert("localhost", "127.0.0.1")
+        server = ca.issue_cert(*names)
         certfile = os.path.join(where, "server.pem")
         keyfile = os.path.join(where, "server.key")
         server.cert_chain_pems[0].write_to_path(certfile)

@@ -123,10 +123,10 @@ def connect() -> Iterator[ConnectFn]:
         port: int, *, start: bool = True, wait_up: bool = True, codec: Any = None, **options: Any
     ) -> MqttConnector[Any]:
         options.setdefault("client_id", unique_id())
-        options.setdefault("host", "127.0.0.1")
-        connector: MqttConnector[Any] = MqttConnector(
-            MqttConnectorOptions(port=port, **options), codec
-        )
+        if "servers" not in options:  # several servers: they say where, port is unused
+            options.setdefault("host", "127.0.0.1")
+            options["port"] = port
+        connector: MqttConnector[Any] = MqttConnector(MqttConnectorOptions(**options), codec)
         made.append(connector)
         if start:
             connector.start().unwrap()

@@ -55,6 +55,12 @@ def test_defaults_match_the_public_surface() -> None:
         ({"connect_timeout": 0}, "connect_timeout is 0"),
         ({"clean_session": "yes"}, "clean_session must be True or False"),
         ({"credentials": ("u", "p")}, "credentials must be a Credentials"),
+        ({"servers": "h1:1883"}, "servers must be a list of (host, port) pairs"),
+        ({"servers": [("h1",)]}, "servers[0] is ('h1',); each server is a (host, port) pair"),
+        ({"servers": [("h1", 1), ("h2", 0)]}, "servers[1] port is 0; it must be between 1"),
+        ({"servers": [("", 1)]}, "servers[0] host must be a non-empty host name"),
+        ({"servers": [("h1", 1), ("h1", 1)]}, "servers lists h1:1 twice"),
+        ({"servers": [("h1", 1)], "host": "h2"}, "give servers alone"),
     ],
 )
 def test_invalid_options_say_what_is_allowed(changes: dict[str, object], message: str) -> None:
@@ -190,3 +196,31 @@ def test_a_read_only_routing_cannot_be_retained() -> None:
         MqttRouting(filter="plant/+/temperature", retained=True)
     both = MqttRouting(topic="plant/a/temperature", filter="plant/+/temperature", retained=True)
     assert both.retained  # with a topic to publish to, it means something
+
+
+def test_several_servers_keep_host_and_port_as_the_first() -> None:
+    options = MqttConnectorOptions(servers=[("h1", 1), ("h2", 2)])
+    assert options.servers == (("h1", 1), ("h2", 2))  # a tuple, whatever was given
+    assert (options.host, options.port) == ("h1", 1)
+    assert options.broker_url() == "mqtt://h1:1,h2:2"
+    assert options.replace(servers=[("h3", 3)]).server_list == (("h3", 3),)
+    with pytest.raises(ConfigurationError, match=re.escape("replace servers=[(host, port), ...]")):
+        options.replace(port=9)
+    one = MqttConnectorOptions(servers=[("h1", 1)])
+    assert one.replace(port=9).server_list == (("h1", 9),)
+    assert MqttConnectorOptions(port=9).server_list == (("localhost", 9),)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mqtt://h1,", "server '' is not host[:port]"),
+        ("mqtt://h1,h2:x", "server 'h2:x' is malformed"),
+        ("mqtt://h1,h2/path", "has a path, query or fragment"),
+        ("mqtt://u:secret@h1,h1", "servers lists h1:1883 twice"),
+    ],
+)
+def test_bad_server_lists_in_a_url_say_which_server(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as caught:
+        MqttConnectorOptions.from_url(url)
+    assert "secret" not in str(caught.value)

@@ -77,6 +77,11 @@ class AsyncMqttConnector(Generic[T]):
     def last_error(self) -> str | None:
         return self._connector.last_error
 
+    @property
+    def server(self) -> str | None:
+        """The server connected to now (``mqtt[s]://host:port``), else None."""
+        return self._connector.server
+
     def health(self) -> ConnectorHealth:
         return self._connector.health()
 

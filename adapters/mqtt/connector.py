@@ -134,6 +134,12 @@ class MqttConnector(Generic[T]):
         return self._gateway.last_error
 
     @property
+    def server(self) -> str | None:
+        """The server this connector is connected to now, as ``mqtt[s]://host:port``
+        (one of ``options.server_list``); None while it is not connected."""
+        return self._gateway.server
+
+    @property
     def rejected_inbound(self) -> int:
         """Inbound messages the broker sent on something that is no topic name: not UTF-8,
         empty, with a wildcard or with U+0000 (dropped, counted, logged)."""

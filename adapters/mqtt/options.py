@@ -1,11 +1,14 @@
-"""Connector options: broker address, session, credentials, TLS, bridges, reconnect.
+"""Connector options: broker address(es), session, credentials, TLS, bridges, reconnect.
 
 Rules of this module:
 - every option is validated in the constructor; a bad value is a
   ``ConfigurationError`` naming the option, the value and what is allowed;
 - the password never appears in a repr or an error message;
 - TLS always verifies the broker (against the given CA, or the system's trust
-  store when none is given): no option turns verification off.
+  store when none is given): no option turns verification off;
+- one server (``host``, ``port``) or several (``servers``, tried in turn: each
+  connection attempt takes the next); with several, ``host`` and ``port`` are the
+  first server's, so code that reads them sees where the list starts.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 import os
 import secrets
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
@@ -22,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 from taktora_connector.domain import ConfigurationError
 
 DEFAULT_PORT: Final = 1883
+_DEFAULT_HOST: Final = "localhost"
 DEFAULT_TLS_PORT: Final = 8883
 MAX_CAPACITY: Final = 10_000_000
 _MAX_U16: Final = 65_535
@@ -161,8 +166,11 @@ def _require_seconds(name: str, value: object, *, allow_zero: bool = False) -> f
 class MqttConnectorOptions:
     """Everything the MQTT connector needs to reach and use a broker."""
 
-    host: str = "localhost"
+    host: str = _DEFAULT_HOST
     port: int = DEFAULT_PORT
+    #: Several brokers of one cluster, tried in this order (each attempt takes the
+    #: next; see ``server_list``). Empty: the one server ``host``:``port``.
+    servers: Sequence[tuple[str, int]] = ()
     client_id: str = field(default_factory=default_client_id)
     keep_alive: float = 60.0
     clean_session: bool = True
@@ -178,14 +186,20 @@ class MqttConnectorOptions:
     connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.host, str) or not self.host or any(c.isspace() for c in self.host):
-            raise ConfigurationError(
-                f"host must be a non-empty host name or address without spaces, got {self.host!r}"
-            )
-        _require_utf8("host", self.host, secret=False)
-        if "\x00" in self.host:
-            raise ConfigurationError(f"host {self.host!r} contains NUL (U+0000)")
+        _require_host("host", self.host)
         _require_int("port", self.port, 1, _MAX_U16)
+        servers = _servers(self.servers)
+        object.__setattr__(self, "servers", servers)
+        if servers:
+            first = servers[0]
+            if (self.host, self.port) not in ((_DEFAULT_HOST, DEFAULT_PORT), first):
+                raise ConfigurationError(
+                    f"host and port ({self.host}:{self.port}) and servers ({_listed(servers)}) "
+                    "both say where to connect; give servers alone (host and port are then "
+                    "the first server's)"
+                )
+            object.__setattr__(self, "host", first[0])
+            object.__setattr__(self, "port", first[1])
         if not isinstance(self.client_id, str) or not self.client_id:
             raise ConfigurationError(
                 f"client_id must be a non-empty str, got {self.client_id!r}; each connector "
@@ -231,25 +245,56 @@ class MqttConnectorOptions:
     def scheme(self) -> str:
         return "mqtts" if self.tls is not None else "mqtt"
 
+    @property
+    def server_list(self) -> tuple[tuple[str, int], ...]:
+        """Every server to try, in order: ``servers``, or the one ``(host, port)``."""
+        return tuple(self.servers) or ((self.host, self.port),)
+
+    def server_url(self, server: tuple[str, int]) -> str:
+        """One server as a URL without credentials (safe to log)."""
+        return f"{self.scheme}://{_netloc(server)}"
+
     def broker_url(self) -> str:
-        """Where this connects, as a URL without credentials (safe to log)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        """Where this connects, as a URL without credentials (safe to log); with several
+        servers, ``mqtt://h1:1883,h2:1884`` (what ``from_url`` reads)."""
+        return f"{self.scheme}://{','.join(_netloc(s) for s in self.server_list)}"
 
     def replace(self, **changes: Any) -> MqttConnectorOptions:
-        """A copy with ``changes`` applied and validated."""
+        """A copy with ``changes`` applied and validated.
+
+        ``servers=[...]`` alone moves ``host`` and ``port`` with it; ``host`` or ``port``
+        alone on options with several servers is refused (which server would it be?).
+        """
+        moves_address = "host" in changes or "port" in changes
+        if "servers" in changes and not moves_address:
+            changes = {**changes, "host": _DEFAULT_HOST, "port": DEFAULT_PORT}
+        elif moves_address and "servers" not in changes and self.servers:
+            if len(self.servers) > 1:
+                raise ConfigurationError(
+                    f"these options name {len(self.servers)} servers ({_listed(self.servers)}); "
+                    "replace servers=[(host, port), ...] rather than host or port"
+                )
+            changes = {**changes, "servers": ()}
         return replace(self, **changes)
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> MqttConnectorOptions:
-        """Options from ``mqtt[s]://[user:pass@]host[:port]``; keywords override the rest.
+        """Options from ``mqtt[s]://[user:pass@]host[:port][,host[:port]...]``; keywords
+        override the rest. Several comma-separated hosts are ``servers``, tried in turn.
 
         ``mqtts`` turns on TLS with the system trust store unless ``tls`` is given.
         """
         if not isinstance(url, str):
             raise ConfigurationError(f"broker URL must be a str, got {type(url).__name__}")
+        text = url.strip()
+        scheme_part, sep, rest = text.partition("://")
+        netloc, slash, tail = rest.partition("/")
+        userinfo, at, hosts = netloc.rpartition("@")
+        # the first host carries the credentials and the rest of the URL; the others
+        # are host[:port] alone
+        first, *others = hosts.split(",") if sep else [hosts]
         try:
-            parts = urlsplit(url.strip())
+            parts = urlsplit(f"{scheme_part}{sep}{userinfo}{at}{first}{slash}{tail}")
             port = parts.port
         except ValueError as err:
             raise ConfigurationError(f"broker URL {_redact(url)!r} is malformed: {err}") from None
@@ -264,7 +309,7 @@ class MqttConnectorOptions:
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ConfigurationError(
                 f"broker URL {_redact(url)!r} has a path, query or fragment; "
-                "only mqtt[s]://[user:pass@]host[:port] is understood"
+                "only mqtt[s]://[user:pass@]host[:port][,host[:port]...] is understood"
             )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
@@ -277,6 +322,23 @@ class MqttConnectorOptions:
             "host": parts.hostname,
             "port": port if port is not None else default_port,
         }
+        if others:
+            servers = [(values["host"], values["port"])]
+            for other in others:
+                try:
+                    more = urlsplit(f"{scheme}://{other}")
+                    more_port = more.port
+                except ValueError as err:
+                    raise ConfigurationError(
+                        f"broker URL {_redact(url)!r}: server {other!r} is malformed: {err}"
+                    ) from None
+                if not more.hostname or more.username is not None or more.netloc != other:
+                    raise ConfigurationError(
+                        f"broker URL {_redact(url)!r}: server {other!r} is not host[:port] "
+                        "(credentials go before the first host only)"
+                    )
+                servers.append((more.hostname, more_port or default_port))
+            values = {"servers": servers}
         if parts.username is not None:
             values["credentials"] = Credentials(
                 unquote(parts.username), unquote(parts.password or "")
@@ -289,6 +351,44 @@ class MqttConnectorOptions:
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         return f"MqttConnectorOptions({shown})"
+
+
+def _require_host(name: str, host: object) -> None:
+    if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+        raise ConfigurationError(
+            f"{name} must be a non-empty host name or address without spaces, got {host!r}"
+        )
+    _require_utf8(name, host, secret=False)
+    if "\x00" in host:
+        raise ConfigurationError(f"{name} {host!r} contains NUL (U+0000)")
+
+
+def _servers(value: object) -> tuple[tuple[str, int], ...]:
+    """``servers`` as a tuple of (host, port), each checked like ``host`` and ``port``."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ConfigurationError(f"servers must be a list of (host, port) pairs, got {value!r}")
+    servers: list[tuple[str, int]] = []
+    for index, server in enumerate(value):
+        if isinstance(server, str | bytes) or not isinstance(server, Sequence) or len(server) != 2:
+            raise ConfigurationError(
+                f"servers[{index}] is {server!r}; each server is a (host, port) pair"
+            )
+        host, port = server
+        _require_host(f"servers[{index}] host", host)
+        _require_int(f"servers[{index}] port", port, 1, _MAX_U16)
+        if (host, port) in servers:
+            raise ConfigurationError(f"servers lists {_netloc((host, port))} twice")
+        servers.append((host, port))
+    return tuple(servers)
+
+
+def _netloc(server: tuple[str, int]) -> str:
+    host, port = server
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _listed(servers: Sequence[tuple[str, int]]) -> str:
+    return ", ".join(_netloc(s) for s in servers)
 
 
 def _redact(url: str) -> str:

@@ -9,7 +9,11 @@ Rules of this module:
 - the TCP connect ends within ``connect_timeout``, or sooner when the sidecar is
   asked to stop and its flush time is up (the wake pipe ends the wait);
 - reasons name the cause and never a password; each failure is ``last_error``;
-- past ``reconnect_attempt_ceiling`` failures in a row, or on a permanent refusal
+- with several servers each attempt takes the next one; the backoff grows per round
+  over the list (the servers of one round are tried back to back) and the ceiling
+  counts rounds: one server behaves exactly as before;
+- every failure, loss and give-up reason names the server it happened on;
+- past ``reconnect_attempt_ceiling`` failed rounds in a row, or on a permanent refusal
   (credentials, protocol, client id), it gives up: health ``Down`` with the reason;
 - a connection that ends sooner than ``STABLE_AFTER`` after CONNACK is a flap: the
   reconnect delay keeps growing instead of starting over.
@@ -56,16 +60,18 @@ _PERMANENT_REFUSALS: Final = frozenset(
 
 
 def open_tcp(
-    options: MqttConnectorOptions, wakeup: Wakeup, abort_at: Callable[[], float | None]
+    server: tuple[str, int],
+    connect_timeout: float,
+    wakeup: Wakeup,
+    abort_at: Callable[[], float | None],
 ) -> socket.socket:
-    """A TCP connection to the broker within ``connect_timeout``, that a stop
+    """A TCP connection to ``server`` within ``connect_timeout``, that a stop
     interrupts: ``abort_at()`` is the stop's deadline once one is asked for (it
     wakes the sidecar through ``wakeup``)."""
-    deadline = time.monotonic() + options.connect_timeout
+    deadline = time.monotonic() + connect_timeout
     last: OSError = OSError("no address to connect to")
-    for family, kind, proto, _, address in socket.getaddrinfo(
-        options.host, options.port, type=socket.SOCK_STREAM
-    ):
+    host, port = server
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         sock = socket.socket(family, kind, proto)
         try:
             _connect_interruptibly(sock, address, deadline, wakeup, abort_at)
@@ -118,19 +124,22 @@ def _connect_interruptibly(
             return
 
 
-def connect_failure(err: OSError | ValueError, options: MqttConnectorOptions) -> str:
-    """Why a connection attempt failed, from what the connect raised."""
+def connect_failure(
+    err: OSError | ValueError, options: MqttConnectorOptions, server: tuple[str, int]
+) -> str:
+    """Why a connection attempt to ``server`` failed, from what the connect raised."""
+    url = options.server_url(server)
     if isinstance(err, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {err.verify_message or str(err)}"
+        return f"TLS certificate verification failed at {url}: {err.verify_message or str(err)}"
     if isinstance(err, ssl.SSLError):
-        return f"TLS handshake failed: {err.reason or err}"
+        return f"TLS handshake failed at {url}: {err.reason or err}"
     if isinstance(err, TimeoutError):
         if options.tls is not None and "handshake" in str(err):
-            return "TLS handshake failed: timed out (does the port speak TLS?)"
-        return f"cannot connect to {options.broker_url()}: timed out"
+            return f"TLS handshake failed at {url}: timed out (does the port speak TLS?)"
+        return f"cannot connect to {url}: timed out"
     if isinstance(err, socket.gaierror):
-        return f"cannot resolve host {options.host!r}: {err.strerror or err}"
-    return f"cannot connect to {options.broker_url()}: {describe(err)}"
+        return f"cannot resolve host {server[0]!r} ({url}): {err.strerror or err}"
+    return f"cannot connect to {url}: {describe(err)}"
 
 
 def refusal(name: str) -> tuple[bool, str]:
@@ -157,20 +166,28 @@ def describe(err: BaseException) -> str:
 
 
 class Reconnect:
-    """Between connections: when to try next (failures in a row and flaps, spaced by
-    ``backoff``), when to give up, and what ``last_error`` and health say meanwhile."""
+    """Between connections: which server to try next, when (failures in a row and
+    flaps, spaced by ``backoff`` per round over the servers), when to give up, and
+    what ``last_error`` and health say meanwhile."""
 
     def __init__(
         self,
         backoff: Backoff,
         ceiling: int | None,
         controller: HealthController,
-        broker_url: str,
+        servers: tuple[tuple[str, int], ...],
+        describe_server: Callable[[tuple[str, int]], str],
     ) -> None:
+        if not servers:
+            raise ValueError("Reconnect needs at least one server")
         self._backoff = backoff
         self._ceiling = ceiling
         self._controller = controller
-        self._broker_url = broker_url
+        self._servers = servers
+        self._urls = tuple(describe_server(s) for s in servers)
+        self._index = 0  # the server of the next (or the current) attempt
+        #: The server of the connection that is up, as a URL; None between connections.
+        self.connected_to: str | None = None
         self.failures = 0
         self._flaps = 0
         self._connected_at = 0.0
@@ -183,6 +200,23 @@ class Reconnect:
         self._resuming = False  # the next loss is planned: connect again at once
         #: Planned reconnects that resumed the session (``inbound_acks``).
         self.resumes = 0
+
+    @property
+    def server(self) -> tuple[str, int]:
+        """The server the next attempt goes to (or the current connection is on)."""
+        return self._servers[self._index]
+
+    @property
+    def server_url(self) -> str:
+        return self._urls[self._index]
+
+    def _named(self, reason: str) -> str:
+        """``reason``, naming the server it happened on."""
+        url = self.server_url
+        return reason if url in reason else f"{reason} (at {url})"
+
+    def _next_server(self) -> None:
+        self._index = (self._index + 1) % len(self._servers)
 
     def restart(self, now: float) -> None:
         """Try again at once, counting from zero (after giving up)."""
@@ -197,28 +231,39 @@ class Reconnect:
         self._resuming = False
 
     def failed(self, reason: str) -> None:
-        """An attempt failed: the next one after the backoff, or give up past the ceiling."""
+        """An attempt failed: the next server at once, or, once a whole round over
+        the servers failed, the first again after the backoff; or give up past the
+        ceiling (counted in rounds)."""
         self.failures += 1
+        reason = self._named(reason)
         self.last_error = reason
-        if self._ceiling is not None and self.failures > self._ceiling:
-            self.give_up(
-                f"gave up after {self.failures} failed connection attempts; last: {reason}"
-            )
+        count = len(self._servers)
+        rounds, in_round = divmod(self.failures, count)
+        if self._ceiling is not None and in_round == 0 and rounds > self._ceiling:
+            attempts = f"{self.failures} failed connection attempts"
+            if count > 1:
+                attempts += f" ({rounds} rounds over {count} servers)"
+            self.give_up(f"gave up after {attempts}; last: {reason}")
             return
-        delay = self._backoff.delay(self.failures)
+        failed_url = self.server_url
+        self._next_server()
+        delay = self._backoff.delay(rounds) if in_round == 0 else 0.0
         self.next_attempt = time.monotonic() + delay
         log.warning(
-            "connection attempt %d to %s failed (%s); next attempt in %.2f s",
+            "connection attempt %d to %s failed (%s); next attempt to %s in %.2f s",
             self.failures,
-            self._broker_url,
+            failed_url,
             reason,
+            self.server_url,
             delay,
         )
 
     def give_up(self, reason: str) -> None:
         self.gave_up = True
+        self.connected_to = None
+        reason = self._named(reason)
         self.last_error = reason
-        log.error("%s: %s", self._broker_url, reason)
+        log.error("%s", reason)
         self._controller.set_phase(Phase.DOWN, reason)
 
     def refused(self, name: str) -> None:
@@ -229,7 +274,8 @@ class Reconnect:
         self._connected_at = time.monotonic()
         self.failures = 0
         self.last_error = None
-        log.info("connected to %s", self._broker_url)
+        self.connected_to = self.server_url
+        log.info("connected to %s", self.server_url)
         self._controller.set_phase(Phase.CONNECTED)
 
     def dropping(self, reason: str) -> None:
@@ -248,13 +294,16 @@ class Reconnect:
         self._drop_reason = reason
 
     def lost(self, was_connected: bool, stopping: bool, described: str) -> None:
-        """The connection ended (``described``: how the session engine saw it)."""
+        """The connection ended (``described``: how the session engine saw it). A lost
+        connection is followed by an attempt to the next server; a resume (this side's
+        planned reconnect) stays on the server that holds the session."""
+        self.connected_to = None
         if stopping and not was_connected and self._refusal is None:
             return
         if self._resuming and was_connected and self._refusal is None:
             self._resuming = False
             self.resumes += 1
-            log.info("%s: %s", self._broker_url, self._drop_reason)
+            log.info("%s: %s", self.server_url, self._drop_reason)
             self._drop_reason = None
             if not stopping:
                 self._controller.set_phase(Phase.CONNECTING)
@@ -271,13 +320,14 @@ class Reconnect:
         reason = self._drop_reason or described
         self._drop_reason = None
         if was_connected:
-            self.last_error = f"connection lost: {reason}"
-            log.warning("connection to %s lost: %s", self._broker_url, reason)
+            self.last_error = f"connection lost: {reason} (at {self.server_url})"
+            log.warning("connection to %s lost: %s", self.server_url, reason)
             if stopping:
                 return
             self._controller.set_phase(Phase.CONNECTING)
             now = time.monotonic()
             self._flaps = self._flaps + 1 if now - self._connected_at < STABLE_AFTER else 0
             self.next_attempt = now + self._backoff.delay(self._flaps + 1)
+            self._next_server()
         else:
             self.failed(f"connection closed before CONNACK: {reason}")

@@ -136,7 +136,8 @@ class Gateway:
             Backoff(options.reconnect_initial_backoff, options.reconnect_max_backoff),
             options.reconnect_attempt_ceiling,
             controller,
-            options.broker_url(),
+            options.server_list,
+            options.server_url,
         )
         self._wakeup = Wakeup()
         self._thread: threading.Thread | None = None
@@ -164,6 +165,11 @@ class Gateway:
         """The most recent connection failure, for diagnostics (never has a password);
         once the sidecar stopped on an unexpected exception, that exception for good."""
         return self.died if self.died is not None else self._reconnect.last_error
+
+    @property
+    def server(self) -> str | None:
+        """The server of the connection that is up (``mqtt://host:port``), else None."""
+        return self._reconnect.connected_to
 
     @property
     def rejected_inbound(self) -> int:
@@ -303,7 +309,12 @@ class Gateway:
     def _open_tcp(self) -> socket.socket:
         """Stands in for paho's private ``_create_socket_connection``: a TCP connect
         that ``close()`` interrupts (``connecting.open_tcp``)."""
-        return open_tcp(self._options, self._wakeup, self._asked.stop_at)
+        return open_tcp(
+            self._reconnect.server,
+            self._options.connect_timeout,
+            self._wakeup,
+            self._asked.stop_at,
+        )
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -390,10 +401,13 @@ class Gateway:
         assert client is not None
         options = self._options
         self._reconnect.attempt_started()
+        server = self._reconnect.server
         try:
-            client.connect(options.host, options.port, int(options.keep_alive))
+            # paho checks the broker's certificate for this server's host name (unless
+            # TlsOptions.server_hostname fixes one name for all)
+            client.connect(server[0], server[1], int(options.keep_alive))
         except (OSError, ValueError) as err:  # ssl.SSLError and TimeoutError among them
-            self._reconnect.failed(connect_failure(err, options))
+            self._reconnect.failed(connect_failure(err, options, server))
         else:
             self._wire = install_buffer(client)
             self._plane.attach(self._wire)
