@@ -185,9 +185,7 @@ def test_down_names_the_server_of_the_last_attempt(connect: ConnectFn) -> None:
     assert conn.server is None
 
 
-def test_tls_checks_each_server_s_own_name(
-    brokers: Any, connect: ConnectFn, tmp_path: Any
-) -> None:
+def test_tls_checks_each_server_s_own_name(brokers: Any, connect: ConnectFn, tmp_path: Any) -> None:
     """A certificate for ``localhost`` only: the attempt to 127.0.0.1 fails its name
     check (naming that server); the next, to ``localhost``, is trusted."""
     material = TlsMaterial.create(str(tmp_path), names=("localhost",))
