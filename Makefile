@@ -11,7 +11,7 @@ SOURCE_DIRS := $(addsuffix /.,$(shell find domain ports adapters conformance fea
 PACKAGES := domain ports adapters conformance features
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint typecheck contracts unit conformance matrix example bench clean
+.PHONY: help install test test-slow lint typecheck contracts unit conformance matrix cluster-test example bench clean
 # Test workers (pytest-xdist). Most tests wait on sockets and brokers, so two cores
 # keep six workers busy; TEST_WORKERS=0 runs the suite in one process. Each test
 # file goes to one worker (--dist loadfile), so a module's fixture (a pool of kit
@@ -29,6 +29,7 @@ help:
 	@echo "make test         ruff, mypy --strict, import-linter contracts, the tests under coverage (under 4 min)"
 	@echo "make test-slow    the tests marked slow: the whole kit on every faulty connector, on a broker URL, the bench smoke; CI runs it too"
 	@echo "make matrix       the kit on both connectors against amqtt, mosquitto and RabbitMQ; docs/broker-matrix.md"
+	@echo "make cluster-test failover on a three-node RabbitMQ cluster on loopback: times, loss, throughput (about 3 min)"
 	@echo "make example      the quick-start examples (threads and asyncio) on an embedded broker"
 	@echo "make bench        the benchmarks (mosquitto and amqtt); reports in reports/bench/"
 	@echo "make install      only make .venv and install the package with every extra (done by the others)"
@@ -128,6 +129,13 @@ matrix: $(STAMP)
 	$(BIN)/python scripts/broker_matrix.py --out reports/matrix --doc docs/broker-matrix.md
 
 # Benchmarks: mosquitto (started by the harness) and in-process amqtt; writes reports/bench/.
+# Failover between the nodes of a real cluster: three RabbitMQ nodes on loopback (the
+# script starts and stops them by PID), persistent sessions in quorum queues, the
+# consumer's node killed mid-stream, 5 runs per case; asserts the bounds it prints.
+cluster-test: $(STAMP)
+	@scripts/ensure-rabbitmq
+	$(BIN)/python scripts/cluster_test.py --json reports/cluster/cluster.json
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --out reports/bench
 

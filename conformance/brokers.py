@@ -424,6 +424,22 @@ class RabbitMQUnavailable(RuntimeError):
 RABBITMQ_SCRIPTS = Path("/usr/lib/rabbitmq/bin")
 
 
+def start_epmd(binary: str, port: int) -> subprocess.Popen[bytes]:
+    """An Erlang port mapper of the kit's own on 127.0.0.1:``port``."""
+    return subprocess.Popen(
+        [binary, "-port", str(port), "-address", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def epmd_binary() -> str | None:
+    return shutil.which("epmd") or next(
+        (str(p) for p in Path("/usr/lib/erlang").glob("erts-*/bin/epmd")), None
+    )
+
+
 def rabbitmq_server() -> str | None:
     """The rabbitmq-server script that runs as the calling user, or None."""
     for candidate in (RABBITMQ_SCRIPTS / "rabbitmq-server", shutil.which("rabbitmq-server")):
@@ -454,10 +470,18 @@ class RabbitMQBroker:
     tls_port: int = 0
     tls_material: TlsMaterial | None = None
     start_timeout: float = 90.0
+    #: A cluster's nodes share a cookie and an epmd (``RabbitMQCluster``); left
+    #: empty, the node has a cookie and an epmd of its own.
+    cookie: str = ""
+    epmd_port: int = 0
+    #: More ``rabbitmq.conf`` lines (``mqtt.durable_queue_type = quorum``).
+    extra_config: tuple[str, ...] = ()
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _epmd: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _workdir: str | None = field(default=None, repr=False)
     _env: dict[str, str] = field(default_factory=dict, repr=False)
+    _amqp_port: int = field(default=0, repr=False)
+    _dist_port: int = field(default=0, repr=False)
 
     @property
     def url(self) -> str:
@@ -468,21 +492,33 @@ class RabbitMQBroker:
         assert self._process is not None, "the broker is not running"
         return self._process.pid
 
+    @property
+    def node_name(self) -> str:
+        return f"taktora-{self.port}@localhost"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def start(self) -> RabbitMQBroker:
+        """Start the node (again, after ``stop`` or ``kill``: same ports and data, so
+        a cluster's node rejoins its cluster)."""
         server = rabbitmq_server()
         if server is None:
             raise RabbitMQUnavailable(
                 "rabbitmq-server is not installed (apt-get install rabbitmq-server)"
             )
-        epmd_binary = shutil.which("epmd") or next(
-            (str(p) for p in Path("/usr/lib/erlang").glob("erts-*/bin/epmd")), None
-        )
-        if epmd_binary is None:
+        epmd_binary_ = epmd_binary()
+        if epmd_binary_ is None:
             raise RabbitMQUnavailable("epmd (Erlang) is not installed")
         work = Path(self._workdir or tempfile.mkdtemp(prefix="taktora-rabbitmq-"))
         self._workdir = str(work)
         self.port = self.port or free_port()
-        amqp, dist, epmd = free_port(), free_port(), free_port()
+        if not self._env:
+            self._amqp_port, self._dist_port = free_port(), free_port()
+        amqp, dist = self._amqp_port, self._dist_port
+        own_epmd = not self.epmd_port
+        epmd = self.epmd_port or free_port()
         lines = [
             f"listeners.tcp.default = 127.0.0.1:{amqp}",
             f"mqtt.listeners.tcp.default = 127.0.0.1:{self.port}",
@@ -504,15 +540,18 @@ class RabbitMQBroker:
                 "ssl_options.verify = verify_none",
                 "ssl_options.fail_if_no_peer_cert = false",
             ]
+        lines += self.extra_config
         (work / "rabbitmq.conf").write_text("\n".join(lines) + "\n", encoding="utf-8")
         (work / "enabled_plugins").write_text("[rabbitmq_mqtt].\n", encoding="utf-8")
         cookie = work / ".erlang.cookie"
-        cookie.write_text(uuid.uuid4().hex.upper(), encoding="utf-8")
+        self.cookie = self.cookie or uuid.uuid4().hex.upper()
+        cookie.unlink(missing_ok=True)  # (read-only once written: a restart writes it anew)
+        cookie.write_text(self.cookie, encoding="utf-8")
         cookie.chmod(0o400)
         env = {
             **os.environ,
             "HOME": str(work),  # the cookie
-            "RABBITMQ_NODENAME": f"taktora-{self.port}@localhost",
+            "RABBITMQ_NODENAME": self.node_name,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(amqp),
             "RABBITMQ_DIST_PORT": str(dist),
@@ -526,13 +565,8 @@ class RabbitMQBroker:
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
         self._env = env
-        self._epmd = subprocess.Popen(
-            [epmd_binary, "-port", str(epmd), "-address", "127.0.0.1"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        if own_epmd:
+            self._epmd = start_epmd(epmd_binary_, epmd)
         log = (work / "server.out").open("wb")
         process = self._process = subprocess.Popen(
             [server],
@@ -551,29 +585,39 @@ class RabbitMQBroker:
             raise RabbitMQUnavailable(f"RabbitMQ did not start: {err}\n{tail}") from err
         return self
 
+    def ctl(self, *arguments: str, timeout: float = 60) -> str:
+        """``rabbitmqctl`` against this node; its output, or ``RabbitMQUnavailable``."""
+        done = subprocess.run(
+            [str(RABBITMQ_SCRIPTS / "rabbitmqctl"), "-q", "-n", self.node_name, *arguments],
+            env=self._env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode:
+            raise RabbitMQUnavailable(
+                f"rabbitmqctl {arguments[0]} failed: {(done.stderr or done.stdout).strip()}"
+            )
+        return done.stdout
+
+    def kill(self) -> None:
+        """End the node at once (SIGKILL to its process group, by its PID): a crash,
+        no goodbye to clients or to the cluster."""
+        process, self._process = self._process, None
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 9)
+            process.wait(20)
+
     def add_user(self, name: str, password: str) -> None:
         """A user that may connect with ``password`` (and do anything on the default
         virtual host): for the scenarios that present credentials. A few seconds each
         (``rabbitmqctl`` starts an Erlang node of its own)."""
-        ctl = RABBITMQ_SCRIPTS / "rabbitmqctl"
-        for command in (
-            # "--" ends rabbitmqctl's options: a name or password that starts with
-            # "-" (token_urlsafe gives one in 32) is an argument, not a switch
-            ["add_user", "--", name, password],
-            ["set_permissions", "-p", "/", "--", name, ".*", ".*", ".*"],
-        ):
-            done = subprocess.run(
-                [str(ctl), "-q", *command],
-                env=self._env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-            if done.returncode:
-                raise RabbitMQUnavailable(
-                    f"rabbitmqctl {command[0]} failed: {(done.stderr or done.stdout).strip()}"
-                )
+        # "--" ends rabbitmqctl's options: a name or password that starts with "-"
+        # (token_urlsafe gives one in 32) is an argument, not a switch
+        self.ctl("add_user", "--", name, password)
+        self.ctl("set_permissions", "-p", "/", "--", name, ".*", ".*", ".*")
 
     def stop(self) -> None:
         for attribute in ("_process", "_epmd"):
