@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from taktora_connector.adapters.aio import AsyncMqttConnector
 from taktora_connector.adapters.health import HealthBroadcaster
 from taktora_connector.adapters.mqtt import (
     MqttConnectorOptions,
@@ -226,3 +227,24 @@ def test_from_url_reads_several_servers(url: str, servers: Any) -> None:
     assert options.server_list == servers
     assert (options.host, options.port) == servers[0]
     assert MqttConnectorOptions.from_url(options.broker_url()).servers == servers
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_asyncio_connector_says_its_server_too() -> None:
+    dead = free_port()
+    with EmbeddedBroker() as broker:
+        options = MqttConnectorOptions(
+            servers=[("127.0.0.1", dead), ("127.0.0.1", broker.port)], client_id=unique_id()
+        )
+        async with AsyncMqttConnector[Any](options) as connector:
+            assert connector.server is None or connector.server.endswith(f":{broker.port}")
+            events = connector.health_events()
+            async for event in events:
+                if event.to.kind is HealthKind.UP:
+                    break
+            assert connector.server == f"mqtt://127.0.0.1:{broker.port}"
