@@ -29,8 +29,8 @@ from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.codecs import BytesCodec
 from taktora_connector.adapters.mqtt.inbound_acks import AckToken, InboundAcks
-from taktora_connector.adapters.mqtt.protocol.packets import publish_payload_limit
 from taktora_connector.adapters.timeouts import shown, wait_seconds
+from taktora_connector.adapters.toolkit import codec_broke, encode_payload, payload_limit
 from taktora_connector.domain import (
     ZERO_CORRELATION_ID,
     BackPressure,
@@ -46,7 +46,6 @@ from taktora_connector.domain import (
     ok,
     recv_envelope,
     send_outcome,
-    validate_correlation_id,
 )
 from taktora_connector.ports import PayloadCodec
 
@@ -98,7 +97,7 @@ class MqttWriter(Generic[T]):
         self._retain = routing.retained
         # No larger payload fits one PUBLISH of this topic and QoS: a send above it gets
         # PayloadOverflow naming this limit, never a delivery that fails later.
-        self._max = min(descriptor.max_payload_size, publish_payload_limit(self._topic, self._qos))
+        self._max = payload_limit(descriptor.max_payload_size, self._topic, self._qos)
         self._lock = threading.Lock()
         self._next_sequence = 0
         self._last: Delivery | None = None
@@ -117,30 +116,10 @@ class MqttWriter(Generic[T]):
     ) -> Result[SendOutcome, ConnectorError]:
         if self._closed:
             return Failure(ConnectorDown(f"writer {self._descriptor.name!r} is closed"))
-        if correlation_id is not None:
-            # MQTT 3.1.1 has nowhere to carry it: validated, then not put on the wire.
-            try:
-                validate_correlation_id(correlation_id)
-            except ConfigurationError as err:
-                return Failure(err)
-        try:
-            encoded = self._codec.encode(value)
-        except Exception as err:  # a codec that breaks its contract: still a Result
-            return Failure(_codec_broke(self._codec, f"encode raised {err!r}"))
-        answer: Any = encoded  # typed as a Result; checked, since a codec may break that
-        if not isinstance(answer, Success):
-            if isinstance(answer, Failure):
-                return Failure(answer.failure())
-            return Failure(_codec_broke(self._codec, f"encode returned {answer!r}"))
-        payload: Any = answer.unwrap()
-        if payload.__class__ is not bytes:
-            if not isinstance(payload, bytes | bytearray | memoryview):
-                found = type(payload).__name__
-                return Failure(_codec_broke(self._codec, f"encode gave a {found}, not bytes"))
-            payload = bytes(payload)
+        payload = encode_payload(self._codec, value, correlation_id, self._max)
+        if not isinstance(payload, bytes):
+            return Failure(payload)
         size = len(payload)
-        if size > self._max:
-            return Failure(PayloadOverflow(size, self._max))
         delivery = Delivery()
         with self._lock:
             offered = self._bridge.offer(
@@ -353,10 +332,10 @@ class MqttReader(Generic[T]):
         try:
             decoded = self._codec.decode(payload)
         except Exception as err:  # a codec that breaks its contract: still a Result
-            decoded = Failure(_codec_broke(self._codec, f"decode raised {err!r}", payload))
+            decoded = Failure(codec_broke(self._codec, f"decode raised {err!r}", payload))
         if not isinstance(decoded, Success | Failure):
             found = f"decode returned {decoded!r}"
-            decoded = Failure(_codec_broke(self._codec, found, payload))
+            decoded = Failure(codec_broke(self._codec, found, payload))
         if not is_successful(decoded):
             self.decode_failures += 1
             failure = decoded.failure()
@@ -532,9 +511,3 @@ class MqttReader(Generic[T]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<MqttReader {self._descriptor.name!r} filter={self.topic_filter!r} {state}>"
-
-
-def _codec_broke(codec: Any, what: str, payload: bytes | None = None) -> CodecError:
-    """A codec raised or answered with something else than its contract allows."""
-    name = getattr(codec, "format_name", type(codec).__name__)
-    return CodecError(str(name), f"the codec broke its contract: {what}", payload)
