@@ -23,6 +23,11 @@ Each piece, and the part of the contract (``docs/connector-contract.md``) it kee
 - ``InboundQueue``: your I/O thread to one reader, bounded; full, it drops the
   *newest* and counts it (``dropped``); ``take`` waits with any timeout;
   ``fileno()`` is readable exactly while something waits (REQ_0259, REQ_0261).
+- ``BridgeWriter`` and ``QueueReader``: the ``ChannelWriter`` and ``ChannelReader``
+  ports over those two: send rules, ``BackPressure`` and its latch, sequence numbers,
+  ``flush``; ``recv``/``try_recv``/iteration/``fileno()``, drops counted and told to
+  the controller, decoding into envelopes. Your I/O thread takes ``Outgoing``
+  messages from the bridge and calls ``reader.deliver(...)`` for what arrives.
 - ``Delivery``: the delivery handle of one sent message, completed once (``succeed``
   or ``fail``); ``wait(timeout)`` never raises.
 - ``encode_payload``: the send rules every writer applies before it queues a
@@ -39,10 +44,6 @@ Each piece, and the part of the contract (``docs/connector-contract.md``) it kee
 
 from __future__ import annotations
 
-from typing import Any
-
-from returns.result import Failure, Success
-
 from taktora_connector.adapters.health import HealthBroadcaster, QueueHealthSubscription
 from taktora_connector.adapters.mqtt.bridge import InboundQueue, Offer, OutboundBridge
 from taktora_connector.adapters.mqtt.delivery import Delivery
@@ -53,33 +54,29 @@ from taktora_connector.adapters.mqtt.health_control import (
     Phase,
 )
 from taktora_connector.adapters.mqtt.matcher import TopicMatcher
-from taktora_connector.adapters.mqtt.protocol.packets import publish_payload_limit
 from taktora_connector.adapters.mqtt.topics import (
     topic_matches,
     validate_filter,
     validate_publish_topic,
 )
+from taktora_connector.adapters.payloads import codec_broke, encode_payload, payload_limit
+from taktora_connector.adapters.queue_channels import BridgeWriter, Outgoing, QueueReader
 from taktora_connector.adapters.timeouts import wait_seconds
-from taktora_connector.domain import (
-    CodecError,
-    ConfigurationError,
-    ConnectorError,
-    PayloadOverflow,
-    validate_correlation_id,
-)
-from taktora_connector.ports import PayloadCodec
 
 __all__ = [
     "CONNECTION_LOST",
     "OUTBOUND_BACKPRESSURE",
+    "BridgeWriter",
     "Delivery",
     "HealthBroadcaster",
     "HealthController",
     "InboundQueue",
     "Offer",
     "OutboundBridge",
+    "Outgoing",
     "Phase",
     "QueueHealthSubscription",
+    "QueueReader",
     "TopicMatcher",
     "codec_broke",
     "encode_payload",
@@ -89,52 +86,3 @@ __all__ = [
     "validate_publish_topic",
     "wait_seconds",
 ]
-
-
-def payload_limit(max_payload_size: int, topic: str, qos: int) -> int:
-    """The largest payload a writer may accept: the channel's ``max_payload_size``,
-    and no more than one MQTT 3.1.1 PUBLISH of this topic and QoS can carry (its
-    remaining length is at most 268,435,455 bytes)."""
-    return min(max_payload_size, publish_payload_limit(topic, qos))
-
-
-def codec_broke(codec: Any, what: str, payload: bytes | None = None) -> CodecError:
-    """A codec raised, or answered with something its contract does not allow."""
-    name = getattr(codec, "format_name", type(codec).__name__)
-    return CodecError(str(name), f"the codec broke its contract: {what}", payload)
-
-
-def encode_payload(
-    codec: PayloadCodec[Any], value: object, correlation_id: bytes | None, limit: int
-) -> bytes | ConnectorError:
-    """The bytes to publish for ``value``, or the error ``send`` must return.
-
-    A plain value, not a ``Result``, so that the send path makes no object it does
-    not need: ``isinstance(answer, bytes)`` tells them apart. ``limit`` is
-    ``payload_limit(...)`` of the writer's channel.
-    """
-    if correlation_id is not None:
-        # MQTT 3.1.1 has nowhere to carry it: validated, then not put on the wire.
-        try:
-            validate_correlation_id(correlation_id)
-        except ConfigurationError as err:
-            return err
-    try:
-        answer: Any = codec.encode(value)  # a Result, checked: a codec may break that
-    except Exception as err:  # a codec that breaks its contract: still an answer
-        return codec_broke(codec, f"encode raised {err!r}")
-    if not isinstance(answer, Success):
-        if isinstance(answer, Failure):
-            error: Any = answer.failure()
-            if isinstance(error, ConnectorError):
-                return error
-            return codec_broke(codec, f"encode failed with {error!r}, not a ConnectorError")
-        return codec_broke(codec, f"encode returned {answer!r}")
-    payload: Any = answer.unwrap()
-    if payload.__class__ is not bytes:
-        if not isinstance(payload, bytes | bytearray | memoryview):
-            return codec_broke(codec, f"encode gave a {type(payload).__name__}, not bytes")
-        payload = bytes(payload)
-    if len(payload) > limit:
-        return PayloadOverflow(len(payload), limit)
-    return payload  # type: ignore[no-any-return]

@@ -29,8 +29,8 @@ from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.codecs import BytesCodec
 from taktora_connector.adapters.mqtt.inbound_acks import AckToken, InboundAcks
+from taktora_connector.adapters.payloads import codec_broke, encode_payload, payload_limit
 from taktora_connector.adapters.timeouts import shown, wait_seconds
-from taktora_connector.adapters.toolkit import codec_broke, encode_payload, payload_limit
 from taktora_connector.domain import (
     ZERO_CORRELATION_ID,
     BackPressure,

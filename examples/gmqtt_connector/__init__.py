@@ -2,11 +2,12 @@
 
     PYTHONPATH=examples taktora-conformance --connector-factory gmqtt_connector:make_connector
 
-It shares nothing with the reference connector but the framework's values and
-ports (``taktora_connector.domain``, ``taktora_connector.ports``, the codecs,
-``MqttRouting`` and ``MqttConnectorOptions``): its protocol stack is gmqtt on an
-asyncio loop in a thread of its own, and its bridges, health and topic matching
-are written here. See ``connector.py`` for how each requirement is met.
+Its protocol stack is gmqtt on an asyncio loop in a thread of its own; what every
+connector needs in the same way (health, bridges, reader and writer handles,
+delivery handles, timeouts, topic rules) comes from the public building blocks in
+``taktora_connector.adapters.toolkit``, which the reference connector is made of
+too. It shares nothing of the reference's sidecar or paho. See ``connector.py`` for
+how each requirement is met, and docs/writing-a-connector.md for a walk through it.
 """
 
 from __future__ import annotations
