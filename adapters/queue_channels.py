@@ -10,6 +10,8 @@ Rules of this module:
 - a full reader queue drops the newest message, counts it (``dropped``) and tells the
   controller, which turns health ``Degraded`` once at the threshold and re-arms when
   the queue has drained (REQ_0261);
+- a codec that raises or answers out of its contract is a ``CodecError``, never an
+  exception out of ``recv``;
 - every wait takes any timeout (``wait_seconds``); a reader's iteration ends once it
   is closed; ``fileno()`` is readable exactly while a message (or a failure) waits.
 """
@@ -22,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from returns.result import Failure, Result, Success
 
@@ -46,7 +48,7 @@ from taktora_connector.domain import (
 )
 from taktora_connector.ports import PayloadCodec
 
-from .payloads import encode_payload, payload_limit
+from .payloads import codec_broke, encode_payload, payload_limit
 
 T = TypeVar("T")
 
@@ -188,10 +190,15 @@ class QueueReader(Generic[T]):
                 return Failure(ConnectorDown(f"reader {self._descriptor.name!r} is closed"))
             return Success(None)
         topic, payload, qos, retain, stamp = item
-        decoded = self._codec.decode(payload)
-        if isinstance(decoded, Failure):
-            failure: CodecError = decoded.failure()
-            return Failure(CodecError(failure.format, failure.cause, payload))
+        try:
+            decoded: Any = self._codec.decode(payload)  # a Result, checked: a codec may break that
+        except Exception as err:
+            return Failure(codec_broke(self._codec, f"decode raised {err!r}", payload))
+        if not isinstance(decoded, Success):
+            failure: Any = decoded.failure() if isinstance(decoded, Failure) else None
+            if isinstance(failure, CodecError):
+                return Failure(CodecError(failure.format, failure.cause, payload))
+            return Failure(codec_broke(self._codec, f"decode returned {decoded!r}", payload))
         routing = MqttRouting.delivered(topic, qos, retain)
         return Success(
             RecvEnvelope(

@@ -9,7 +9,8 @@ Each piece, and the part of the contract (``docs/connector-contract.md``) it kee
 
 - ``HealthBroadcaster``: holds the health, applies only the domain's legal
   transitions, and fans every event out to any number of subscriptions
-  (``subscribe_health``), each bounded, none replayed (REQ_0250).
+  (``subscribe_health`` returns a ``QueueHealthSubscription``), each bounded, none
+  replayed (REQ_0250).
 - ``HealthController``: health from the connection ``Phase`` (connecting,
   connected, down) plus the two latches: outbound backpressure (``trip_outbound``
   once per episode, ``outbound_drained`` ends it, REQ_0260) and inbound drops
@@ -18,7 +19,7 @@ Each piece, and the part of the contract (``docs/connector-contract.md``) it kee
   ``Up -> Degraded("connection lost") -> Connecting``; every step is one of the nine
   legal edges.
 - ``OutboundBridge``: application threads to your I/O thread, bounded; ``offer``
-  answers ``Offer.FULL`` (make it ``BackPressure``), never blocks (REQ_0259,
+  answers an ``Offer``: ``FULL`` is ``BackPressure``; it never blocks (REQ_0259,
   REQ_0260); closed, it accepts nothing, so nothing is accepted and then lost.
 - ``InboundQueue``: your I/O thread to one reader, bounded; full, it drops the
   *newest* and counts it (``dropped``); ``take`` waits with any timeout;
@@ -32,9 +33,9 @@ Each piece, and the part of the contract (``docs/connector-contract.md``) it kee
   or ``fail``); ``wait(timeout)`` never raises.
 - ``encode_payload``: the send rules every writer applies before it queues a
   message: the correlation id checked, the codec's answer checked (a codec that
-  raises or answers with something else is a ``CodecError``, not a crash), the size
-  against the channel's limit and what one MQTT PUBLISH can carry
-  (``PayloadOverflow``).
+  raises or answers with something else is a ``CodecError`` made by ``codec_broke``,
+  not a crash), the size against ``payload_limit``: the channel's limit and what one
+  MQTT PUBLISH can carry (``PayloadOverflow``).
 - ``wait_seconds``: every timeout a caller gives, made safe: ``None`` or ``math.inf``
   is no deadline, NaN or a negative is a ``ConfigurationError`` to return.
 - ``validate_publish_topic``, ``validate_filter``, ``topic_matches`` and
