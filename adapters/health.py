@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Self
 
-from taktora_connector.domain import ConnectorHealth, HealthEvent, transition
+from taktora_connector.domain import ConnectorHealth, HealthEvent, HealthKind, transition
 
 from .timeouts import wait_seconds
 
@@ -40,6 +40,8 @@ class HealthBroadcaster:
         self._subscriptions: list[QueueHealthSubscription] = []
         self._closed = False
         self._last: HealthEvent | None = None
+        #: Transitions taken, by the kind of state they went to.
+        self.transitions: dict[HealthKind, int] = {}
 
     @property
     def state(self) -> ConnectorHealth:
@@ -63,6 +65,8 @@ class HealthBroadcaster:
             event = transition(self._state, target, time.monotonic_ns())
             self._state = target
             self._last = event
+            kind = target.kind
+            self.transitions[kind] = self.transitions.get(kind, 0) + 1
             for sub in self._subscriptions:
                 sub.push(event)
             return event

@@ -121,17 +121,17 @@ def free_port() -> int:
 
 
 def test_a_dead_server_is_passed_over_and_the_server_in_use_is_observable(
-    connect: ConnectFn,
+    brokers: Any, connect: ConnectFn
 ) -> None:
     dead = free_port()
-    with EmbeddedBroker() as broker:
-        conn = connect(
-            0,
-            servers=[("127.0.0.1", dead), ("127.0.0.1", broker.port)],
-        )
-        assert conn.server == f"mqtt://127.0.0.1:{broker.port}"
-        assert conn.last_error is None
-        assert conn.options.broker_url() == f"mqtt://127.0.0.1:{dead},127.0.0.1:{broker.port}"
+    broker = brokers("amqtt")  # (a fixture: the connectors close before it does)
+    conn = connect(
+        0,
+        servers=[("127.0.0.1", dead), ("127.0.0.1", broker.port)],
+    )
+    assert conn.server == f"mqtt://127.0.0.1:{broker.port}"
+    assert conn.last_error is None
+    assert conn.options.broker_url() == f"mqtt://127.0.0.1:{dead},127.0.0.1:{broker.port}"
 
 
 @pytest.mark.mosquitto
@@ -196,21 +196,20 @@ def test_tls_checks_each_server_s_own_name(brokers: Any, connect: ConnectFn, tmp
     material = TlsMaterial.create(str(tmp_path), names=("localhost",))
     # (from the fixture, so that the connectors close before the broker does)
     broker = brokers("amqtt", tls=True, tls_material=material)
-    if True:
-        tls = TlsOptions(ca_pem=material.ca_pem)
-        wrong_first = connect(
-            0,
-            wait_up=False,
-            tls=tls,
-            servers=[("127.0.0.1", broker.tls_port), ("localhost", broker.tls_port)],
-        )
-        wait_until(lambda: wrong_first.health().kind is HealthKind.UP, 10, "Up")
-        assert wrong_first.server == f"mqtts://localhost:{broker.tls_port}"
-        only_wrong = connect(broker.tls_port, wait_up=False, tls=tls, reconnect_attempt_ceiling=0)
-        wait_until(lambda: only_wrong.health().kind is HealthKind.DOWN, 10, "Down")
-        reason = str(only_wrong.last_error)
-        assert "certificate verification failed" in reason
-        assert f"mqtts://127.0.0.1:{broker.tls_port}" in reason
+    tls = TlsOptions(ca_pem=material.ca_pem)
+    wrong_first = connect(
+        0,
+        wait_up=False,
+        tls=tls,
+        servers=[("127.0.0.1", broker.tls_port), ("localhost", broker.tls_port)],
+    )
+    wait_until(lambda: wrong_first.health().kind is HealthKind.UP, 10, "Up")
+    assert wrong_first.server == f"mqtts://localhost:{broker.tls_port}"
+    only_wrong = connect(broker.tls_port, wait_up=False, tls=tls, reconnect_attempt_ceiling=0)
+    wait_until(lambda: only_wrong.health().kind is HealthKind.DOWN, 10, "Down")
+    reason = str(only_wrong.last_error)
+    assert "certificate verification failed" in reason
+    assert f"mqtts://127.0.0.1:{broker.tls_port}" in reason
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,12 @@ from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.health import QueueHealthSubscription
-from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions, MqttRouting
+from taktora_connector.adapters.mqtt import (
+    ConnectorMetrics,
+    MqttConnector,
+    MqttConnectorOptions,
+    MqttRouting,
+)
 from taktora_connector.adapters.mqtt.connector import DEFAULT_CLOSE_TIMEOUT
 from taktora_connector.adapters.timeouts import wait_seconds
 from taktora_connector.domain import (
@@ -76,6 +81,10 @@ class AsyncMqttConnector(Generic[T]):
     @property
     def last_error(self) -> str | None:
         return self._connector.last_error
+
+    def metrics(self) -> ConnectorMetrics:
+        """The same snapshot as the thread API's ``metrics()`` (cheap, never blocks)."""
+        return self._connector.metrics()
 
     @property
     def server(self) -> str | None:

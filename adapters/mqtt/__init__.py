@@ -1,7 +1,8 @@
 """The reference MQTT 3.1.1 connector (paho-mqtt on a sidecar thread).
 
 Public surface: ``MqttConnector``, ``MqttRouting``, ``MqttQos``,
-``MqttConnectorOptions``, ``Credentials``, ``TlsOptions``. Everything else in
+``MqttConnectorOptions``, ``Credentials``, ``TlsOptions``, ``ConnectorMetrics`` and
+``ReaderMetrics`` (``MqttConnector.metrics()``). Everything else in
 this package is internal and may change without notice.
 
 The MQTT values (routing, QoS, options, credentials, TLS, topic rules) import
@@ -15,6 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .metrics import ConnectorMetrics, ReaderMetrics
 from .options import Credentials, MqttConnectorOptions, TlsOptions
 from .routing import MqttQos, MqttRouting
 from .topics import topic_matches
@@ -23,11 +25,13 @@ if TYPE_CHECKING:
     from .connector import MqttConnector
 
 __all__ = [
+    "ConnectorMetrics",
     "Credentials",
     "MqttConnector",
     "MqttConnectorOptions",
     "MqttQos",
     "MqttRouting",
+    "ReaderMetrics",
     "TlsOptions",
     "topic_matches",
 ]

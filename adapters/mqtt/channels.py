@@ -227,6 +227,11 @@ class MqttReader(Generic[T]):
         return self._queue.dropped
 
     @property
+    def queued(self) -> int:
+        """Messages waiting in this reader's queue now."""
+        return len(self._queue)
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

@@ -39,6 +39,7 @@ from taktora_connector.ports import PayloadCodec
 
 from .channels import MqttReader, MqttWriter
 from .health_control import HealthController, Phase
+from .metrics import ConnectorMetrics, ReaderMetrics
 from .options import MqttConnectorOptions
 from .routing import MqttRouting
 from .topics import validate_publish_topic
@@ -183,6 +184,21 @@ class MqttConnector(Generic[T]):
     def inbound_drops(self) -> int:
         """Inbound messages dropped across all readers so far."""
         return self._controller.inbound_drops
+
+    def metrics(self) -> ConnectorMetrics:
+        """Counters and gauges of this connector now (``ConnectorMetrics``): cheap, from
+        any thread, as often as you like (it reads plain integers the sidecar keeps)."""
+        gateway = self._gateway
+        return gateway.metrics(
+            health=self._broadcaster.state.kind,
+            transitions=dict(self._broadcaster.transitions),
+            dropped=self._controller.inbound_drops,
+            readers=tuple(
+                ReaderMetrics(r.descriptor.name, r.topic_filter, r.queued, r.dropped)
+                for r in list(self._readers.values())
+            ),
+            session="clean" if self._options.clean_session else "persistent",
+        )
 
     def start(self) -> Result[None, ConnectorError]:
         """Start the sidecar and connect; again after ``Down``, retry connecting."""

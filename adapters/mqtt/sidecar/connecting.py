@@ -189,6 +189,9 @@ class Reconnect:
         #: The server of the connection that is up, as a URL; None between connections.
         self.connected_to: str | None = None
         self.failures = 0
+        #: For ``metrics()``: every failed attempt, and every connection made.
+        self.failed_total = 0
+        self.connections = 0
         self._flaps = 0
         self._connected_at = 0.0
         self.next_attempt = 0.0
@@ -235,6 +238,7 @@ class Reconnect:
         the servers failed, the first again after the backoff; or give up past the
         ceiling (counted in rounds)."""
         self.failures += 1
+        self.failed_total += 1
         reason = self._named(reason)
         self.last_error = reason
         count = len(self._servers)
@@ -271,6 +275,7 @@ class Reconnect:
         self._refusal = refusal(name)
 
     def connected(self) -> None:
+        self.connections += 1
         self._connected_at = time.monotonic()
         self.failures = 0
         self.last_error = None

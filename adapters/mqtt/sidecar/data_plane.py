@@ -168,6 +168,13 @@ class DataPlane:
         self.rejected_inbound = 0
         #: Complete packets received (the liveness signal; partial bytes never count).
         self.packets_received = 0
+        #: For ``metrics()``: counted per read, per run, per pump (``metrics`` module).
+        self.bytes_received = 0
+        self.publishes_received = 0
+        self.oversized_inbound = 0
+        self.messages_sent = 0
+        self.bytes_sent = 0
+        self.messages_delivered = 0
         #: One handler per packet type the data plane acts on (``receive``).
         #: (PUBLISH is read in runs, ``_on_publishes``.)
         self._handlers: dict[type, Callable[[Any, _Pass], None]] = {
@@ -206,13 +213,14 @@ class DataPlane:
         if wire is None or not self._inflight:
             return
         packets = self._inflight
-        wire.write(
-            b"".join(
-                bytes((packets[pid].packet[0] | 0x08,)) + packets[pid].packet[1:]
-                for pid in self._order
-                if pid in packets
-            )
-        )
+        again = [
+            bytes((packets[pid].packet[0] | 0x08,)) + packets[pid].packet[1:]
+            for pid in self._order
+            if pid in packets
+        ]
+        wire.write(b"".join(again))
+        self.messages_sent += len(again)
+        self.bytes_sent += sum(map(len, again))
 
     # -- inbound --------------------------------------------------------------------------------
 
@@ -228,17 +236,19 @@ class DataPlane:
         """
         reader = self._reader
         reader.receive_data(data)
+        self.bytes_received += len(data)
         next_run = reader.next_run
         wire = self._wire
         step = _Pass(self.session.connected, time.time_ns())
         handlers = self._handlers
-        count = 0
+        count = published = 0
         publishes: list[Publish] = []  # a run of PUBLISHes, handled together
         try:
             while True:
                 packet = next_run(publishes)  # the PUBLISHes up to the next other event
                 if publishes:
                     count += len(publishes)
+                    published += len(publishes)
                     self._on_publishes(publishes, step)  # and empties the run
                 kind = type(packet)
                 handler = handlers.get(kind)
@@ -255,9 +265,11 @@ class DataPlane:
             try:
                 if publishes:  # bytes that are no packet ended the stream after a run
                     count += len(publishes)
+                    published += len(publishes)
                     self._on_publishes(publishes, step)
             finally:
                 self.packets_received += count
+                self.publishes_received += published
                 self._deliver(step.batches)
                 acks = step.acks
                 if self._acks is not None:
@@ -326,6 +338,8 @@ class DataPlane:
                 "QoS 2 PUBLISH on a subscription of QoS 1 at most (MQTT-3.8.4-6)"
             )
         self._skipped(packet, step.batches, step.now)
+        self.oversized_inbound += 1
+        self.publishes_received += 1
         if packet.packet_id is not None:
             if self._acks is None:
                 step.acks.append(b"\x40\x02" + packet.packet_id.to_bytes(2, "big"))
@@ -445,11 +459,13 @@ class DataPlane:
         order.popleft()
         release(packet_id)
         entry.delivery.succeed()
+        self.messages_delivered += 1
         early = self._acked_early
         while early and order and order[0] in early:
             done = order.popleft()
             release(done)
             early.pop(done).succeed()
+            self.messages_delivered += 1
 
     # -- outbound -------------------------------------------------------------------------------
 
@@ -490,7 +506,7 @@ class DataPlane:
         topics = self._topics
         take_id = self._ids.take
         out: list[bytes] = []
-        queued = wire.queued_total
+        queued = start = wire.queued_total
         for _ in range(PUMP_LIMIT // TAKE_BATCH):
             batch = bridge.take(TAKE_BATCH, admit)
             for topic, payload, qos, retain, delivery in batch:
@@ -521,6 +537,8 @@ class DataPlane:
                 break
         if out:
             wire.write(b"".join(out))
+            self.messages_sent += len(out)
+            self.bytes_sent += queued - start
 
     def settle_qos0(self) -> None:
         """Complete the QoS 0 deliveries whose bytes reached the kernel."""
@@ -531,6 +549,7 @@ class DataPlane:
         flushed = wire.flushed_total
         while queue and queue[0].end <= flushed:
             queue.popleft().delivery.succeed()
+            self.messages_delivered += 1
 
     @property
     def idle(self) -> bool:

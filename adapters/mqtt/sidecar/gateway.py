@@ -54,6 +54,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from taktora_connector.adapters.mqtt.bridge import OutboundBridge
 from taktora_connector.adapters.mqtt.health_control import HealthController
 from taktora_connector.adapters.mqtt.inbound_acks import InboundAcks
+from taktora_connector.adapters.mqtt.metrics import ConnectorMetrics, ReaderMetrics
 from taktora_connector.adapters.mqtt.options import MqttConnectorOptions
 from taktora_connector.adapters.mqtt.protocol.backoff import Backoff
 from taktora_connector.adapters.mqtt.protocol.deadlines import ConnectionDeadlines
@@ -65,7 +66,12 @@ from taktora_connector.adapters.mqtt.protocol.subscribe_handshake import (
     SubscribeHandshake,
 )
 from taktora_connector.adapters.mqtt.records import Outbound
-from taktora_connector.domain import DEFAULT_MAX_PAYLOAD_SIZE, ConnectorDown, ConnectorError
+from taktora_connector.domain import (
+    DEFAULT_MAX_PAYLOAD_SIZE,
+    ConnectorDown,
+    ConnectorError,
+    HealthKind,
+)
 
 from . import fork_guard
 from .buffered_socket import BufferedSocket
@@ -165,6 +171,39 @@ class Gateway:
         """The most recent connection failure, for diagnostics (never has a password);
         once the sidecar stopped on an unexpected exception, that exception for good."""
         return self.died if self.died is not None else self._reconnect.last_error
+
+    def metrics(
+        self,
+        *,
+        health: HealthKind,
+        transitions: dict[HealthKind, int],
+        dropped: int,
+        readers: tuple[ReaderMetrics, ...],
+        session: str,
+    ) -> ConnectorMetrics:
+        """The sidecar's counters as one snapshot (read on the caller's thread)."""
+        plane, reconnect, acks = self._plane, self._reconnect, self.inbound_acks
+        return ConnectorMetrics(
+            messages_sent=plane.messages_sent,
+            bytes_sent=plane.bytes_sent,
+            messages_delivered=plane.messages_delivered,
+            messages_received=plane.publishes_received,
+            bytes_received=plane.bytes_received,
+            dropped_inbound=dropped,
+            unrouted_inbound=self._unrouted.count,
+            rejected_inbound=plane.rejected_inbound,
+            oversized_inbound=plane.oversized_inbound,
+            reconnects=max(0, reconnect.connections - 1),
+            failed_attempts=reconnect.failed_total,
+            health_transitions=transitions,
+            outbound_queued=len(self.outbound),
+            inflight=plane.inflight,
+            unacknowledged_inbound=0 if acks is None else acks.unacknowledged,
+            readers=readers,
+            server=reconnect.connected_to,
+            session=session,
+            health=health,
+        )
 
     @property
     def server(self) -> str | None:

@@ -1,0 +1,65 @@
+"""One connector's counters and gauges at one moment: ``MqttConnector.metrics()``.
+
+Rules of this module:
+- a frozen value, made on the caller's thread from counters the sidecar keeps as
+  plain integers (one writer, so no lock on the hot path; a snapshot may be a few
+  messages behind the sidecar, never torn within one counter);
+- counters only grow for the connector's life; gauges are what is there now;
+- counted in batches where the sidecar works in batches (a read, a run of
+  PUBLISHes, a pump), so counting costs a few additions per batch, not per message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from taktora_connector.domain import HealthKind
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderMetrics:
+    """One open reader: its name, its filter, what waits in its queue, what it dropped."""
+
+    name: str
+    topic_filter: str
+    queued: int
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorMetrics:
+    """Counters since the connector was made, and gauges of now."""
+
+    #: PUBLISH packets written to the broker (resends included) and their bytes.
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    #: Deliveries completed: QoS 0 once written to the kernel, QoS 1 at PUBACK.
+    messages_delivered: int = 0
+    #: PUBLISH packets received (also those no reader took), and every byte read.
+    messages_received: int = 0
+    bytes_received: int = 0
+    #: Inbound messages dropped by full reader queues (``reader.dropped`` summed, the
+    #: readers closed since included).
+    dropped_inbound: int = 0
+    unrouted_inbound: int = 0
+    rejected_inbound: int = 0
+    #: PUBLISHes above every matching reader's ``max_payload_size``: skipped unread.
+    oversized_inbound: int = 0
+    #: Connections made after the first, and connection attempts that failed.
+    reconnects: int = 0
+    failed_attempts: int = 0
+    #: Health transitions by the state they went to.
+    health_transitions: dict[HealthKind, int] = field(default_factory=dict)
+    # -- gauges --------------------------------------------------------------------
+    #: Messages accepted by writers and not yet taken by the sidecar.
+    outbound_queued: int = 0
+    #: QoS 1 messages written and waiting for PUBACK.
+    inflight: int = 0
+    #: Persistent session: QoS 1 messages received and not yet acknowledged.
+    unacknowledged_inbound: int = 0
+    readers: tuple[ReaderMetrics, ...] = ()
+    #: ``mqtt://host:port`` of the connection that is up, else None.
+    server: str | None = None
+    #: "clean" or "persistent" (``clean_session``).
+    session: str = "clean"
+    health: HealthKind = HealthKind.CONNECTING

@@ -1,0 +1,118 @@
+"""``connector.metrics()``: every counter and gauge says what happened, on a real broker."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from taktora_connector.adapters.aio import AsyncMqttConnector
+from taktora_connector.adapters.codecs import BytesCodec
+from taktora_connector.adapters.mqtt import (
+    ConnectorMetrics,
+    MqttConnectorOptions,
+    MqttQos,
+    MqttRouting,
+)
+from taktora_connector.conformance.brokers import EmbeddedBroker
+from taktora_connector.conformance.proxy import FaultProxy
+from taktora_connector.domain import ChannelDescriptor, HealthKind
+
+from .conftest import ConnectFn, unique_id, wait_until
+
+QOS1 = MqttQos.AT_LEAST_ONCE
+
+
+def dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_counters_and_gauges_follow_the_traffic(brokers: Any, connect: ConnectFn) -> None:
+    topic = f"m/{unique_id()}"
+    broker = brokers("amqtt")  # (a fixture: the connectors close before it does)
+    conn = connect(
+        0,
+        codec=BytesCodec(),
+        servers=[("127.0.0.1", dead_port()), ("127.0.0.1", broker.port)],
+        inbound_capacity=4,
+    )
+    before = conn.metrics()
+    assert isinstance(before, ConnectorMetrics)
+    assert before.failed_attempts == 1  # the dead server first
+    assert before.reconnects == 0 and before.messages_sent == 0
+    assert before.server == f"mqtt://127.0.0.1:{broker.port}"
+    assert before.health is HealthKind.UP and before.session == "clean"
+    assert before.health_transitions == {HealthKind.UP: 1}
+    routing = MqttRouting(topic=topic, qos=QOS1)
+    reader = conn.create_reader(ChannelDescriptor("in", routing)).unwrap()
+    writer = conn.create_writer(ChannelDescriptor("out", routing)).unwrap()
+    for n in range(10):
+        writer.send(b"%03d" % n).unwrap().delivery.wait(5).unwrap()
+    wait_until(lambda: conn.metrics().messages_received == 10, 10, "10 received")
+    now = conn.metrics()
+    assert (now.messages_sent, now.messages_delivered) == (10, 10)
+    assert now.bytes_sent == 10 * (2 + 2 + len(topic) + 2 + 3)  # header, topic, id, payload
+    assert now.bytes_received >= now.bytes_sent
+    assert now.inflight == 0 and now.outbound_queued == 0
+    # four fit the reader's queue, six were dropped
+    assert now.dropped_inbound == 6 == reader.dropped
+    (shown,) = now.readers
+    assert (shown.name, shown.topic_filter, shown.queued, shown.dropped) == ("in", topic, 4, 6)
+    assert now.health_transitions[HealthKind.DEGRADED] == 1  # the drops
+    for _ in range(4):
+        reader.try_recv().unwrap()
+    assert conn.metrics().readers[0].queued == 0
+
+
+def test_a_reconnect_is_counted_and_the_server_goes_while_away(
+    brokers: Any, connect: ConnectFn
+) -> None:
+    broker = brokers("amqtt")
+    with FaultProxy(broker.port) as proxy:
+        conn = connect(proxy.port, reconnect_initial_backoff=0.05)
+        proxy.cut()
+        wait_until(lambda: conn.metrics().reconnects == 1, 10, "a reconnect")
+        wait_until(lambda: conn.health().kind is HealthKind.UP, 10, "Up")
+        metrics = conn.metrics()
+        assert metrics.server == f"mqtt://127.0.0.1:{proxy.port}"
+        assert metrics.health_transitions[HealthKind.CONNECTING] >= 1
+
+
+def test_a_persistent_session_counts_what_waits_for_the_application(
+    brokers: Any, connect: ConnectFn
+) -> None:
+    topic = f"m/{unique_id()}"
+    broker = brokers("amqtt")
+    conn = connect(broker.port, clean_session=False, codec=BytesCodec())
+    routing = MqttRouting(topic=topic, qos=QOS1)
+    reader = conn.create_reader(ChannelDescriptor("in", routing)).unwrap()
+    writer = conn.create_writer(ChannelDescriptor("out", routing)).unwrap()
+    for n in range(3):
+        writer.send(b"%d" % n).unwrap().delivery.wait(5).unwrap()
+    wait_until(lambda: conn.metrics().unacknowledged_inbound == 3, 10, "3 unacknowledged")
+    assert conn.metrics().session == "persistent"
+    reader.recv(1).unwrap()
+    reader.recv(1).unwrap()  # the first is acknowledged once the second is asked for
+    wait_until(lambda: conn.metrics().unacknowledged_inbound == 2, 10, "2 unacknowledged")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_asyncio_connector_gives_the_same_snapshot() -> None:
+    with EmbeddedBroker() as broker:
+        options = MqttConnectorOptions(host="127.0.0.1", port=broker.port, client_id=unique_id())
+        async with AsyncMqttConnector[Any](options) as connector:
+            metrics = connector.metrics()
+            assert isinstance(metrics, ConnectorMetrics)
+            assert (metrics.failed_attempts, metrics.messages_sent, metrics.session) == (
+                0,
+                0,
+                "clean",
+            )
