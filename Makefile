@@ -136,8 +136,12 @@ cluster-test: $(STAMP)
 	@scripts/ensure-rabbitmq
 	$(BIN)/python scripts/cluster_test.py --json reports/cluster/cluster.json
 
+# The metrics counters' cost: this checkout against the commit before them, side by side.
+METRICS_BEFORE ?= ba4d8222bf76dcb9a79775bb62edfc34ac13c1fd
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --out reports/bench
+	$(BIN)/python benchmarks/ab.py --before $(METRICS_BEFORE) --label "the metrics counters" --json reports/bench/metrics-ab.json
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info reports .coverage .coverage.*
