@@ -547,9 +547,10 @@ class DataPlane:
         if wire is None or not queue:
             return
         flushed = wire.flushed_total
+        waiting = len(queue)
         while queue and queue[0].end <= flushed:
             queue.popleft().delivery.succeed()
-            self.messages_delivered += 1
+        self.messages_delivered += waiting - len(queue)
 
     @property
     def idle(self) -> bool:
