@@ -19,11 +19,9 @@ Rules of this module:
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from returns.result import Failure, Result, Success
@@ -31,8 +29,9 @@ from returns.result import Failure, Result, Success
 from taktora_connector.adapters.mqtt.bridge import InboundQueue, Offer, OutboundBridge
 from taktora_connector.adapters.mqtt.delivery import Delivery
 from taktora_connector.adapters.mqtt.health_control import HealthController
+from taktora_connector.adapters.mqtt.records import Outbound, new
 from taktora_connector.adapters.mqtt.routing import MqttRouting
-from taktora_connector.adapters.timeouts import wait_seconds
+from taktora_connector.adapters.timeouts import shown, wait_seconds
 from taktora_connector.domain import (
     SENT,
     ZERO_CORRELATION_ID,
@@ -45,6 +44,8 @@ from taktora_connector.domain import (
     ConnectorTimeout,
     RecvEnvelope,
     SendOutcome,
+    ok,
+    send_outcome,
 )
 from taktora_connector.ports import PayloadCodec
 
@@ -53,16 +54,10 @@ from .payloads import codec_broke, encode_payload, payload_limit
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class Outgoing:
-    """One accepted message on its way out: what the I/O thread publishes, and the
-    handle it completes (``delivery.succeed()`` or ``delivery.fail(error)``)."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    delivery: Delivery
+#: One accepted message on its way out (``topic``, ``payload``, ``qos``, ``retain``,
+#: ``delivery``): what the I/O thread publishes, and the handle it completes
+#: (``delivery.succeed()`` or ``delivery.fail(error)``). A ``NamedTuple``.
+Outgoing = Outbound
 
 
 class BridgeWriter(Generic[T]):
@@ -87,7 +82,7 @@ class BridgeWriter(Generic[T]):
         self._lock = threading.Lock()
         self._sequence = 0
         self._last: Delivery | None = None
-        self.closed = False
+        self._closed = False
 
     @property
     def descriptor(self) -> ChannelDescriptor[MqttRouting]:
@@ -96,28 +91,32 @@ class BridgeWriter(Generic[T]):
     def send(
         self, value: T, *, correlation_id: bytes | None = None
     ) -> Result[SendOutcome, ConnectorError]:
-        if self.closed:
+        if self._closed:
             return Failure(ConnectorDown(f"writer {self._descriptor.name!r} is closed"))
         payload = encode_payload(self._codec, value, correlation_id, self._limit)
         if not isinstance(payload, bytes):
             return Failure(payload)
+        size = len(payload)
         delivery = Delivery()
         with self._lock:  # a refused send takes no sequence number
             offered = self._bridge.offer(
-                Outgoing(self._topic, payload, self._qos, self._retain, delivery)
+                new(Outbound, (self._topic, payload, self._qos, self._retain, delivery))
             )
             if offered is Offer.ACCEPTED:
-                sequence, self._sequence, self._last = self._sequence, self._sequence + 1, delivery
+                sequence = self._sequence
+                self._sequence = sequence + 1
+                self._last = delivery
         if offered is Offer.FULL:
             self._controller.trip_outbound()
             return Failure(BackPressure(self._bridge.capacity))
         if offered is Offer.CLOSED:
             return Failure(ConnectorDown(self._bridge.closed_reason))
-        return Success(SendOutcome(sequence, time.time_ns(), len(payload), delivery))
+        return ok(send_outcome(sequence, time.time_ns(), size, delivery))
 
     def flush(self, timeout: float | None = None) -> Result[None, ConnectorError]:
-        """Wait for every accepted message: the last one's delivery, since they
-        complete in order."""
+        """Wait until every accepted message is delivered or failed: the last one's
+        delivery, since they complete in the order they were accepted. The result is
+        the last one's."""
         limit = wait_seconds(timeout, "flush timeout")
         if isinstance(limit, ConfigurationError):
             return Failure(limit)
@@ -125,10 +124,15 @@ class BridgeWriter(Generic[T]):
         if last is None:
             return Success(None)
         result = last.wait(limit)
-        return result if last.done else Failure(ConnectorTimeout("flush", limit or math.inf))
+        return result if last.done else Failure(ConnectorTimeout("flush", shown(limit)))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
-        self.closed = True
+        """Refuse every later send (``ConnectorDown``); what was accepted still goes."""
+        self._closed = True
 
 
 class QueueReader(Generic[T]):

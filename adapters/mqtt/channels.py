@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -29,28 +28,24 @@ from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.codecs import BytesCodec
 from taktora_connector.adapters.mqtt.inbound_acks import AckToken, InboundAcks
-from taktora_connector.adapters.payloads import codec_broke, encode_payload, payload_limit
-from taktora_connector.adapters.timeouts import shown, wait_seconds
+from taktora_connector.adapters.payloads import codec_broke
+from taktora_connector.adapters.queue_channels import BridgeWriter
+from taktora_connector.adapters.timeouts import wait_seconds
 from taktora_connector.domain import (
     ZERO_CORRELATION_ID,
-    BackPressure,
     ChannelDescriptor,
     CodecError,
     ConfigurationError,
     ConnectorDown,
     ConnectorError,
-    ConnectorTimeout,
     PayloadOverflow,
     RecvEnvelope,
-    SendOutcome,
     ok,
     recv_envelope,
-    send_outcome,
 )
 from taktora_connector.ports import PayloadCodec
 
-from .bridge import InboundQueue, Offer, OutboundBridge
-from .delivery import Delivery
+from .bridge import InboundQueue, OutboundBridge
 from .health_control import HealthController
 from .records import Inbound, Outbound, Queued, new
 from .routing import MqttRouting
@@ -74,8 +69,10 @@ _RETAINED_MEMORY = 100_000
 Ready = tuple[RecvEnvelope[T, MqttRouting] | ConnectorError, AckToken | None]
 
 
-class MqttWriter(Generic[T]):
-    """Publishes the values of one channel to ``descriptor.routing.topic``."""
+class MqttWriter(BridgeWriter[T]):
+    """Publishes the values of one channel to ``descriptor.routing.topic``: the
+    toolkit's ``BridgeWriter`` (send rules, BackPressure, sequence numbers, flush),
+    plus the connector's bookkeeping on close and the asyncio writer's wait for room."""
 
     def __init__(
         self,
@@ -85,73 +82,8 @@ class MqttWriter(Generic[T]):
         controller: HealthController,
         on_close: Callable[[MqttWriter[T]], None],
     ) -> None:
-        routing = descriptor.routing
-        assert routing.topic is not None  # checked by the connector
-        self._descriptor = descriptor
-        self._codec = codec
-        self._bridge = bridge
-        self._controller = controller
+        super().__init__(descriptor, codec, bridge, controller)
         self._on_close = on_close
-        self._topic = routing.topic
-        self._qos = int(routing.qos)
-        self._retain = routing.retained
-        # No larger payload fits one PUBLISH of this topic and QoS: a send above it gets
-        # PayloadOverflow naming this limit, never a delivery that fails later.
-        self._max = payload_limit(descriptor.max_payload_size, self._topic, self._qos)
-        self._lock = threading.Lock()
-        self._next_sequence = 0
-        self._last: Delivery | None = None
-        self._closed = False
-
-    @property
-    def descriptor(self) -> ChannelDescriptor[MqttRouting]:
-        return self._descriptor
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def send(
-        self, value: T, *, correlation_id: bytes | None = None
-    ) -> Result[SendOutcome, ConnectorError]:
-        if self._closed:
-            return Failure(ConnectorDown(f"writer {self._descriptor.name!r} is closed"))
-        payload = encode_payload(self._codec, value, correlation_id, self._max)
-        if not isinstance(payload, bytes):
-            return Failure(payload)
-        size = len(payload)
-        delivery = Delivery()
-        with self._lock:
-            offered = self._bridge.offer(
-                new(Outbound, (self._topic, payload, self._qos, self._retain, delivery))
-            )
-            if offered is Offer.ACCEPTED:
-                sequence = self._next_sequence
-                self._next_sequence = sequence + 1
-                self._last = delivery
-        if offered is Offer.FULL:
-            self._controller.trip_outbound()
-            return Failure(BackPressure(self._bridge.capacity))
-        if offered is Offer.CLOSED:
-            return Failure(ConnectorDown(self._bridge.closed_reason))
-        return ok(send_outcome(sequence, time.time_ns(), size, delivery))
-
-    def flush(self, timeout: float | None = None) -> Result[None, ConnectorError]:
-        """Wait until every accepted message is delivered or failed.
-
-        Deliveries complete in the order they were accepted, so waiting for the
-        last one is waiting for all. The result is the last one's.
-        """
-        seconds = wait_seconds(timeout)
-        if isinstance(seconds, ConfigurationError):
-            return Failure(seconds)
-        last = self._last
-        if last is None:
-            return Success(None)
-        result = last.wait(seconds)
-        if not last.done:
-            return Failure(ConnectorTimeout("flush", shown(seconds)))
-        return result
 
     def when_room(self, callback: Callable[[], None]) -> bool:
         """Call ``callback`` once (on the sidecar) when the bridge has room again;
