@@ -1,0 +1,106 @@
+"""Expose a connector's ``metrics()`` to Prometheus, with ``prometheus_client``.
+
+    python examples/with_embedded_broker.py examples/prometheus_exporter.py
+    curl http://127.0.0.1:9464/metrics
+
+A collector reads one snapshot per scrape (``ConnectorCollector``): counters as
+``taktora_*_total``, gauges as they are, each labelled with the connector's
+``client_id``, and each reader's queue depth and drops labelled with its filter
+(bounded: one series per reader, never one per message topic). The HTTP server
+listens on 127.0.0.1 only unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions
+
+_COUNTERS = (
+    ("messages_sent", "PUBLISH packets written to the broker"),
+    ("bytes_sent", "bytes of the PUBLISH packets written"),
+    ("messages_delivered", "deliveries completed (QoS 0 written, QoS 1 acknowledged)"),
+    ("messages_received", "PUBLISH packets received"),
+    ("bytes_received", "bytes read from the broker"),
+    ("dropped_inbound", "inbound messages dropped by full reader queues"),
+    ("unrouted_inbound", "inbound messages no reader matched"),
+    ("rejected_inbound", "inbound messages on something that is no topic name"),
+    ("oversized_inbound", "inbound messages above every matching reader's limit"),
+    ("reconnects", "connections made after the first"),
+    ("failed_attempts", "connection attempts that failed"),
+)
+_GAUGES = (
+    ("outbound_queued", "messages waiting in the outbound bridge"),
+    ("inflight", "QoS 1 messages waiting for PUBACK"),
+    ("unacknowledged_inbound", "persistent session: received, not yet acknowledged"),
+)
+
+
+class ConnectorCollector:
+    """A ``prometheus_client`` collector over one connector's ``metrics()``."""
+
+    def __init__(self, connector: Any) -> None:
+        self._connector = connector
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._connector.metrics()
+        client = self._connector.options.client_id
+        for name, help_text in _COUNTERS:
+            counter = CounterMetricFamily(f"taktora_{name}", help_text, labels=["client_id"])
+            counter.add_metric([client], getattr(snapshot, name))
+            yield counter
+        for name, help_text in _GAUGES:
+            gauge = GaugeMetricFamily(f"taktora_{name}", help_text, labels=["client_id"])
+            gauge.add_metric([client], getattr(snapshot, name))
+            yield gauge
+        transitions = CounterMetricFamily(
+            "taktora_health_transitions", "health transitions by target", labels=["client_id", "to"]
+        )
+        for kind, count in snapshot.health_transitions.items():
+            transitions.add_metric([client, kind.name.lower()], count)
+        yield transitions
+        up = GaugeMetricFamily("taktora_up", "1 while health is Up", labels=["client_id"])
+        up.add_metric([client], 1 if snapshot.health.name == "UP" else 0)
+        yield up
+        queued = GaugeMetricFamily(
+            "taktora_reader_queued", "messages in a reader's queue", labels=["client_id", "filter"]
+        )
+        dropped = CounterMetricFamily(
+            "taktora_reader_dropped", "messages a reader dropped", labels=["client_id", "filter"]
+        )
+        for reader in snapshot.readers:
+            queued.add_metric([client, reader.topic_filter], reader.queued)
+            dropped.add_metric([client, reader.topic_filter], reader.dropped)
+        yield queued
+        yield dropped
+
+
+def serve(
+    connector: Any, port: int = 9464, addr: str = "127.0.0.1"
+) -> tuple[Any, CollectorRegistry]:
+    """Serve ``connector``'s metrics on ``http://addr:port/metrics``; returns the server
+    (``server.shutdown()`` stops it; ``server.server_port`` is the port, also for 0)."""
+    registry = CollectorRegistry()
+    registry.register(ConnectorCollector(connector))
+    server, _thread = start_http_server(port, addr, registry)
+    return server, registry
+
+
+def main() -> None:
+    broker = os.environ.get("MQTT_URL", "mqtt://localhost:1883")
+    options = MqttConnectorOptions.from_url(broker, client_id="prometheus-example")
+    with MqttConnector[Any](options) as connector:
+        server, _ = serve(connector, port=int(os.environ.get("METRICS_PORT", "9464")))
+        print(f"metrics on http://127.0.0.1:{server.server_port}/metrics for 10 s")
+        time.sleep(float(os.environ.get("SERVE_SECONDS", "10")))
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

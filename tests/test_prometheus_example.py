@@ -1,0 +1,61 @@
+"""examples/prometheus_exporter.py: scraped over loopback, it shows what metrics() says."""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from taktora_connector.adapters.codecs import BytesCodec
+from taktora_connector.adapters.mqtt import MqttQos, MqttRouting
+from taktora_connector.domain import ChannelDescriptor
+
+from .conftest import ConnectFn, unique_id, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_a_scrape_shows_the_snapshot(brokers: Any, connect: ConnectFn) -> None:
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from prometheus_exporter import serve
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    conn = connect(brokers("amqtt").port, codec=BytesCodec(), inbound_capacity=2)
+    topic = f"prom/{unique_id()}"
+    routing = MqttRouting(topic=topic, qos=MqttQos.AT_LEAST_ONCE)
+    conn.create_reader(ChannelDescriptor("in", routing)).unwrap()
+    writer = conn.create_writer(ChannelDescriptor("out", routing)).unwrap()
+    for n in range(5):
+        writer.send(b"%d" % n).unwrap().delivery.wait(5).unwrap()
+    wait_until(lambda: conn.metrics().messages_received == 5, 10, "5 received")
+    server, _ = serve(conn, port=0)
+    try:
+        assert server.server_address[0] == "127.0.0.1"  # loopback unless told otherwise
+        samples = scrape(server.server_port)
+    finally:
+        server.shutdown()
+    me = (("client_id", conn.options.client_id),)
+    assert samples[("taktora_messages_sent_total", me)] == 5
+    assert samples[("taktora_messages_received_total", me)] == 5
+    assert samples[("taktora_dropped_inbound_total", me)] == 3
+    assert samples[("taktora_up", me)] == 0  # Degraded: the reader dropped 3
+    reader_labels = tuple(sorted({"client_id": conn.options.client_id, "filter": topic}.items()))
+    assert samples[("taktora_reader_queued", reader_labels)] == 2
+    assert samples[("taktora_reader_dropped_total", reader_labels)] == 3
+    for to in ("up", "degraded"):
+        labels = tuple(sorted((*me, ("to", to))))
+        assert samples[("taktora_health_transitions_total", labels)] == 1
