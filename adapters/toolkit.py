@@ -5,8 +5,9 @@ The reference ``MqttConnector`` is made of these (its writer is a ``BridgeWriter
 its reader keeps its own queue handling for batched reads and a persistent
 session's acknowledgements, over the same ``InboundQueue``), so what the
 conformance kit proves about it, it proves about them; the gmqtt example and its
-``QueueReader`` are run through the whole kit by the tests too. ``docs/writing-a-connector.md`` builds a
-connector from them; ``examples/gmqtt_connector/`` is one built on gmqtt.
+``QueueReader`` are run through the whole kit by the tests too.
+``docs/writing-a-connector.md`` builds a connector from them;
+``examples/gmqtt_connector/`` is one built on gmqtt.
 
 Each piece, and the part of the contract (``docs/connector-contract.md``) it keeps:
 
