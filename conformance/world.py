@@ -320,6 +320,16 @@ class World:
             time.monotonic(),
         )
 
+    def settle_closed(self, name: str, seconds: float = 3.0) -> None:
+        """After connector ``name`` closed: wait (at most ``seconds``) until its proxy saw
+        every connection of it end, so what it sent last (its DISCONNECT) is in the
+        record later steps judge; bytes can still be on their way through the
+        connector's own hops. A wait, not a check."""
+        proxy = self.party(name).proxy
+        deadline = time.monotonic() + seconds
+        while proxy is not None and proxy.open_connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def judge(self, statement: str, outcome: str, detail: str = "") -> None:
         """Record one statement's verdict in this scenario (a failure is never undone)."""
         if self.findings.get(statement, ("",))[0] == "failed":

@@ -218,6 +218,8 @@ def test_several_servers_keep_host_and_port_as_the_first() -> None:
         ("mqtt://h1,h2:x", "server 'h2:x' is malformed"),
         ("mqtt://h1,h2/path", "has a path, query or fragment"),
         ("mqtt://u:secret@h1,h1", "servers lists h1:1883 twice"),
+        ("mqtt://h1:1883,u:secret@h2", "credentials after a comma"),
+        ("mqtt://a:secret@h1,u:p@h2", "credentials after a comma"),
     ],
 )
 def test_bad_server_lists_in_a_url_say_which_server(url: str, message: str) -> None:

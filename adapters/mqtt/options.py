@@ -292,6 +292,11 @@ class MqttConnectorOptions:
         userinfo, at, hosts = netloc.rpartition("@")
         # the first host carries the credentials and the rest of the URL; the others
         # are host[:port] alone
+        if "," in userinfo:
+            raise ConfigurationError(
+                f"broker URL {_redact(url)!r} has credentials after a comma; with several "
+                "servers they go before the first host only: mqtt://user:pass@h1,h2"
+            )
         first, *others = hosts.split(",") if sep else [hosts]
         try:
             parts = urlsplit(f"{scheme_part}{sep}{userinfo}{at}{first}{slash}{tail}")

@@ -80,6 +80,7 @@ def _starts(conformance_world: World, name: str) -> None:
 def _closes(conformance_world: World, name: str) -> None:
     result = conformance_world.party(name).connector.close(timeout=5.0)
     assert is_successful(result), f"close() of {name!r} failed: {result}"
+    conformance_world.settle_closed(name)
 
 
 @then(parsers.re(r'"(?P<name>[^"]+)" reaches (?P<kind>\w+)$'))

@@ -124,6 +124,7 @@ def _entered(conformance_world: World, name: str) -> None:
 @when(parsers.parse('the with block of "{name}" ends'))
 def _with_ends(conformance_world: World, name: str) -> None:
     conformance_world.party(name).connector.__exit__(None, None, None)
+    conformance_world.settle_closed(name)
 
 
 @when(parsers.parse('the writer "{writer}" is closed'))
