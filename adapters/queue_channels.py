@@ -170,8 +170,9 @@ class QueueReader(Generic[T]):
 
     def fail(self, error: ConnectorError) -> None:
         """The reader failed for good (a refused subscription): what waits is still
-        handed out, then every receive answers ``error``."""
-        self._error = error
+        handed out, then every receive answers ``error`` (the first one, if failed twice)."""
+        if self._error is None:
+            self._error = error
         self._queue.fail()
 
     def try_recv(self) -> Result[RecvEnvelope[T, MqttRouting] | None, ConnectorError]:

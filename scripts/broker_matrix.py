@@ -50,22 +50,10 @@ def main() -> int:
             report_dir = out / run
             print(f"==> {run}", flush=True)
             started = time.monotonic()
-            done = subprocess.run(
-                [
-                    str(BIN / "taktora-conformance"),
-                    "-q",
-                    "--broker",
-                    broker,
-                    *extra,
-                    "--report-dir",
-                    str(report_dir),
-                ],
-                env=env,
-                check=False,
-            )
+            code = run_kit(["--broker", broker, *extra], report_dir, env)
             timings[run] = time.monotonic() - started
-            if done.returncode not in (0, 1, 3):
-                print(f"{run}: the kit did not run (exit {done.returncode})", file=sys.stderr)
+            if code not in (0, 1, 3):
+                print(f"{run}: the kit did not run (exit {code})", file=sys.stderr)
                 return 2
             reports.append(report_dir / "report.json")
     # The same kit through --broker-url: one RabbitMQ node, then one node of a cluster.
@@ -84,21 +72,10 @@ def main() -> int:
             )
             report_dir = out / run
             started = time.monotonic()
-            done = subprocess.run(
-                [
-                    str(BIN / "taktora-conformance"),
-                    "-q",
-                    "--broker-url",
-                    f"mqtt://127.0.0.1:{port}",
-                    "--report-dir",
-                    str(report_dir),
-                ],
-                env=env,
-                check=False,
-            )
+            code = run_kit(["--broker-url", f"mqtt://127.0.0.1:{port}"], report_dir, env)
             timings[run] = time.monotonic() - started
-        if done.returncode not in (0, 1, 3):
-            print(f"{run}: the kit did not run (exit {done.returncode})", file=sys.stderr)
+        if code not in (0, 1, 3):
+            print(f"{run}: the kit did not run (exit {code})", file=sys.stderr)
             return 2
         reports.append(report_dir / "report.json")
         by_url[run] = report_dir / "report.json"
@@ -149,6 +126,12 @@ def main() -> int:
     if differ:
         print(f"the cluster node and the single node differ on: {', '.join(differ)}")
     return 1 if "FAIL" in verdicts.values() or differ else 0
+
+
+def run_kit(arguments: list[str], report_dir: Path, env: dict[str, str]) -> int:
+    """One quiet kit run writing its reports to ``report_dir``; its exit status."""
+    command = [str(BIN / "taktora-conformance"), "-q", *arguments, "--report-dir", str(report_dir)]
+    return subprocess.run(command, env=env, check=False).returncode
 
 
 def scenario_outcomes(report: Path) -> dict[str, str]:
