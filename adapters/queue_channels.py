@@ -163,6 +163,11 @@ class QueueReader(Generic[T]):
         """Messages this reader dropped for a full queue."""
         return self._queue.dropped
 
+    @property
+    def taken(self) -> int:
+        """Messages the application took from this reader."""
+        return self._queue.taken
+
     def deliver(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """(The I/O thread) a message for this reader; dropped and counted when full."""
         if self._queue.offer((topic, payload, qos, retain, time.time_ns())) is not SENT:

@@ -6,8 +6,11 @@
 A collector reads one snapshot per scrape (``ConnectorCollector``): counters as
 ``taktora_*_total``, gauges as they are, each labelled with the connector's
 ``client_id``, and each reader's queue depth and drops labelled with its filter
-(bounded: one series per reader, never one per message topic). The HTTP server
-listens on 127.0.0.1 only unless told otherwise.
+(bounded: one series per reader, never one per message topic). Health is a state
+set, ``taktora_health{state=...}`` (1 for the state now, 0 for the other three), so
+an alert can tell Degraded from Down; ``taktora_up`` is 1 only while Up;
+``taktora_connection_info{server=...,session=...}`` names the server in use ("" while
+none). The HTTP server listens on 127.0.0.1 only unless told otherwise.
 """
 
 from __future__ import annotations
@@ -21,19 +24,25 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions
+from taktora_connector.domain import HealthKind
 
 _COUNTERS = (
     ("messages_sent", "PUBLISH packets written to the broker"),
-    ("bytes_sent", "bytes of the PUBLISH packets written"),
+    ("bytes_sent", "bytes written to the broker"),
     ("messages_delivered", "deliveries completed (QoS 0 written, QoS 1 acknowledged)"),
+    ("deliveries_failed", "deliveries that failed"),
+    ("sends_refused", "sends refused with BackPressure (outbound bridge full)"),
     ("messages_received", "PUBLISH packets received"),
     ("bytes_received", "bytes read from the broker"),
+    ("messages_consumed", "messages the application took from readers"),
     ("dropped_inbound", "inbound messages dropped by full reader queues"),
     ("unrouted_inbound", "inbound messages no reader matched"),
     ("rejected_inbound", "inbound messages on something that is no topic name"),
     ("oversized_inbound", "inbound messages above every matching reader's limit"),
     ("reconnects", "connections made after the first"),
     ("failed_attempts", "connection attempts that failed"),
+    ("session_resumes", "reconnects that resumed a persistent session for dropped messages"),
+    ("unresent_inbound", "dropped QoS 1 messages the broker did not send again"),
 )
 _GAUGES = (
     ("outbound_queued", "messages waiting in the outbound bridge"),
@@ -66,8 +75,21 @@ class ConnectorCollector:
             transitions.add_metric([client, kind.name.lower()], count)
         yield transitions
         up = GaugeMetricFamily("taktora_up", "1 while health is Up", labels=["client_id"])
-        up.add_metric([client], 1 if snapshot.health.name == "UP" else 0)
+        up.add_metric([client], 1 if snapshot.health is HealthKind.UP else 0)
         yield up
+        health = GaugeMetricFamily(
+            "taktora_health", "health now: 1 for its state", labels=["client_id", "state"]
+        )
+        for kind in HealthKind:
+            health.add_metric([client, kind.name.lower()], 1 if snapshot.health is kind else 0)
+        yield health
+        info = GaugeMetricFamily(
+            "taktora_connection_info",
+            "the server in use and the session kind",
+            labels=["client_id", "server", "session"],
+        )
+        info.add_metric([client, snapshot.server or "", snapshot.session], 1)
+        yield info
         queued = GaugeMetricFamily(
             "taktora_reader_queued", "messages in a reader's queue", labels=["client_id", "filter"]
         )

@@ -130,7 +130,8 @@ def test_a_dead_server_is_passed_over_and_the_server_in_use_is_observable(
         servers=[("127.0.0.1", dead), ("127.0.0.1", broker.port)],
     )
     assert conn.server == f"mqtt://127.0.0.1:{broker.port}"
-    assert conn.last_error is None
+    # the most recent failure stays readable once connected: the dead server's
+    assert conn.last_error == f"cannot connect to mqtt://127.0.0.1:{dead}: Connection refused"
     assert conn.options.broker_url() == f"mqtt://127.0.0.1:{dead},127.0.0.1:{broker.port}"
 
 

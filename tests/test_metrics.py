@@ -54,8 +54,19 @@ def test_counters_and_gauges_follow_the_traffic(brokers: Any, connect: ConnectFn
     wait_until(lambda: conn.metrics().messages_received == 10, 10, "10 received")
     now = conn.metrics()
     assert (now.messages_sent, now.messages_delivered) == (10, 10)
-    assert now.bytes_sent == 10 * (2 + 2 + len(topic) + 2 + 3)  # header, topic, id, payload
-    assert now.bytes_received >= now.bytes_sent
+    # Every byte written: CONNECT, SUBSCRIBE, 10 PUBLISHes and the 10 PUBACKs of what
+    # came back (a clean session acknowledges what it drops too).
+    connect_size = 2 + 10 + 2 + len(conn.options.client_id)
+    subscribe_size = 2 + 2 + 2 + len(topic) + 1
+    publish_size = 2 + 2 + len(topic) + 2 + 3  # header, topic, id, payload
+    assert now.bytes_sent == connect_size + subscribe_size + 10 * publish_size + 10 * 4
+    # Every byte read: CONNACK, SUBACK, 10 PUBACKs and the 10 PUBLISHes back.
+    assert now.bytes_received == 4 + 5 + 10 * 4 + 10 * publish_size
+    assert now.client_id == conn.options.client_id
+    assert now.deliveries_failed == 0 and now.sends_refused == 0
+    assert now.messages_consumed == 0  # received is not consumed: nothing taken yet
+    assert now.last_error is not None and str(before.server) not in now.last_error
+    assert now.health_reason == "dropped 1 inbound frames"  # the threshold was reached
     assert now.inflight == 0 and now.outbound_queued == 0
     # four fit the reader's queue, six were dropped
     assert now.dropped_inbound == 6 == reader.dropped
@@ -64,7 +75,11 @@ def test_counters_and_gauges_follow_the_traffic(brokers: Any, connect: ConnectFn
     assert now.health_transitions[HealthKind.DEGRADED] == 1  # the drops
     for _ in range(4):
         reader.try_recv().unwrap()
-    assert conn.metrics().readers[0].queued == 0
+    after = conn.metrics()
+    assert after.readers[0].queued == 0 and after.readers[0].taken == 4
+    assert after.messages_consumed == 4
+    reader.close()  # a closed reader's count stays in the total
+    assert conn.metrics().messages_consumed == 4 and conn.metrics().readers == ()
 
 
 def test_a_reconnect_is_counted_and_the_server_goes_while_away(
@@ -79,6 +94,11 @@ def test_a_reconnect_is_counted_and_the_server_goes_while_away(
         metrics = conn.metrics()
         assert metrics.server == f"mqtt://127.0.0.1:{proxy.port}"
         assert metrics.health_transitions[HealthKind.CONNECTING] >= 1
+        assert metrics.last_error is not None and "connection lost" in metrics.last_error
+        conn.close(timeout=2)
+        closed = conn.metrics()
+        assert conn.server is None and closed.server is None  # no server once closed
+        assert (closed.health, closed.health_reason) == (HealthKind.DOWN, "closed")
 
 
 def test_a_persistent_session_counts_what_waits_for_the_application(
@@ -116,3 +136,15 @@ async def test_the_asyncio_connector_gives_the_same_snapshot() -> None:
                 0,
                 "clean",
             )
+
+
+def test_refused_sends_and_failed_deliveries_are_counted(connect: ConnectFn) -> None:
+    conn = connect(dead_port(), start=False, codec=BytesCodec(), outbound_capacity=2)
+    writer = conn.create_writer(ChannelDescriptor("out", MqttRouting(topic="m/x"))).unwrap()
+    accepted = [writer.send(b"a").unwrap().delivery for _ in range(2)]
+    refused = [writer.send(b"b") for _ in range(3)]
+    assert all(r.failure() is not None for r in refused)
+    assert conn.metrics().sends_refused == 3
+    conn.close(timeout=0)  # never started: what was accepted fails
+    assert all(d.wait(1).failure() is not None for d in accepted)
+    assert conn.metrics().deliveries_failed == 2

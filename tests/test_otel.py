@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -13,8 +15,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from taktora_connector.adapters.aio import AsyncMqttConnector
 from taktora_connector.adapters.codecs import BytesCodec
-from taktora_connector.adapters.mqtt import MqttQos, MqttRouting
+from taktora_connector.adapters.mqtt import MqttConnectorOptions, MqttQos, MqttRouting
 from taktora_connector.adapters.otel import instrument
 from taktora_connector.domain import ChannelDescriptor
 
@@ -55,6 +58,7 @@ def test_instruments_follow_the_messaging_conventions(brokers: Any, connect: Con
     assert sent.value == 5
     assert dict(sent.attributes) == {
         "messaging.system": "mqtt",
+        "messaging.client.id": conn.options.client_id,
         "server.address": "127.0.0.1",
         "server.port": broker.port,
         "messaging.operation.name": "publish",
@@ -105,3 +109,122 @@ def test_nothing_of_opentelemetry_is_loaded_without_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+def telemetry_of(conn: Any) -> tuple[Any, InMemoryMetricReader, InMemorySpanExporter]:
+    metric_reader = InMemoryMetricReader()
+    exporter = InMemorySpanExporter()
+    tracing = TracerProvider()
+    tracing.add_span_processor(SimpleSpanProcessor(exporter))
+    meters = MeterProvider(metric_readers=[metric_reader])
+    return instrument(conn, meters, tracing), metric_reader, exporter
+
+
+def test_consumed_is_what_the_application_took_not_what_was_dropped(
+    brokers: Any, connect: ConnectFn
+) -> None:
+    conn = connect(brokers("amqtt").port, codec=BytesCodec(), inbound_capacity=2)
+    telemetry, metric_reader, _ = telemetry_of(conn)
+    routing = MqttRouting(topic=f"otel/{unique_id()}", qos=MqttQos.AT_LEAST_ONCE)
+    reader = telemetry.reader(conn.create_reader(ChannelDescriptor("in", routing)).unwrap())
+    writer = conn.create_writer(ChannelDescriptor("out", routing)).unwrap()
+    for n in range(5):
+        writer.send(b"%d" % n).unwrap().delivery.wait(5).unwrap()
+    wait_until(lambda: conn.metrics().messages_received == 5, 10, "5 received")
+    assert reader.recv(1).unwrap() is not None  # 2 queued, 3 dropped, 1 taken
+    (consumed,) = points(metric_reader)["messaging.client.consumed.messages"]
+    assert consumed.value == 1 == conn.metrics().messages_consumed
+
+
+def test_two_connectors_on_one_provider_stay_apart_and_a_second_instrument_counts_once(
+    brokers: Any, connect: ConnectFn
+) -> None:
+    port = brokers("amqtt").port
+    first, second = connect(port, codec=BytesCodec()), connect(port, codec=BytesCodec())
+    metric_reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[metric_reader])
+    instrument(first, meters)
+    again = instrument(first, meters)  # the same connector and provider: shared, not twice
+    instrument(second, meters)
+    routing = MqttRouting(topic=f"otel/{unique_id()}", qos=MqttQos.AT_LEAST_ONCE)
+    writer = again.writer(first.create_writer(ChannelDescriptor("out", routing)).unwrap())
+    for n in range(3):
+        writer.send(b"%d" % n).unwrap().delivery.wait(5).unwrap()
+    found = points(metric_reader)
+    by_client = {
+        p.attributes["messaging.client.id"]: p.value
+        for p in found["messaging.client.sent.messages"]
+    }
+    assert by_client == {first.options.client_id: 3, second.options.client_id: 0}
+    (duration,) = found["messaging.client.operation.duration"]
+    assert duration.count == 3  # one record per send, not one per instrument() call
+
+
+def test_attributes_name_the_server_in_use(brokers: Any, connect: ConnectFn) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = int(sock.getsockname()[1])
+    port = brokers("amqtt").port
+    conn = connect(0, codec=BytesCodec(), servers=[("127.0.0.1", dead), ("127.0.0.1", port)])
+    telemetry, metric_reader, exporter = telemetry_of(conn)
+    routing = MqttRouting(topic=f"otel/{unique_id()}")
+    writer = telemetry.writer(conn.create_writer(ChannelDescriptor("out", routing)).unwrap())
+    writer.send(b"x").unwrap().delivery.wait(5).unwrap()
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes is not None and span.attributes["server.port"] == port
+    (duration,) = points(metric_reader)["messaging.client.operation.duration"]
+    assert duration.attributes["server.port"] == port
+    (sent,) = points(metric_reader)["messaging.client.sent.messages"]
+    assert sent.attributes["server.port"] == port
+
+
+def test_a_failed_delivery_is_an_error_span_and_an_error_duration(connect: ConnectFn) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = int(sock.getsockname()[1])
+    conn = connect(dead, codec=BytesCodec(), wait_up=False)
+    telemetry, metric_reader, exporter = telemetry_of(conn)
+    routing = MqttRouting(topic=f"otel/{unique_id()}")
+    writer = telemetry.writer(conn.create_writer(ChannelDescriptor("out", routing)).unwrap())
+    delivery = writer.send(b"x").unwrap().delivery  # accepted while connecting
+    conn.close(timeout=0)
+    assert delivery.wait(5).failure() is not None
+    assert conn.metrics().deliveries_failed == 1
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes is not None and span.attributes["error.type"] == "ConnectorDown"
+    (duration,) = points(metric_reader)["messaging.client.operation.duration"]
+    assert duration.attributes["error.type"] == "ConnectorDown"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_asyncio_connector_is_instrumented_too(brokers: Any) -> None:
+    port = brokers("amqtt").port
+    options = MqttConnectorOptions(host="127.0.0.1", port=port, client_id=unique_id())
+    async with AsyncMqttConnector[bytes](options, BytesCodec()) as conn:
+        telemetry, metric_reader, exporter = telemetry_of(conn)
+        routing = MqttRouting(topic=f"otel/{unique_id()}", qos=MqttQos.AT_LEAST_ONCE)
+        made = await conn.create_reader(ChannelDescriptor("in", routing))
+        reader = telemetry.reader(made.unwrap())
+        writer = telemetry.writer(
+            (await conn.create_writer(ChannelDescriptor("out", routing))).unwrap()
+        )
+        for n in range(3):
+            sent = await writer.send(b"%d" % n, timeout=5)
+            assert (await sent.unwrap().delivery).unwrap() is None
+        writer.send_nowait(b"3").unwrap()
+        await writer.flush(5)
+        got = [(await reader.recv(5)).unwrap() for _ in range(2)]
+        async for envelope in reader:
+            got.append(envelope)
+            if len(got) == 4:
+                break
+        assert [e.payload for e in got] == [b"0", b"1", b"2", b"3"]
+        kinds = [s.kind for s in exporter.get_finished_spans()]
+        assert kinds.count(SpanKind.PRODUCER) == 4 and kinds.count(SpanKind.CONSUMER) == 4
+        (consumed,) = points(metric_reader)["messaging.client.consumed.messages"]
+        assert consumed.value == 4

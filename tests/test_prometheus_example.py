@@ -53,6 +53,15 @@ def test_a_scrape_shows_the_snapshot(brokers: Any, connect: ConnectFn) -> None:
     assert samples[("taktora_messages_received_total", me)] == 5
     assert samples[("taktora_dropped_inbound_total", me)] == 3
     assert samples[("taktora_up", me)] == 0  # Degraded: the reader dropped 3
+    states = {
+        state: samples[("taktora_health", tuple(sorted((*me, ("state", state)))))]
+        for state in ("connecting", "up", "degraded", "down")
+    }
+    assert states == {"connecting": 0, "up": 0, "degraded": 1, "down": 0}
+    info = (*me, ("server", f"mqtt://127.0.0.1:{conn.options.port}"), ("session", "clean"))
+    assert samples[("taktora_connection_info", tuple(sorted(info)))] == 1
+    assert samples[("taktora_messages_consumed_total", me)] == 0
+    assert samples[("taktora_deliveries_failed_total", me)] == 0
     reader_labels = tuple(sorted({"client_id": conn.options.client_id, "filter": topic}.items()))
     assert samples[("taktora_reader_queued", reader_labels)] == 2
     assert samples[("taktora_reader_dropped_total", reader_labels)] == 3

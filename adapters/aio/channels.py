@@ -107,6 +107,11 @@ class AsyncDelivery:
     def __await__(self) -> Generator[Any, None, Result[None, ConnectorError]]:
         return self.delivered().__await__()
 
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the handle completes (at once if it has; else on the
+        connector's sidecar thread, so it must be quick and must not touch the loop)."""
+        self._delivery.on_done(callback)
+
     def __repr__(self) -> str:
         return f"<AsyncDelivery {self._delivery!r}>"
 

@@ -141,6 +141,8 @@ class InboundQueue(Generic[T]):
         self.capacity = capacity
         self._on_discard = on_discard
         self.dropped = 0
+        #: Items handed out by ``take`` and ``take_many`` (those put back not counted).
+        self.taken = 0
         self._items: deque[T] = deque()
         self._lock = threading.Lock()
         self._waiters: deque[_thread.LockType] = deque()
@@ -212,6 +214,7 @@ class InboundQueue(Generic[T]):
             if not items:
                 return None
             item = items.popleft()
+            self.taken += 1
             drained = not items and self._emptied()
         finally:
             lock.release()
@@ -252,6 +255,7 @@ class InboundQueue(Generic[T]):
                 items.clear()
             else:
                 taken = [items.popleft() for _ in range(limit)]
+            self.taken += len(taken)
             drained = not items and self._emptied()
         finally:
             lock.release()
@@ -269,6 +273,7 @@ class InboundQueue(Generic[T]):
         if not batch:
             return
         with self._lock:
+            self.taken -= len(batch)
             closed = self._closed
             if not closed:
                 items = self._items

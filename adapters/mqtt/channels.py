@@ -164,6 +164,12 @@ class MqttReader(Generic[T]):
         return len(self._queue)
 
     @property
+    def taken(self) -> int:
+        """Messages the application took from this reader (``recv``, ``try_recv``,
+        iteration, the asyncio reader), those put back by a stopped iteration not counted."""
+        return self._queue.taken
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

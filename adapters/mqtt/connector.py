@@ -97,6 +97,7 @@ class MqttConnector(Generic[T]):
         self._lock = threading.Lock()
         self._writers: dict[str, MqttWriter[T]] = {}
         self._readers: dict[str, MqttReader[T]] = {}
+        self._consumed_closed = 0  # messages taken from readers closed since (metrics)
         self._closed = False
         self._close_done = threading.Event()
         self._close_result: Result[None, ConnectorError] = Success(None)
@@ -188,15 +189,19 @@ class MqttConnector(Generic[T]):
     def metrics(self) -> ConnectorMetrics:
         """Counters and gauges of this connector now (``ConnectorMetrics``): cheap, from
         any thread, as often as you like (it reads plain integers the sidecar keeps)."""
-        gateway = self._gateway
-        return gateway.metrics(
-            health=self._broadcaster.state.kind,
+        with self._lock:  # the open readers and the closed ones' count, together
+            readers = list(self._readers.values())
+            consumed = self._consumed_closed + sum(r.taken for r in readers)
+        return self._gateway.metrics(
+            health=self._broadcaster.state,
             transitions=dict(self._broadcaster.transitions),
             dropped=self._controller.inbound_drops,
+            sends_refused=self._controller.sends_refused,
             readers=tuple(
-                ReaderMetrics(r.descriptor.name, r.topic_filter, r.queued, r.dropped)
-                for r in list(self._readers.values())
+                ReaderMetrics(r.descriptor.name, r.topic_filter, r.queued, r.dropped, r.taken)
+                for r in readers
             ),
+            consumed=consumed,
             session="clean" if self._options.clean_session else "persistent",
         )
 
@@ -364,6 +369,7 @@ class MqttConnector(Generic[T]):
         with self._lock:
             if self._readers.get(reader.descriptor.name) is reader:
                 del self._readers[reader.descriptor.name]
+                self._consumed_closed += reader.taken
         self._subscriptions.remove(reader.topic_filter, reader)
 
 

@@ -99,11 +99,17 @@ class HealthController:
         self._threshold = inbound_drop_threshold
         self._drops_since_armed = 0
         self._drops_total = 0
+        self._sends_refused = 0
         self._overflowed_readers: set[Hashable] = set()
 
     @property
     def phase(self) -> Phase:
         return self._phase
+
+    @property
+    def sends_refused(self) -> int:
+        """Sends the outbound bridge refused for being full (``BackPressure``) so far."""
+        return self._sends_refused
 
     @property
     def inbound_drops(self) -> int:
@@ -126,6 +132,7 @@ class HealthController:
     def trip_outbound(self) -> bool:
         """The outbound bridge refused a message; return whether this started an episode."""
         with self._lock:
+            self._sends_refused += 1
             if OUTBOUND_BACKPRESSURE in self._latches:
                 return False
             self._latches[OUTBOUND_BACKPRESSURE] = OUTBOUND_BACKPRESSURE

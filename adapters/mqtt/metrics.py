@@ -24,20 +24,35 @@ class ReaderMetrics:
     topic_filter: str
     queued: int
     dropped: int
+    #: Messages the application took from this reader.
+    taken: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectorMetrics:
     """Counters since the connector was made, and gauges of now."""
 
-    #: PUBLISH packets written to the broker (resends included) and their bytes.
+    #: ``options.client_id``: tells two connectors' figures apart in one process.
+    client_id: str = ""
+    #: PUBLISH packets written to the broker (resends included).
     messages_sent: int = 0
+    #: Every byte written to the broker after the CONNECT (PUBLISH, PUBACK, SUBSCRIBE,
+    #: PINGREQ, DISCONNECT); ``bytes_received`` is every byte read (CONNACK included).
     bytes_sent: int = 0
     #: Deliveries completed: QoS 0 once written to the kernel, QoS 1 at PUBACK.
     messages_delivered: int = 0
-    #: PUBLISH packets received (also those no reader took), and every byte read.
+    #: Deliveries that failed (``delivery.wait()`` answers ``Failure``): lost with a
+    #: connection (QoS 0), not encodable, or failed when the connector closed or went Down.
+    deliveries_failed: int = 0
+    #: ``send`` calls refused with ``BackPressure`` (the outbound bridge was full).
+    sends_refused: int = 0
+    #: PUBLISH packets received (also those no reader took).
     messages_received: int = 0
     bytes_received: int = 0
+    #: Messages the application took from readers (``recv``, ``try_recv``, iteration,
+    #: the asyncio reader; a message two readers match counts twice). What
+    #: OpenTelemetry calls consumed.
+    messages_consumed: int = 0
     #: Inbound messages dropped by full reader queues (``reader.dropped`` summed, the
     #: readers closed since included).
     dropped_inbound: int = 0
@@ -48,6 +63,11 @@ class ConnectorMetrics:
     #: Connections made after the first, and connection attempts that failed.
     reconnects: int = 0
     failed_attempts: int = 0
+    #: Persistent session: reconnects made on purpose to get dropped QoS 1 messages
+    #: again (``connector.session_resumes``), and those the broker did not send again
+    #: (``connector.unresent_inbound``).
+    session_resumes: int = 0
+    unresent_inbound: int = 0
     #: Health transitions by the state they went to.
     health_transitions: dict[HealthKind, int] = field(default_factory=dict)
     # -- gauges --------------------------------------------------------------------
@@ -58,8 +78,13 @@ class ConnectorMetrics:
     #: Persistent session: QoS 1 messages received and not yet acknowledged.
     unacknowledged_inbound: int = 0
     readers: tuple[ReaderMetrics, ...] = ()
-    #: ``mqtt://host:port`` of the connection that is up, else None.
+    #: ``mqtt://host:port`` of the connection that is up, else None (also once closed).
     server: str | None = None
     #: "clean" or "persistent" (``clean_session``).
     session: str = "clean"
     health: HealthKind = HealthKind.CONNECTING
+    #: The reason of a ``Degraded`` or ``Down`` health now, else None.
+    health_reason: str | None = None
+    #: The most recent connection failure (``connector.last_error``), kept after a
+    #: reconnect; None if there was none.
+    last_error: str | None = None

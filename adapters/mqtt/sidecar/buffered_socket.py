@@ -36,9 +36,19 @@ _NOTHING_NOW: Final = (
 )
 
 
+class Traffic:
+    """Bytes written through every connection's buffer, for ``metrics()``."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+
 class BufferedSocket:
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, traffic: Traffic | None = None) -> None:
         self._sock = sock
+        self._traffic = traffic if traffic is not None else Traffic()
         self._session = bytearray()  # whole control packets waiting for paho
         self._write = bytearray()
         self._peer_closed = False
@@ -100,9 +110,11 @@ class BufferedSocket:
     # -- writing: both planes, one buffer -------------------------------------------------------
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
+        size = len(data)
         self._write += data
-        self.queued_total += len(data)
-        return len(data)
+        self.queued_total += size
+        self._traffic.sent += size
+        return size
 
     write = send
 

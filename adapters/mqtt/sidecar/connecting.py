@@ -277,8 +277,7 @@ class Reconnect:
     def connected(self) -> None:
         self.connections += 1
         self._connected_at = time.monotonic()
-        self.failures = 0
-        self.last_error = None
+        self.failures = 0  # (last_error stays: the most recent failure, for diagnostics)
         self.connected_to = self.server_url
         log.info("connected to %s", self.server_url)
         self._controller.set_phase(Phase.CONNECTED)

@@ -67,7 +67,7 @@ from taktora_connector.domain import (
     StackError,
 )
 
-from .buffered_socket import BufferedSocket
+from .buffered_socket import BufferedSocket, Traffic
 
 log = logging.getLogger("taktora_connector.mqtt")
 
@@ -173,8 +173,12 @@ class DataPlane:
         self.publishes_received = 0
         self.oversized_inbound = 0
         self.messages_sent = 0
-        self.bytes_sent = 0
         self.messages_delivered = 0
+        #: Deliveries that failed (lost with a connection, not encodable, or failed when
+        #: the sidecar stopped); ``Waiters`` adds those failed in the bridge.
+        self.deliveries_failed = 0
+        #: Every byte written through a connection's buffer (``BufferedSocket``).
+        self.traffic = Traffic()
         #: One handler per packet type the data plane acts on (``receive``).
         #: (PUBLISH is read in runs, ``_on_publishes``.)
         self._handlers: dict[type, Callable[[Any, _Pass], None]] = {
@@ -205,6 +209,7 @@ class DataPlane:
         lost = ConnectorDown("connection lost before the message was written")
         while self._qos0:
             self._qos0.popleft().delivery.fail(lost)
+            self.deliveries_failed += 1
         self._wire = None
 
     def resend(self) -> None:
@@ -220,7 +225,6 @@ class DataPlane:
         ]
         wire.write(b"".join(again))
         self.messages_sent += len(again)
-        self.bytes_sent += sum(map(len, again))
 
     # -- inbound --------------------------------------------------------------------------------
 
@@ -506,7 +510,7 @@ class DataPlane:
         topics = self._topics
         take_id = self._ids.take
         out: list[bytes] = []
-        queued = start = wire.queued_total
+        queued = wire.queued_total
         for _ in range(PUMP_LIMIT // TAKE_BATCH):
             batch = bridge.take(TAKE_BATCH, admit)
             for topic, payload, qos, retain, delivery in batch:
@@ -530,6 +534,7 @@ class DataPlane:
                         qos0.append(new(Written, (queued + len(packet), delivery)))
                 except ProtocolViolation as err:
                     delivery.fail(StackError(f"cannot encode the message: {err}"))
+                    self.deliveries_failed += 1
                     continue
                 out.append(packet)
                 queued += len(packet)
@@ -538,7 +543,6 @@ class DataPlane:
         if out:
             wire.write(b"".join(out))
             self.messages_sent += len(out)
-            self.bytes_sent += queued - start
 
     def settle_qos0(self) -> None:
         """Complete the QoS 0 deliveries whose bytes reached the kernel."""
@@ -565,12 +569,14 @@ class DataPlane:
         """Fail every message taken from the bridge and not delivered (in order)."""
         while self._qos0:
             self._qos0.popleft().delivery.fail(error)
+            self.deliveries_failed += 1
         early = self._acked_early
         for packet_id in self._order:
             entry = self._inflight.pop(packet_id, None)
             if entry is not None:
                 self._ids.release(packet_id)
                 entry.delivery.fail(error)
+                self.deliveries_failed += 1
             elif packet_id in early:
                 self._ids.release(packet_id)
                 early.pop(packet_id).succeed()

@@ -49,6 +49,7 @@ class Waiters:
         self._plane.fail_all(error)
         for item in self._outbound.close():
             item.delivery.fail(error)
+            self._plane.deliveries_failed += 1
 
     def all_down(self, reason: str) -> None:
         """Health ``Down`` with ``reason``; every waiter fails with ``ConnectorDown``."""

@@ -70,6 +70,7 @@ from taktora_connector.domain import (
     DEFAULT_MAX_PAYLOAD_SIZE,
     ConnectorDown,
     ConnectorError,
+    ConnectorHealth,
     HealthKind,
 )
 
@@ -175,26 +176,35 @@ class Gateway:
     def metrics(
         self,
         *,
-        health: HealthKind,
+        health: ConnectorHealth,
         transitions: dict[HealthKind, int],
         dropped: int,
+        sends_refused: int,
         readers: tuple[ReaderMetrics, ...],
+        consumed: int,
         session: str,
     ) -> ConnectorMetrics:
         """The sidecar's counters as one snapshot (read on the caller's thread)."""
         plane, reconnect, acks = self._plane, self._reconnect, self.inbound_acks
+        reason = getattr(health, "reason", None)
         return ConnectorMetrics(
+            client_id=self._options.client_id,
             messages_sent=plane.messages_sent,
-            bytes_sent=plane.bytes_sent,
+            bytes_sent=plane.traffic.sent,
             messages_delivered=plane.messages_delivered,
+            deliveries_failed=plane.deliveries_failed,
+            sends_refused=sends_refused,
             messages_received=plane.publishes_received,
             bytes_received=plane.bytes_received,
+            messages_consumed=consumed,
             dropped_inbound=dropped,
             unrouted_inbound=self._unrouted.count,
             rejected_inbound=plane.rejected_inbound,
             oversized_inbound=plane.oversized_inbound,
             reconnects=max(0, reconnect.connections - 1),
             failed_attempts=reconnect.failed_total,
+            session_resumes=reconnect.resumes,
+            unresent_inbound=0 if acks is None else acks.unresent,
             health_transitions=transitions,
             outbound_queued=len(self.outbound),
             inflight=plane.inflight,
@@ -202,7 +212,9 @@ class Gateway:
             readers=readers,
             server=reconnect.connected_to,
             session=session,
-            health=health,
+            health=health.kind,
+            health_reason=reason if isinstance(reason, str) else None,
+            last_error=self.last_error,
         )
 
     @property
@@ -266,6 +278,7 @@ class Gateway:
         if thread is None:
             for item in self.outbound.close():
                 item.delivery.fail(ConnectorDown("connector closed before the message was sent"))
+                self._plane.deliveries_failed += 1
             self._wakeup.close()
             return True
         bound = self._asked.ask_stop(timeout, self._options.connect_timeout)
@@ -291,6 +304,7 @@ class Gateway:
         except BaseException as err:
             self._die(err)
         finally:
+            self._reconnect.connected_to = None  # no server once the sidecar ended
             self._wakeup.close()
 
     def after_fork_in_child(self, pid: int) -> None:
@@ -448,7 +462,7 @@ class Gateway:
         except (OSError, ValueError) as err:  # ssl.SSLError and TimeoutError among them
             self._reconnect.failed(connect_failure(err, options, server))
         else:
-            self._wire = install_buffer(client)
+            self._wire = install_buffer(client, self._plane.traffic)
             self._plane.attach(self._wire)
             self._socket_open = True
             self._deadlines.opened(now)

@@ -28,15 +28,16 @@ from collections.abc import Callable
 
 import paho.mqtt.client as paho
 
-from .buffered_socket import BufferedSocket
+from .buffered_socket import BufferedSocket, Traffic
 
 
-def install_buffer(client: paho.Client) -> BufferedSocket:
-    """Put a ``BufferedSocket`` between paho and the socket its ``connect`` just made."""
+def install_buffer(client: paho.Client, traffic: Traffic | None = None) -> BufferedSocket:
+    """Put a ``BufferedSocket`` between paho and the socket its ``connect`` just made
+    (its writes counted in ``traffic``)."""
     raw = client.socket()
     if raw is None or isinstance(raw, BufferedSocket):
         raise RuntimeError("paho has no fresh socket to buffer")
-    wire = BufferedSocket(raw)
+    wire = BufferedSocket(raw, traffic)
     client._sock = wire  # paho's private socket (module docstring)
     return wire
 
