@@ -128,7 +128,7 @@ def anyio_backend() -> str:
 async def test_the_asyncio_connector_gives_the_same_snapshot() -> None:
     with EmbeddedBroker() as broker:
         options = MqttConnectorOptions(host="127.0.0.1", port=broker.port, client_id=unique_id())
-        async with AsyncMqttConnector[Any](options) as connector:
+        async with AsyncMqttConnector[Any](options, BytesCodec()) as connector:
             metrics = connector.metrics()
             assert isinstance(metrics, ConnectorMetrics)
             assert (metrics.failed_attempts, metrics.messages_sent, metrics.session) == (
@@ -136,6 +136,19 @@ async def test_the_asyncio_connector_gives_the_same_snapshot() -> None:
                 0,
                 "clean",
             )
+            routing = MqttRouting(topic=f"m/{unique_id()}", qos=QOS1)
+            reader = (await connector.create_reader(ChannelDescriptor("in", routing))).unwrap()
+            writer = (await connector.create_writer(ChannelDescriptor("out", routing))).unwrap()
+            for n in range(5):
+                (await writer.send(b"%d" % n)).unwrap()
+            await writer.flush(5)
+            wait_until(lambda: connector.metrics().messages_received == 5, 10, "5 received")
+            assert (await reader.recv(5)).unwrap() is not None
+            # the asyncio reader took the five in one batch and handed out one
+            now = connector.metrics()
+            assert now.messages_consumed == 1 and now.readers[0].queued == 4
+            reader.close()  # what it took ahead is discarded, not consumed
+            assert connector.metrics().messages_consumed == 1
 
 
 def test_refused_sends_and_failed_deliveries_are_counted(connect: ConnectFn) -> None:

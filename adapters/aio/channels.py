@@ -297,6 +297,7 @@ class AsyncReader(Generic[T]):
             if not ready:
                 return reader.try_recv()  # nothing waits: None, or why not
         taken, token = ready.popleft()
+        reader.ahead = len(ready)  # for metrics(): queued, not yet consumed
         if token is not None:
             reader.hold_taken(token)
         if isinstance(taken, RecvEnvelope):
@@ -373,6 +374,7 @@ class AsyncReader(Generic[T]):
             return
         self._detached = True
         self._ready.clear()  # as closing a reader discards what waits in its queue
+        self._reader.discard_ahead()
         self._unregister()
         self._wake_all()
 

@@ -263,6 +263,12 @@ class InboundQueue(Generic[T]):
             self._on_drained()
         return taken
 
+    def untake(self, count: int) -> None:
+        """``count`` items taken were discarded by their taker without being handed out
+        (not counted in ``taken``)."""
+        with self._lock:
+            self.taken -= count
+
     def unget(self, batch: list[T]) -> None:
         """Put items taken and not used back at the front, in order (an iteration that
         stopped early). They may take the queue past its capacity by at most the batch.

@@ -134,6 +134,8 @@ class MqttReader(Generic[T]):
         self._next_sequence = 0  # written by the sidecar only
         self._error: ConnectorError | None = None
         self._closed = False
+        #: Taken by the asyncio reader in a batch and not handed out yet (it writes this).
+        self.ahead = 0
         # Received routings are immutable values: reuse them per (topic, QoS, retain).
         self._routings: dict[tuple[str, int, bool], MqttRouting] = {}
         #: Payloads that did not decode, so far.
@@ -160,14 +162,21 @@ class MqttReader(Generic[T]):
 
     @property
     def queued(self) -> int:
-        """Messages waiting in this reader's queue now."""
-        return len(self._queue)
+        """Messages waiting in this reader's queue now (and taken by its asyncio reader
+        in a batch, not yet handed out)."""
+        return len(self._queue) + self.ahead
 
     @property
     def taken(self) -> int:
         """Messages the application took from this reader (``recv``, ``try_recv``,
         iteration, the asyncio reader), those put back by a stopped iteration not counted."""
-        return self._queue.taken
+        return self._queue.taken - self.ahead
+
+    def discard_ahead(self) -> None:
+        """The asyncio reader discards what it took ahead and did not hand out."""
+        ahead, self.ahead = self.ahead, 0
+        if ahead:
+            self._queue.untake(ahead)
 
     @property
     def closed(self) -> bool:
