@@ -122,11 +122,12 @@ class Publisher:
             now = time.monotonic()
             if due > now:
                 time.sleep(due - now)
+            stamped = time.monotonic()  # before send(): the message exists from here on
             handle = self.writer.send(str(n).encode()).value_or(None)
             if handle is None:  # BackPressure: the same number again, a little later
                 time.sleep(0.01)
                 continue
-            self.sent_at[n] = time.monotonic()
+            self.sent_at[n] = stamped
             self.pending.append((n, handle.delivery))
             n += 1
 
