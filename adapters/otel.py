@@ -3,32 +3,42 @@ durations, and send and receive spans. The ``otel`` extra (``opentelemetry-api``
 
     from taktora_connector.adapters.otel import instrument
 
-    telemetry = instrument(connector)                   # the global providers
-    writer = telemetry.writer(connector.create_writer(descriptor).unwrap())
-    reader = telemetry.reader(connector.create_reader(descriptor).unwrap())
+    telemetry = instrument(connector).unwrap()          # the global providers
+    writer = telemetry.writer(connector.create_writer(descriptor)).unwrap()
+    reader = telemetry.reader(connector.create_reader(descriptor)).unwrap()
 
 Rules of this module:
 - nothing here is imported by the connector: without ``instrument`` no OpenTelemetry
   module is loaded and nothing is measured;
+- bad input is a ``Failure(ConfigurationError)`` saying what was given and what is
+  wanted, and registers nothing; a connector whose ``metrics()`` raises at collection
+  is logged once and skipped, never hiding the other connectors' series;
 - the thread API and the asyncio connector alike (``writer``/``reader`` wrap either
-  kind of handle); ``instrument`` twice on one connector and meter provider registers
-  its instruments once (the second call shares them), so nothing is counted twice;
+  kind of handle); one set of instruments per meter provider, reading every
+  connector instrumented on it, so ``instrument`` twice counts nothing twice; on the
+  global provider the instruments are made through OpenTelemetry's global meter,
+  so connectors instrumented before the SDK is set follow it there too;
 - names and attributes follow the OpenTelemetry messaging semantic conventions:
-  ``messaging.system = "mqtt"``, ``messaging.client.sent.messages`` and
+  ``messaging.system = "mqtt"`` and ``messaging.client.id`` on everything (one
+  series per connector); ``messaging.client.sent.messages`` and
   ``messaging.client.consumed.messages`` (counters read from the snapshot when the
-  SDK collects), ``messaging.client.operation.duration`` (seconds from ``send`` to
-  the delivery's completion: the PUBACK at QoS 1, the write at QoS 0), with
-  ``messaging.operation.name``/``messaging.operation.type``, ``messaging.client.id``
-  (two connectors on one provider stay apart), ``server.address`` and ``server.port``
-  of the server in use (with several servers, the one connected when measured; the
-  first while none is), and ``error.type`` for a failed delivery (span and duration);
-- consumed means handed to the application (``metrics().messages_consumed``): a
-  message dropped by a full queue, unrouted or rejected is received, not consumed;
+  SDK collects; no server attribute, since a lifetime count does not move with the
+  server); ``messaging.client.operation.duration`` (seconds from ``send`` to the
+  delivery's completion: the PUBACK at QoS 1, the write at QoS 0) with
+  ``messaging.operation.name``/``messaging.operation.type``, ``server.address`` and
+  ``server.port`` of the server in use when it was sent (with several servers, the
+  one connected; the first while none is), and ``error.type`` for a failed delivery
+  (span and duration);
+- consumed means handed to the application as a message
+  (``metrics().messages_consumed``): one dropped by a full queue, unrouted, rejected,
+  or handed out as a ``PayloadOverflow``/``CodecError`` is not consumed;
 - the destination (``messaging.destination.name``) is the writer's topic or the
   reader's filter, so its values are bounded by the channels; a received message's
   own topic is used only when asked (``per_message_topic=True``);
-- the connector's own gauges are ``taktora.connector.*`` (outbound queued, in flight,
-  unacknowledged inbound, each reader's queue depth);
+- the connector's own gauges are ``taktora.connector.*``: outbound queued, in flight,
+  unacknowledged inbound, each reader's queue depth (with ``taktora.reader.name``:
+  two readers may share a filter), and ``connected`` (1 with the server in use as
+  ``server.address``/``server.port``, 0 while not connected);
 - traces: a ``publish <topic>`` span (PRODUCER) from ``send`` to the delivery's end,
   and a ``receive <filter>`` span (CONSUMER) for each message a wrapped reader hands
   out. MQTT 3.1.1 has no user properties, so no trace context travels with a
@@ -39,6 +49,7 @@ Rules of this module:
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 import time
 import weakref
@@ -48,10 +59,10 @@ from typing import Any, Generic, TypeVar
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
-from returns.result import Result, Success
+from returns.result import Failure, Result, Success
 
 from taktora_connector.adapters.mqtt.metrics import ConnectorMetrics
-from taktora_connector.domain import ConnectorError, RecvEnvelope
+from taktora_connector.domain import ConfigurationError, ConnectorError, RecvEnvelope
 
 T = TypeVar("T")
 SYSTEM = "mqtt"
@@ -60,7 +71,11 @@ SYSTEM = "mqtt"
 #: instrumented on it (an SDK keeps the first instrument of a name and ignores the
 #: callbacks of a second one).
 _REGISTERED: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+#: The instruments made on the global provider (``meter_provider=None``), through
+#: OpenTelemetry's global ``get_meter``: made before the SDK is set, they follow it there.
+_GLOBAL: list[_Instruments] = []
 _REGISTERING = threading.Lock()
+log = logging.getLogger("taktora_connector.otel")
 
 
 def _server(url: str | None, options: Any) -> tuple[str, int]:
@@ -71,25 +86,26 @@ def _server(url: str | None, options: Any) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def base_attributes(connector: Any, server: str | None) -> dict[str, Any]:
-    """What every measurement of ``connector`` carries (``server``: the one in use)."""
-    options = connector.options
-    host, port = _server(server, options)
-    return {
-        "messaging.system": SYSTEM,
-        "messaging.client.id": options.client_id,
-        "server.address": host,
-        "server.port": port,
-    }
+def series_attributes(connector: Any) -> dict[str, Any]:
+    """What the counters and gauges of ``connector`` carry: one series per connector for
+    its life (no server: a lifetime count does not move when the server does)."""
+    return {"messaging.system": SYSTEM, "messaging.client.id": connector.options.client_id}
+
+
+def operation_attributes(connector: Any) -> dict[str, Any]:
+    """What one operation of ``connector`` carries now: the server in use (with several,
+    the one connected; the first while none is)."""
+    host, port = _server(connector.server, connector.options)
+    return {**series_attributes(connector), "server.address": host, "server.port": port}
 
 
 class _Instruments:
     """The observable instruments and the duration histogram on one meter provider,
     observing every connector instrumented on it (each its own series)."""
 
-    def __init__(self, meter_provider: MeterProvider) -> None:
+    def __init__(self, meter: Any) -> None:
         self.connectors: weakref.WeakSet[Any] = weakref.WeakSet()
-        meter = meter_provider.get_meter("taktora_connector")
+        self._broken: set[int] = set()  # connectors whose metrics() raised (logged once)
         meter.create_observable_counter(
             "messaging.client.sent.messages",
             callbacks=[self._sent],
@@ -125,37 +141,94 @@ class _Instruments:
             unit="{message}",
             description="Messages waiting in each reader's queue",
         )
+        meter.create_observable_gauge(
+            "taktora.connector.connected",
+            callbacks=[self._connected],
+            unit="1",
+            description="1 while connected, with the server in use; 0 while not",
+        )
 
-    def _snapshots(self) -> Iterator[tuple[ConnectorMetrics, dict[str, Any]]]:
+    def _snapshots(self) -> Iterator[tuple[Any, ConnectorMetrics, dict[str, Any]]]:
         for connector in list(self.connectors):
-            snapshot: ConnectorMetrics = connector.metrics()
-            yield snapshot, base_attributes(connector, snapshot.server)
+            try:
+                snapshot: ConnectorMetrics = connector.metrics()
+                base = series_attributes(connector)
+            except Exception as err:  # one broken object must not hide the others
+                if id(connector) not in self._broken:
+                    self._broken.add(id(connector))
+                    log.warning("metrics of %r not read: %r", connector, err)
+                continue
+            yield connector, snapshot, base
 
     def _sent(self, options: CallbackOptions) -> Iterable[Observation]:
-        for snapshot, base in self._snapshots():
+        for _, snapshot, base in self._snapshots():
             attributes = {**base, "messaging.operation.name": "publish"}
             attributes["messaging.operation.type"] = "send"
             yield Observation(snapshot.messages_sent, attributes)
 
     def _consumed(self, options: CallbackOptions) -> Iterable[Observation]:
-        for snapshot, base in self._snapshots():
+        for _, snapshot, base in self._snapshots():
             attributes = {**base, "messaging.operation.name": "receive"}
             attributes["messaging.operation.type"] = "receive"
             yield Observation(snapshot.messages_consumed, attributes)
 
     def _gauge(self, read: Callable[[ConnectorMetrics], int]) -> Any:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
-            for snapshot, base in self._snapshots():
+            for _, snapshot, base in self._snapshots():
                 yield Observation(read(snapshot), base)
 
         return callback
 
     def _reader_queues(self, options: CallbackOptions) -> Iterable[Observation]:
-        for snapshot, base in self._snapshots():
+        for _, snapshot, base in self._snapshots():
             for reader in snapshot.readers:
-                yield Observation(
-                    reader.queued, {**base, "messaging.destination.name": reader.topic_filter}
-                )
+                attributes = {
+                    **base,
+                    "messaging.destination.name": reader.topic_filter,
+                    "taktora.reader.name": reader.name,  # two readers may share a filter
+                }
+                yield Observation(reader.queued, attributes)
+
+    def _connected(self, options: CallbackOptions) -> Iterable[Observation]:
+        for connector, snapshot, base in self._snapshots():
+            if snapshot.server is None:
+                yield Observation(0, base)
+            else:
+                host, port = _server(snapshot.server, connector.options)
+                yield Observation(1, {**base, "server.address": host, "server.port": port})
+
+
+def _instruments_for(meter_provider: MeterProvider | None) -> _Instruments:
+    """The one set of instruments of ``meter_provider`` (None: the global one)."""
+    current = metrics.get_meter_provider()
+    is_global = meter_provider is None or meter_provider is current
+    with _REGISTERING:
+        if is_global and _GLOBAL:
+            return _GLOBAL[0]
+        provider = current if meter_provider is None else meter_provider
+        found = _REGISTERED.get(provider)
+        if found is None:
+            meter = (
+                metrics.get_meter("taktora_connector")  # follows a provider set later
+                if meter_provider is None
+                else meter_provider.get_meter("taktora_connector")
+            )
+            found = _REGISTERED[provider] = _Instruments(meter)
+        if is_global:
+            _GLOBAL.append(found)
+        return found
+
+
+def _flaw(connector: Any) -> str | None:
+    """What makes ``connector`` no connector ``instrument`` can read, or None."""
+    for name in ("metrics", "options", "server", "create_writer", "create_reader"):
+        if not hasattr(connector, name):
+            return f"it has no {name!r}"
+    if not callable(connector.metrics):
+        return "its metrics is not callable"
+    if not isinstance(getattr(connector.options, "client_id", None), str):
+        return "its options have no client_id"
+    return None
 
 
 class Telemetry:
@@ -164,29 +237,21 @@ class Telemetry:
     def __init__(
         self,
         connector: Any,
-        meter_provider: MeterProvider | None = None,
-        tracer_provider: TracerProvider | None = None,
+        instruments: _Instruments,
+        tracer: Tracer,
         *,
         per_message_topic: bool = False,
     ) -> None:
         self._connector = connector
         self._per_message_topic = per_message_topic
-        provider = meter_provider or metrics.get_meter_provider()
-        with _REGISTERING:  # one set of instruments per provider (module docstring)
-            found = _REGISTERED.get(provider)
-            if found is None:
-                found = _REGISTERED[provider] = _Instruments(provider)
-            found.connectors.add(connector)  # a set: twice is once
-        self._instruments = found
-        self._tracer: Tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(
-            "taktora_connector"
-        )
+        self._instruments = instruments
+        self._tracer = tracer
 
     def attributes(self, destination: str, operation: str) -> dict[str, Any]:
         """The attributes of one operation now: the server in use, this destination."""
         kind = "send" if operation == "publish" else "receive"
         return {
-            **base_attributes(self._connector, self._connector.server),
+            **operation_attributes(self._connector),
             "messaging.destination.name": destination,
             "messaging.operation.name": operation,
             "messaging.operation.type": kind,
@@ -194,17 +259,33 @@ class Telemetry:
 
     # -- handles ---------------------------------------------------------------------
 
-    def writer(self, writer: Any) -> Any:
-        """``writer`` with publish spans and durations (a thread or an asyncio writer)."""
-        if inspect.iscoroutinefunction(getattr(writer, "send", None)):
-            return AsyncTracedWriter(writer, self)
-        return TracedWriter(writer, self)
+    def writer(self, writer: Any) -> Result[Any, ConnectorError]:
+        """``writer`` (or ``create_writer``'s result) with publish spans and durations:
+        a thread or an asyncio writer; a ``Failure`` passes through unchanged."""
+        if isinstance(writer, Failure):
+            return writer
+        if isinstance(writer, Success):
+            writer = writer.unwrap()
+        flaw = _handle_flaw(writer, "send")
+        if flaw is not None:
+            return Failure(ConfigurationError(f"telemetry.writer() needs a ChannelWriter: {flaw}"))
+        if inspect.iscoroutinefunction(writer.send):
+            return Success(AsyncTracedWriter(writer, self))
+        return Success(TracedWriter(writer, self))
 
-    def reader(self, reader: Any) -> Any:
-        """``reader`` with a receive span per message (a thread or an asyncio reader)."""
-        if inspect.iscoroutinefunction(getattr(reader, "recv", None)):
-            return AsyncTracedReader(reader, self)
-        return TracedReader(reader, self)
+    def reader(self, reader: Any) -> Result[Any, ConnectorError]:
+        """``reader`` (or ``create_reader``'s result) with a receive span per message: a
+        thread or an asyncio reader; a ``Failure`` passes through unchanged."""
+        if isinstance(reader, Failure):
+            return reader
+        if isinstance(reader, Success):
+            reader = reader.unwrap()
+        flaw = _handle_flaw(reader, "recv")
+        if flaw is not None:
+            return Failure(ConfigurationError(f"telemetry.reader() needs a ChannelReader: {flaw}"))
+        if inspect.iscoroutinefunction(reader.recv):
+            return Success(AsyncTracedReader(reader, self))
+        return Success(TracedReader(reader, self))
 
     # -- measuring -------------------------------------------------------------------
 
@@ -357,15 +438,56 @@ def _unacknowledged(snapshot: ConnectorMetrics) -> int:
     return snapshot.unacknowledged_inbound
 
 
+def _handle_flaw(handle: Any, method: str) -> str | None:
+    routing = getattr(getattr(handle, "descriptor", None), "routing", None)
+    if routing is None:
+        return f"got {type(handle).__name__}, which has no descriptor with a routing"
+    if not callable(getattr(handle, method, None)):
+        return f"got {type(handle).__name__}, which has no {method}()"
+    return None
+
+
 def instrument(
     connector: Any,
     meter_provider: MeterProvider | None = None,
     tracer_provider: TracerProvider | None = None,
     *,
     per_message_topic: bool = False,
-) -> Telemetry:
-    """Register ``connector``'s instruments (on the global providers unless given); a
-    second call for the same meter provider shares the first's instruments."""
-    return Telemetry(
-        connector, meter_provider, tracer_provider, per_message_topic=per_message_topic
-    )
+) -> Result[Telemetry, ConnectorError]:
+    """Register ``connector``'s instruments (on the global providers unless given): one
+    set per meter provider, which reads every connector instrumented on it, so a second
+    call for the same connector and provider counts nothing twice. Anything that is no
+    connector or no provider is a ``Failure(ConfigurationError)``, and nothing is
+    registered then."""
+    flaw = _flaw(connector)
+    if flaw is not None:
+        return Failure(
+            ConfigurationError(
+                f"instrument() needs a connector (MqttConnector, AsyncMqttConnector): got "
+                f"{type(connector).__name__}, and {flaw}"
+            )
+        )
+    if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+        return Failure(
+            ConfigurationError(
+                f"meter_provider must be an OpenTelemetry MeterProvider (with get_meter), "
+                f"got {type(meter_provider).__name__}"
+            )
+        )
+    if tracer_provider is not None and not callable(getattr(tracer_provider, "get_tracer", None)):
+        return Failure(
+            ConfigurationError(
+                f"tracer_provider must be an OpenTelemetry TracerProvider (with get_tracer), "
+                f"got {type(tracer_provider).__name__}"
+            )
+        )
+    try:
+        instruments = _instruments_for(meter_provider)
+        tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("taktora_connector")
+    except Exception as err:  # a provider that breaks its contract
+        return Failure(ConfigurationError(f"the OpenTelemetry providers refused: {err!r}"))
+    try:
+        instruments.connectors.add(connector)  # a set: twice is once
+    except TypeError as err:  # not weakly referable: it would outlive its owner here
+        return Failure(ConfigurationError(f"instrument() cannot follow {connector!r}: {err}"))
+    return Success(Telemetry(connector, instruments, tracer, per_message_topic=per_message_topic))

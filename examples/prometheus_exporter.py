@@ -5,8 +5,10 @@
 
 A collector reads one snapshot per scrape (``ConnectorCollector``): counters as
 ``taktora_*_total``, gauges as they are, each labelled with the connector's
-``client_id``, and each reader's queue depth and drops labelled with its filter
-(bounded: one series per reader, never one per message topic). Health is a state
+``client_id``, and each reader's queue depth, drops, consumed, oversized and
+undecodable messages labelled with its name and filter (bounded: one series per
+reader, never one per message topic). One collector serves several connectors
+(``serve(first, second)``): one family per metric, a series per connector. Health is a state
 set, ``taktora_health{state=...}`` (1 for the state now, 0 for the other three), so
 an alert can tell Degraded from Down; ``taktora_up`` is 1 only while Up;
 ``taktora_connection_info{server=...,session=...}`` names the server in use ("" while
@@ -34,7 +36,8 @@ _COUNTERS = (
     ("sends_refused", "sends refused with BackPressure (outbound bridge full)"),
     ("messages_received", "PUBLISH packets received"),
     ("bytes_received", "bytes read from the broker"),
-    ("messages_consumed", "messages the application took from readers"),
+    ("messages_consumed", "messages readers handed to the application"),
+    ("decode_failures", "payloads a reader could not decode"),
     ("dropped_inbound", "inbound messages dropped by full reader queues"),
     ("unrouted_inbound", "inbound messages no reader matched"),
     ("rejected_inbound", "inbound messages on something that is no topic name"),
@@ -52,64 +55,92 @@ _GAUGES = (
 
 
 class ConnectorCollector:
-    """A ``prometheus_client`` collector over one connector's ``metrics()``."""
+    """A ``prometheus_client`` collector over the ``metrics()`` of one or more
+    connectors: one family per metric, one series per connector (``client_id``)."""
 
-    def __init__(self, connector: Any) -> None:
-        self._connector = connector
+    def __init__(self, *connectors: Any) -> None:
+        if not connectors:
+            raise TypeError("ConnectorCollector needs at least one connector")
+        for connector in connectors:
+            if not callable(getattr(connector, "metrics", None)):
+                raise TypeError(
+                    f"ConnectorCollector takes connectors (with metrics()), got "
+                    f"{type(connector).__name__}"
+                )
+        self._connectors = connectors
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = self._connector.metrics()
-        client = self._connector.options.client_id
+        snapshots = [connector.metrics() for connector in self._connectors]
         for name, help_text in _COUNTERS:
             counter = CounterMetricFamily(f"taktora_{name}", help_text, labels=["client_id"])
-            counter.add_metric([client], getattr(snapshot, name))
+            for snapshot in snapshots:
+                counter.add_metric([snapshot.client_id], getattr(snapshot, name))
             yield counter
         for name, help_text in _GAUGES:
             gauge = GaugeMetricFamily(f"taktora_{name}", help_text, labels=["client_id"])
-            gauge.add_metric([client], getattr(snapshot, name))
+            for snapshot in snapshots:
+                gauge.add_metric([snapshot.client_id], getattr(snapshot, name))
             yield gauge
         transitions = CounterMetricFamily(
             "taktora_health_transitions", "health transitions by target", labels=["client_id", "to"]
         )
-        for kind, count in snapshot.health_transitions.items():
-            transitions.add_metric([client, kind.name.lower()], count)
-        yield transitions
         up = GaugeMetricFamily("taktora_up", "1 while health is Up", labels=["client_id"])
-        up.add_metric([client], 1 if snapshot.health is HealthKind.UP else 0)
-        yield up
         health = GaugeMetricFamily(
             "taktora_health", "health now: 1 for its state", labels=["client_id", "state"]
         )
-        for kind in HealthKind:
-            health.add_metric([client, kind.name.lower()], 1 if snapshot.health is kind else 0)
-        yield health
         info = GaugeMetricFamily(
             "taktora_connection_info",
             "the server in use and the session kind",
             labels=["client_id", "server", "session"],
         )
-        info.add_metric([client, snapshot.server or "", snapshot.session], 1)
-        yield info
+        for snapshot in snapshots:
+            client = snapshot.client_id
+            for kind, count in snapshot.health_transitions.items():
+                transitions.add_metric([client, kind.name.lower()], count)
+            up.add_metric([client], 1 if snapshot.health is HealthKind.UP else 0)
+            for kind in HealthKind:
+                health.add_metric([client, kind.name.lower()], 1 if snapshot.health is kind else 0)
+            info.add_metric([client, snapshot.server or "", snapshot.session], 1)
+        yield from (transitions, up, health, info)
+        # Each reader: labelled by its name too (two readers may share a filter).
+        labels = ["client_id", "reader", "filter"]
         queued = GaugeMetricFamily(
-            "taktora_reader_queued", "messages in a reader's queue", labels=["client_id", "filter"]
+            "taktora_reader_queued", "messages in a reader's queue", labels=labels
         )
-        dropped = CounterMetricFamily(
-            "taktora_reader_dropped", "messages a reader dropped", labels=["client_id", "filter"]
-        )
-        for reader in snapshot.readers:
-            queued.add_metric([client, reader.topic_filter], reader.queued)
-            dropped.add_metric([client, reader.topic_filter], reader.dropped)
+        families = {
+            "dropped": CounterMetricFamily(
+                "taktora_reader_dropped", "messages a reader dropped", labels=labels
+            ),
+            "consumed": CounterMetricFamily(
+                "taktora_reader_consumed", "messages a reader handed out", labels=labels
+            ),
+            "oversized": CounterMetricFamily(
+                "taktora_reader_oversized", "messages above a reader's limit", labels=labels
+            ),
+            "decode_failures": CounterMetricFamily(
+                "taktora_reader_decode_failures",
+                "payloads a reader could not decode",
+                labels=labels,
+            ),
+        }
+        for snapshot in snapshots:
+            for reader in snapshot.readers:
+                values = [snapshot.client_id, reader.name, reader.topic_filter]
+                queued.add_metric(values, reader.queued)
+                for field, family in families.items():
+                    family.add_metric(values, getattr(reader, field))
         yield queued
-        yield dropped
+        yield from families.values()
 
 
 def serve(
-    connector: Any, port: int = 9464, addr: str = "127.0.0.1"
+    *connectors: Any, port: int = 9464, addr: str = "127.0.0.1"
 ) -> tuple[Any, CollectorRegistry]:
-    """Serve ``connector``'s metrics on ``http://addr:port/metrics``; returns the server
-    (``server.shutdown()`` stops it; ``server.server_port`` is the port, also for 0)."""
+    """Serve the connectors' metrics on ``http://addr:port/metrics``; returns the server
+    (``server.shutdown()`` stops it; ``server.server_port`` is the port, also for 0).
+    Raises ``TypeError`` at once for anything that is no connector."""
     registry = CollectorRegistry()
-    registry.register(ConnectorCollector(connector))
+    registry.register(ConnectorCollector(*connectors))
     server, _thread = start_http_server(port, addr, registry)
     return server, registry
 
@@ -119,8 +150,9 @@ def main() -> None:
     options = MqttConnectorOptions.from_url(broker, client_id="prometheus-example")
     with MqttConnector[Any](options) as connector:
         server, _ = serve(connector, port=int(os.environ.get("METRICS_PORT", "9464")))
-        print(f"metrics on http://127.0.0.1:{server.server_port}/metrics for 10 s")
-        time.sleep(float(os.environ.get("SERVE_SECONDS", "10")))
+        seconds = float(os.environ.get("SERVE_SECONDS", "10"))
+        print(f"metrics on http://127.0.0.1:{server.server_port}/metrics for {seconds:g} s")
+        time.sleep(seconds)
         server.shutdown()
 
 

@@ -6,9 +6,10 @@ import socket
 from typing import Any
 
 import pytest
+from returns.result import Success
 
 from taktora_connector.adapters.aio import AsyncMqttConnector
-from taktora_connector.adapters.codecs import BytesCodec
+from taktora_connector.adapters.codecs import BytesCodec, JsonCodec
 from taktora_connector.adapters.mqtt import (
     ConnectorMetrics,
     MqttConnectorOptions,
@@ -76,7 +77,7 @@ def test_counters_and_gauges_follow_the_traffic(brokers: Any, connect: ConnectFn
     for _ in range(4):
         reader.try_recv().unwrap()
     after = conn.metrics()
-    assert after.readers[0].queued == 0 and after.readers[0].taken == 4
+    assert after.readers[0].queued == 0 and after.readers[0].consumed == 4
     assert after.messages_consumed == 4
     reader.close()  # a closed reader's count stays in the total
     assert conn.metrics().messages_consumed == 4 and conn.metrics().readers == ()
@@ -161,3 +162,32 @@ def test_refused_sends_and_failed_deliveries_are_counted(connect: ConnectFn) -> 
     conn.close(timeout=0)  # never started: what was accepted fails
     assert all(d.wait(1).failure() is not None for d in accepted)
     assert conn.metrics().deliveries_failed == 2
+
+
+def test_an_error_handed_out_in_a_message_place_is_not_consumed(
+    brokers: Any, connect: ConnectFn
+) -> None:
+    port = brokers("amqtt").port
+    topic = f"m/{unique_id()}"
+    routing = MqttRouting(topic=topic, qos=QOS1)
+    conn = connect(port, codec=JsonCodec())
+    small = conn.create_reader(ChannelDescriptor("small", routing, max_payload_size=8)).unwrap()
+    json_reader = conn.create_reader(ChannelDescriptor("json", routing)).unwrap()
+    sender = connect(port, codec=BytesCodec())
+    writer = sender.create_writer(ChannelDescriptor("out", routing)).unwrap()
+    for payload in (b'"a"', b"not json", b'"a long string"'):
+        writer.send(payload).unwrap().delivery.wait(5).unwrap()
+    wait_until(lambda: conn.metrics().messages_received == 3, 10, "3 received")
+    got_small = [small.recv(1) for _ in range(3)]
+    got_json = [json_reader.recv(1) for _ in range(3)]
+    assert [type(r.failure()).__name__ for r in got_small if not isinstance(r, Success)] == [
+        "CodecError",
+        "PayloadOverflow",
+    ]
+    assert sum(isinstance(r, Success) for r in got_json) == 2
+    shown = {r.name: r for r in conn.metrics().readers}
+    assert (shown["small"].consumed, shown["small"].oversized) == (1, 1)
+    assert (shown["small"].decode_failures, shown["json"].decode_failures) == (1, 1)
+    assert (shown["json"].consumed, shown["json"].oversized) == (2, 0)
+    now = conn.metrics()
+    assert (now.messages_consumed, now.decode_failures) == (3, 2)

@@ -19,7 +19,7 @@ from taktora_connector.adapters.aio import AsyncMqttConnector
 from taktora_connector.adapters.codecs import BytesCodec
 from taktora_connector.adapters.mqtt import MqttConnectorOptions, MqttQos, MqttRouting
 from taktora_connector.adapters.otel import instrument
-from taktora_connector.domain import ChannelDescriptor
+from taktora_connector.domain import ChannelDescriptor, ConfigurationError
 
 from .conftest import ConnectFn, unique_id, wait_until
 
@@ -42,11 +42,11 @@ def test_instruments_follow_the_messaging_conventions(brokers: Any, connect: Con
     exporter = InMemorySpanExporter()
     tracing = TracerProvider()
     tracing.add_span_processor(SimpleSpanProcessor(exporter))
-    telemetry = instrument(conn, MeterProvider(metric_readers=[metric_reader]), tracing)
+    telemetry = instrument(conn, MeterProvider(metric_readers=[metric_reader]), tracing).unwrap()
     topic = f"otel/{unique_id()}"
     routing = MqttRouting(topic=topic, qos=MqttQos.AT_LEAST_ONCE)
-    reader = telemetry.reader(conn.create_reader(ChannelDescriptor("in", routing)).unwrap())
-    writer = telemetry.writer(conn.create_writer(ChannelDescriptor("out", routing)).unwrap())
+    reader = telemetry.reader(conn.create_reader(ChannelDescriptor("in", routing))).unwrap()
+    writer = telemetry.writer(conn.create_writer(ChannelDescriptor("out", routing))).unwrap()
     for n in range(5):
         writer.send(b"%d" % n).unwrap().delivery.wait(5).unwrap()
     for _ in range(5):
@@ -56,14 +56,18 @@ def test_instruments_follow_the_messaging_conventions(brokers: Any, connect: Con
     found = points(metric_reader)
     (sent,) = found["messaging.client.sent.messages"]
     assert sent.value == 5
-    assert dict(sent.attributes) == {
+    assert dict(sent.attributes) == {  # one series for the connector's life: no server
         "messaging.system": "mqtt",
         "messaging.client.id": conn.options.client_id,
-        "server.address": "127.0.0.1",
-        "server.port": broker.port,
         "messaging.operation.name": "publish",
         "messaging.operation.type": "send",
     }
+    (connected,) = found["taktora.connector.connected"]
+    assert connected.value == 1
+    assert (connected.attributes["server.address"], connected.attributes["server.port"]) == (
+        "127.0.0.1",
+        broker.port,
+    )
     (consumed,) = found["messaging.client.consumed.messages"]
     assert consumed.value == 5 and consumed.attributes["messaging.operation.type"] == "receive"
     (duration,) = found["messaging.client.operation.duration"]
@@ -72,6 +76,8 @@ def test_instruments_follow_the_messaging_conventions(brokers: Any, connect: Con
     assert "error.type" not in duration.attributes
     (queued,) = found["taktora.connector.reader.queued"]
     assert queued.value == 0 and queued.attributes["messaging.destination.name"] == topic
+    assert queued.attributes["taktora.reader.name"] == "in"
+    assert duration.attributes["server.port"] == broker.port  # an operation: where it went
     assert [p.value for p in found["taktora.connector.inflight"]] == [0]
 
     spans = exporter.get_finished_spans()
@@ -87,11 +93,13 @@ def test_a_refused_send_is_an_error_span(brokers: Any, connect: ConnectFn) -> No
     exporter = InMemorySpanExporter()
     tracing = TracerProvider()
     tracing.add_span_processor(SimpleSpanProcessor(exporter))
-    telemetry = instrument(conn, MeterProvider(metric_readers=[InMemoryMetricReader()]), tracing)
+    telemetry = instrument(
+        conn, MeterProvider(metric_readers=[InMemoryMetricReader()]), tracing
+    ).unwrap()
     routing = MqttRouting(topic="otel/x")
     writer = telemetry.writer(
-        conn.create_writer(ChannelDescriptor("out", routing, max_payload_size=2)).unwrap()
-    )
+        conn.create_writer(ChannelDescriptor("out", routing, max_payload_size=2))
+    ).unwrap()
     assert writer.send(b"too long").failure() is not None
     (span,) = exporter.get_finished_spans()
     assert span.attributes is not None and span.attributes["error.type"] == "PayloadOverflow"
@@ -117,7 +125,7 @@ def telemetry_of(conn: Any) -> tuple[Any, InMemoryMetricReader, InMemorySpanExpo
     tracing = TracerProvider()
     tracing.add_span_processor(SimpleSpanProcessor(exporter))
     meters = MeterProvider(metric_readers=[metric_reader])
-    return instrument(conn, meters, tracing), metric_reader, exporter
+    return instrument(conn, meters, tracing).unwrap(), metric_reader, exporter
 
 
 def test_consumed_is_what_the_application_took_not_what_was_dropped(
@@ -126,7 +134,7 @@ def test_consumed_is_what_the_application_took_not_what_was_dropped(
     conn = connect(brokers("amqtt").port, codec=BytesCodec(), inbound_capacity=2)
     telemetry, metric_reader, _ = telemetry_of(conn)
     routing = MqttRouting(topic=f"otel/{unique_id()}", qos=MqttQos.AT_LEAST_ONCE)
-    reader = telemetry.reader(conn.create_reader(ChannelDescriptor("in", routing)).unwrap())
+    reader = telemetry.reader(conn.create_reader(ChannelDescriptor("in", routing))).unwrap()
     writer = conn.create_writer(ChannelDescriptor("out", routing)).unwrap()
     for n in range(5):
         writer.send(b"%d" % n).unwrap().delivery.wait(5).unwrap()
@@ -144,10 +152,10 @@ def test_two_connectors_on_one_provider_stay_apart_and_a_second_instrument_count
     metric_reader = InMemoryMetricReader()
     meters = MeterProvider(metric_readers=[metric_reader])
     instrument(first, meters)
-    again = instrument(first, meters)  # the same connector and provider: shared, not twice
+    again = instrument(first, meters).unwrap()  # the same connector and provider: shared, not twice
     instrument(second, meters)
     routing = MqttRouting(topic=f"otel/{unique_id()}", qos=MqttQos.AT_LEAST_ONCE)
-    writer = again.writer(first.create_writer(ChannelDescriptor("out", routing)).unwrap())
+    writer = again.writer(first.create_writer(ChannelDescriptor("out", routing))).unwrap()
     for n in range(3):
         writer.send(b"%d" % n).unwrap().delivery.wait(5).unwrap()
     found = points(metric_reader)
@@ -168,14 +176,14 @@ def test_attributes_name_the_server_in_use(brokers: Any, connect: ConnectFn) -> 
     conn = connect(0, codec=BytesCodec(), servers=[("127.0.0.1", dead), ("127.0.0.1", port)])
     telemetry, metric_reader, exporter = telemetry_of(conn)
     routing = MqttRouting(topic=f"otel/{unique_id()}")
-    writer = telemetry.writer(conn.create_writer(ChannelDescriptor("out", routing)).unwrap())
+    writer = telemetry.writer(conn.create_writer(ChannelDescriptor("out", routing))).unwrap()
     writer.send(b"x").unwrap().delivery.wait(5).unwrap()
     (span,) = exporter.get_finished_spans()
     assert span.attributes is not None and span.attributes["server.port"] == port
     (duration,) = points(metric_reader)["messaging.client.operation.duration"]
     assert duration.attributes["server.port"] == port
-    (sent,) = points(metric_reader)["messaging.client.sent.messages"]
-    assert sent.attributes["server.port"] == port
+    (connected,) = points(metric_reader)["taktora.connector.connected"]
+    assert connected.attributes["server.port"] == port
 
 
 def test_a_failed_delivery_is_an_error_span_and_an_error_duration(connect: ConnectFn) -> None:
@@ -185,7 +193,7 @@ def test_a_failed_delivery_is_an_error_span_and_an_error_duration(connect: Conne
     conn = connect(dead, codec=BytesCodec(), wait_up=False)
     telemetry, metric_reader, exporter = telemetry_of(conn)
     routing = MqttRouting(topic=f"otel/{unique_id()}")
-    writer = telemetry.writer(conn.create_writer(ChannelDescriptor("out", routing)).unwrap())
+    writer = telemetry.writer(conn.create_writer(ChannelDescriptor("out", routing))).unwrap()
     delivery = writer.send(b"x").unwrap().delivery  # accepted while connecting
     conn.close(timeout=0)
     assert delivery.wait(5).failure() is not None
@@ -209,10 +217,9 @@ async def test_the_asyncio_connector_is_instrumented_too(brokers: Any) -> None:
         telemetry, metric_reader, exporter = telemetry_of(conn)
         routing = MqttRouting(topic=f"otel/{unique_id()}", qos=MqttQos.AT_LEAST_ONCE)
         made = await conn.create_reader(ChannelDescriptor("in", routing))
-        reader = telemetry.reader(made.unwrap())
-        writer = telemetry.writer(
-            (await conn.create_writer(ChannelDescriptor("out", routing))).unwrap()
-        )
+        reader = telemetry.reader(made).unwrap()
+        writer = telemetry.writer(await conn.create_writer(ChannelDescriptor("out", routing)))
+        writer = writer.unwrap()
         for n in range(3):
             sent = await writer.send(b"%d" % n, timeout=5)
             assert (await sent.unwrap().delivery).unwrap() is None
@@ -228,3 +235,81 @@ async def test_the_asyncio_connector_is_instrumented_too(brokers: Any) -> None:
         assert kinds.count(SpanKind.PRODUCER) == 4 and kinds.count(SpanKind.CONSUMER) == 4
         (consumed,) = points(metric_reader)["messaging.client.consumed.messages"]
         assert consumed.value == 4
+
+
+def test_bad_input_is_a_configuration_error_and_registers_nothing(
+    brokers: Any, connect: ConnectFn
+) -> None:
+    conn = connect(brokers("amqtt").port, codec=BytesCodec())
+    writer = conn.create_writer(ChannelDescriptor("out", MqttRouting(topic="otel/x"))).unwrap()
+    metric_reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[metric_reader])
+    for wrong, said in (
+        (writer, "got MqttWriter, and it has no 'metrics'"),
+        (None, "got NoneType"),
+        ("mqtt://x", "got str"),
+    ):
+        failure = instrument(wrong, meters).failure()
+        assert isinstance(failure, ConfigurationError) and said in str(failure), failure
+    failure = instrument(conn, "nope").failure()  # type: ignore[arg-type]
+    assert isinstance(failure, ConfigurationError) and "MeterProvider" in str(failure)
+    failure = instrument(conn, meters, meters).failure()  # type: ignore[arg-type]
+    assert isinstance(failure, ConfigurationError) and "TracerProvider" in str(failure)
+    assert metric_reader.get_metrics_data() is None  # nothing registered by any of them
+    telemetry = instrument(conn, meters).unwrap()
+    failure = telemetry.writer(conn).failure()
+    assert isinstance(failure, ConfigurationError) and "needs a ChannelWriter" in str(failure)
+    refused = conn.create_writer(ChannelDescriptor("out", MqttRouting(topic="otel/x")))
+    assert telemetry.writer(refused) is refused  # a Failure passes through
+
+
+def test_a_connector_whose_metrics_break_does_not_hide_the_others(
+    brokers: Any, connect: ConnectFn
+) -> None:
+    port = brokers("amqtt").port
+    good, bad = connect(port), connect(port)
+    metric_reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[metric_reader])
+    instrument(good, meters).unwrap()
+    instrument(bad, meters).unwrap()
+
+    def broken() -> Any:
+        raise RuntimeError("broken on purpose")
+
+    bad.metrics = broken  # type: ignore[method-assign]
+    for _ in range(3):  # every collection: the good one's series, every time
+        ids = [
+            p.attributes["messaging.client.id"]
+            for p in points(metric_reader)["messaging.client.sent.messages"]
+        ]
+        assert ids == [good.options.client_id]
+
+
+def test_connectors_instrumented_before_the_sdk_is_set_follow_it() -> None:
+    code = """
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions
+from taktora_connector.adapters.otel import instrument
+early = MqttConnector(MqttConnectorOptions(client_id="early"))
+late = MqttConnector(MqttConnectorOptions(client_id="late"))
+instrument(early).unwrap()               # the global provider is still the proxy
+reader = InMemoryMetricReader()
+sdk = MeterProvider(metric_readers=[reader])
+metrics.set_meter_provider(sdk)
+instrument(late).unwrap()                # now the SDK
+instrument(early, sdk).unwrap()          # the same provider, given: counted once
+data = reader.get_metrics_data()
+names = {}
+for r in data.resource_metrics:
+    for sc in r.scope_metrics:
+        for m in sc.metrics:
+            names[m.name] = sorted(p.attributes["messaging.client.id"] for p in m.data.data_points)
+print(names["messaging.client.sent.messages"], names["taktora.connector.inflight"])
+early.close(); late.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "['early', 'late'] ['early', 'late']", done.stderr

@@ -7,6 +7,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from taktora_connector.adapters.codecs import BytesCodec
@@ -42,7 +43,8 @@ def test_a_scrape_shows_the_snapshot(brokers: Any, connect: ConnectFn) -> None:
     for n in range(5):
         writer.send(b"%d" % n).unwrap().delivery.wait(5).unwrap()
     wait_until(lambda: conn.metrics().messages_received == 5, 10, "5 received")
-    server, _ = serve(conn, port=0)
+    other = connect(brokers("amqtt").port)  # a second connector on the same page
+    server, _ = serve(conn, other, port=0)
     try:
         assert server.server_address[0] == "127.0.0.1"  # loopback unless told otherwise
         samples = scrape(server.server_port)
@@ -62,9 +64,36 @@ def test_a_scrape_shows_the_snapshot(brokers: Any, connect: ConnectFn) -> None:
     assert samples[("taktora_connection_info", tuple(sorted(info)))] == 1
     assert samples[("taktora_messages_consumed_total", me)] == 0
     assert samples[("taktora_deliveries_failed_total", me)] == 0
-    reader_labels = tuple(sorted({"client_id": conn.options.client_id, "filter": topic}.items()))
+    reader_labels = tuple(
+        sorted({"client_id": conn.options.client_id, "reader": "in", "filter": topic}.items())
+    )
     assert samples[("taktora_reader_queued", reader_labels)] == 2
     assert samples[("taktora_reader_dropped_total", reader_labels)] == 3
     for to in ("up", "degraded"):
         labels = tuple(sorted((*me, ("to", to))))
         assert samples[("taktora_health_transitions_total", labels)] == 1
+    assert samples[("taktora_messages_sent_total", (("client_id", other.options.client_id),))] == 0
+    assert samples[("taktora_reader_consumed_total", reader_labels)] == 0
+
+
+def test_the_page_parses_as_openmetrics_and_bad_input_fails_at_once(
+    brokers: Any, connect: ConnectFn
+) -> None:
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from prometheus_exporter import ConnectorCollector, serve
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.openmetrics.exposition import generate_latest
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+
+    port = brokers("amqtt").port
+    first, second = connect(port), connect(port)
+    registry = CollectorRegistry()
+    registry.register(ConnectorCollector(first, second))
+    families = list(om(generate_latest(registry).decode()))  # raises on clashing names
+    assert len({f.name for f in families}) == len(families)
+    for wrong in (None, "x", first.options):
+        with pytest.raises(TypeError, match="takes connectors"):
+            serve(first, wrong, port=0)

@@ -142,6 +142,7 @@ class MqttReader(Generic[T]):
         self.decode_failures = 0
         #: Messages above ``max_payload_size``: not queued, each one a ``PayloadOverflow``.
         self.oversized = 0
+        self.overflows_handed = 0  # of those, handed out (for ``consumed``)
         self._max_payload = descriptor.max_payload_size
         #: Retained messages skipped because this reader had received the same one before.
         self.retained_duplicates = 0
@@ -167,10 +168,12 @@ class MqttReader(Generic[T]):
         return len(self._queue) + self.ahead
 
     @property
-    def taken(self) -> int:
-        """Messages the application took from this reader (``recv``, ``try_recv``,
-        iteration, the asyncio reader), those put back by a stopped iteration not counted."""
-        return self._queue.taken - self.ahead
+    def consumed(self) -> int:
+        """Messages this reader handed to the application as envelopes (``recv``,
+        ``try_recv``, iteration, the asyncio reader); a ``PayloadOverflow`` or a
+        ``CodecError`` handed out in a message's place is not counted, nor what a
+        stopped iteration put back."""
+        return self._queue.taken - self.ahead - self.overflows_handed - self.decode_failures
 
     def discard_ahead(self) -> None:
         """The asyncio reader discards what it took ahead and did not hand out."""
@@ -275,6 +278,7 @@ class MqttReader(Generic[T]):
         """One queued item as the caller gets it: an envelope, or the error in its place."""
         payload, topic, qos, retain, timestamp_ns, sequence, _ = item
         if isinstance(payload, PayloadOverflow):
+            self.overflows_handed += 1
             return payload
         if self._identity:
             same: Any = payload  # what BytesCodec.decode would give

@@ -97,7 +97,8 @@ class MqttConnector(Generic[T]):
         self._lock = threading.Lock()
         self._writers: dict[str, MqttWriter[T]] = {}
         self._readers: dict[str, MqttReader[T]] = {}
-        self._consumed_closed = 0  # messages taken from readers closed since (metrics)
+        # Of the readers closed since (for metrics): messages consumed, decode failures.
+        self._consumed_closed = self._undecoded_closed = 0
         self._closed = False
         self._close_done = threading.Event()
         self._close_result: Result[None, ConnectorError] = Success(None)
@@ -189,19 +190,30 @@ class MqttConnector(Generic[T]):
     def metrics(self) -> ConnectorMetrics:
         """Counters and gauges of this connector now (``ConnectorMetrics``): cheap, from
         any thread, as often as you like (it reads plain integers the sidecar keeps)."""
-        with self._lock:  # the open readers and the closed ones' count, together
+        with self._lock:  # the open readers and the closed ones' counts, together
             readers = list(self._readers.values())
-            consumed = self._consumed_closed + sum(r.taken for r in readers)
+            shown = tuple(
+                ReaderMetrics(
+                    r.descriptor.name,
+                    r.topic_filter,
+                    r.queued,
+                    r.dropped,
+                    r.consumed,
+                    r.oversized,
+                    r.decode_failures,
+                )
+                for r in readers
+            )
+            consumed = self._consumed_closed + sum(r.consumed for r in shown)
+            undecoded = self._undecoded_closed + sum(r.decode_failures for r in shown)
         return self._gateway.metrics(
             health=self._broadcaster.state,
             transitions=dict(self._broadcaster.transitions),
             dropped=self._controller.inbound_drops,
             sends_refused=self._controller.sends_refused,
-            readers=tuple(
-                ReaderMetrics(r.descriptor.name, r.topic_filter, r.queued, r.dropped, r.taken)
-                for r in readers
-            ),
+            readers=shown,
             consumed=consumed,
+            decode_failures=undecoded,
             session="clean" if self._options.clean_session else "persistent",
         )
 
@@ -369,7 +381,8 @@ class MqttConnector(Generic[T]):
         with self._lock:
             if self._readers.get(reader.descriptor.name) is reader:
                 del self._readers[reader.descriptor.name]
-                self._consumed_closed += reader.taken
+                self._consumed_closed += reader.consumed
+                self._undecoded_closed += reader.decode_failures
         self._subscriptions.remove(reader.topic_filter, reader)
 
 

@@ -24,8 +24,12 @@ class ReaderMetrics:
     topic_filter: str
     queued: int
     dropped: int
-    #: Messages the application took from this reader.
-    taken: int = 0
+    #: Messages it handed to the application as envelopes.
+    consumed: int = 0
+    #: Messages above its ``max_payload_size`` (a ``PayloadOverflow`` in their place).
+    oversized: int = 0
+    #: Payloads its codec could not decode (a ``CodecError`` in their place).
+    decode_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +40,8 @@ class ConnectorMetrics:
     client_id: str = ""
     #: PUBLISH packets written to the broker (resends included).
     messages_sent: int = 0
-    #: Every byte written to the broker after the CONNECT (PUBLISH, PUBACK, SUBSCRIBE,
-    #: PINGREQ, DISCONNECT); ``bytes_received`` is every byte read (CONNACK included).
+    #: Every byte written to the broker (CONNECT, PUBLISH, PUBACK, SUBSCRIBE, PINGREQ,
+    #: DISCONNECT); ``bytes_received`` is every byte read (CONNACK included).
     bytes_sent: int = 0
     #: Deliveries completed: QoS 0 once written to the kernel, QoS 1 at PUBACK.
     messages_delivered: int = 0
@@ -49,16 +53,22 @@ class ConnectorMetrics:
     #: PUBLISH packets received (also those no reader took).
     messages_received: int = 0
     bytes_received: int = 0
-    #: Messages the application took from readers (``recv``, ``try_recv``, iteration,
-    #: the asyncio reader; a message two readers match counts twice). What
+    #: Messages readers handed to the application as envelopes (``recv``, ``try_recv``,
+    #: iteration, the asyncio reader; a message two readers match counts twice; a
+    #: ``PayloadOverflow`` or ``CodecError`` in a message's place does not count). What
     #: OpenTelemetry calls consumed.
     messages_consumed: int = 0
+    #: Payloads a reader's codec could not decode (the readers closed since included).
+    decode_failures: int = 0
     #: Inbound messages dropped by full reader queues (``reader.dropped`` summed, the
     #: readers closed since included).
     dropped_inbound: int = 0
     unrouted_inbound: int = 0
     rejected_inbound: int = 0
-    #: PUBLISHes above every matching reader's ``max_payload_size``: skipped unread.
+    #: PUBLISHes skipped in the stream unread: over every matching reader's
+    #: ``max_payload_size`` and still arriving (above 16 KiB), so never buffered whole.
+    #: Each reader a message is too big for, skipped or read, counts it in
+    #: ``ReaderMetrics.oversized`` and gets a ``PayloadOverflow`` in its place.
     oversized_inbound: int = 0
     #: Connections made after the first, and connection attempts that failed.
     reconnects: int = 0

@@ -182,6 +182,7 @@ class Gateway:
         sends_refused: int,
         readers: tuple[ReaderMetrics, ...],
         consumed: int,
+        decode_failures: int,
         session: str,
     ) -> ConnectorMetrics:
         """The sidecar's counters as one snapshot (read on the caller's thread)."""
@@ -197,6 +198,7 @@ class Gateway:
             messages_received=plane.publishes_received,
             bytes_received=plane.bytes_received,
             messages_consumed=consumed,
+            decode_failures=decode_failures,
             dropped_inbound=dropped,
             unrouted_inbound=self._unrouted.count,
             rejected_inbound=plane.rejected_inbound,
