@@ -92,7 +92,8 @@ def test_the_page_parses_as_openmetrics_and_bad_input_fails_at_once(
     first, second = connect(port), connect(port)
     registry = CollectorRegistry()
     registry.register(ConnectorCollector(first, second))
-    families = list(om(generate_latest(registry).decode()))  # raises on clashing names
+    page = generate_latest(registry).decode()  # type: ignore[no-untyped-call]
+    families = list(om(page))  # type: ignore[no-untyped-call]  # raises on clashing names
     assert len({f.name for f in families}) == len(families)
     for wrong in (None, "x", first.options):
         with pytest.raises(TypeError, match="takes connectors"):
