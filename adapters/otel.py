@@ -78,25 +78,33 @@ _REGISTERING = threading.Lock()
 log = logging.getLogger("taktora_connector.otel")
 
 
-def _server(url: str | None, options: Any) -> tuple[str, int]:
-    """(host, port) of ``url`` (``mqtt[s]://host:port``), else the options' first server."""
-    if url is None:
-        return str(options.host), int(options.port)
-    host, _, port = url.split("://", 1)[1].rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 def series_attributes(connector: Any) -> dict[str, Any]:
     """What the counters and gauges of ``connector`` carry: one series per connector for
     its life (no server: a lifetime count does not move when the server does)."""
     return {"messaging.system": SYSTEM, "messaging.client.id": connector.options.client_id}
 
 
+def server_attributes(url: str | None) -> dict[str, Any]:
+    """``server.address``/``server.port`` of ``url`` (``mqtt[s]://host:port``); none for None."""
+    if url is None:
+        return {}
+    host, _, port = url.split("://", 1)[1].rpartition(":")
+    return {"server.address": host.strip("[]"), "server.port": int(port)}
+
+
 def operation_attributes(connector: Any) -> dict[str, Any]:
-    """What one operation of ``connector`` carries now: the server in use (with several,
-    the one connected; the first while none is)."""
-    host, port = _server(connector.server, connector.options)
-    return {**series_attributes(connector), "server.address": host, "server.port": port}
+    """What one operation of ``connector`` carries now: the server connected now, if
+    one is (a publish names the server connected when it completed, see ``_published``)."""
+    return {**series_attributes(connector), **server_attributes(connector.server)}
+
+
+def destination(subscription: str) -> dict[str, Any]:
+    """A reader's filter as the conventions name it: a shared subscription
+    ``$share/group/filter`` is the filter, with ``messaging.consumer.group.name``."""
+    if subscription.startswith("$share/"):
+        _, group, rest = subscription.split("/", 2)
+        return {"messaging.destination.name": rest, "messaging.consumer.group.name": group}
+    return {"messaging.destination.name": subscription}
 
 
 class _Instruments:
@@ -153,6 +161,8 @@ class _Instruments:
             try:
                 snapshot: ConnectorMetrics = connector.metrics()
                 base = series_attributes(connector)
+                if snapshot.closed:  # closed on purpose: its series end with it
+                    continue
             except Exception as err:  # one broken object must not hide the others
                 if id(connector) not in self._broken:
                     self._broken.add(id(connector))
@@ -184,18 +194,17 @@ class _Instruments:
             for reader in snapshot.readers:
                 attributes = {
                     **base,
-                    "messaging.destination.name": reader.topic_filter,
+                    **destination(reader.topic_filter),
                     "taktora.reader.name": reader.name,  # two readers may share a filter
                 }
                 yield Observation(reader.queued, attributes)
 
     def _connected(self, options: CallbackOptions) -> Iterable[Observation]:
-        for connector, snapshot, base in self._snapshots():
+        for _, snapshot, base in self._snapshots():
             if snapshot.server is None:
                 yield Observation(0, base)
             else:
-                host, port = _server(snapshot.server, connector.options)
-                yield Observation(1, {**base, "server.address": host, "server.port": port})
+                yield Observation(1, {**base, **server_attributes(snapshot.server)})
 
 
 def _instruments_for(meter_provider: MeterProvider | None) -> _Instruments:
@@ -266,6 +275,8 @@ class Telemetry:
             return writer
         if isinstance(writer, Success):
             writer = writer.unwrap()
+        if isinstance(writer, TracedWriter | AsyncTracedWriter):
+            return Success(writer)  # measured once: wrapping again would count it twice
         flaw = _handle_flaw(writer, "send")
         if flaw is not None:
             return Failure(ConfigurationError(f"telemetry.writer() needs a ChannelWriter: {flaw}"))
@@ -280,6 +291,8 @@ class Telemetry:
             return reader
         if isinstance(reader, Success):
             reader = reader.unwrap()
+        if isinstance(reader, TracedReader):
+            return Success(reader)  # one span per message, not one per wrapping
         flaw = _handle_flaw(reader, "recv")
         if flaw is not None:
             return Failure(ConfigurationError(f"telemetry.reader() needs a ChannelReader: {flaw}"))
@@ -315,6 +328,11 @@ class Telemetry:
             ended = True
             result = delivery.result
             measured = dict(attributes)
+            # The server it completed on (a PUBACK's); else the one it was sent on.
+            server = server_attributes(self._connector.server)
+            if server:
+                measured.update(server)
+                span.set_attributes(server)
             if result is not None and not isinstance(result, Success):
                 measured["error.type"] = _error(span, result.failure())
             duration.record(time.perf_counter() - started, measured)
@@ -322,12 +340,15 @@ class Telemetry:
 
         delivery.on_done(done)
 
-    def _received(self, envelope: RecvEnvelope[Any, Any], subscribed: str) -> None:
-        destination = envelope.routing.topic if self._per_message_topic else subscribed
-        attributes = self.attributes(destination, "receive")
+    def _received(self, envelope: RecvEnvelope[Any, Any], subscribed: dict[str, Any]) -> None:
+        attributes = self.attributes(subscribed["messaging.destination.name"], "receive")
+        attributes.update(subscribed)
+        if self._per_message_topic:
+            attributes["messaging.destination.name"] = envelope.routing.topic
         attributes["messaging.message.body.size"] = len(envelope.payload)
+        name = attributes["messaging.destination.name"]
         self._tracer.start_span(
-            f"receive {destination}", kind=SpanKind.CONSUMER, attributes=attributes
+            f"receive {name}", kind=SpanKind.CONSUMER, attributes=attributes
         ).end()
 
 
@@ -371,7 +392,13 @@ class AsyncTracedWriter(Generic[T]):
         self, value: T, *, timeout: float | None = None, correlation_id: bytes | None = None
     ) -> Any:
         span, attributes, started = self._telemetry._publish(self._topic)
-        outcome = await self._inner.send(value, timeout=timeout, correlation_id=correlation_id)
+        try:
+            outcome = await self._inner.send(value, timeout=timeout, correlation_id=correlation_id)
+        except BaseException as err:  # cancelled while it waited for room: nothing was sent
+            span.set_status(Status(StatusCode.ERROR, repr(err)))
+            span.set_attribute("error.type", type(err).__name__)
+            span.end()
+            raise
         self._telemetry._published(outcome, span, attributes, started)
         return outcome
 
@@ -388,7 +415,8 @@ class TracedReader(Generic[T]):
     def __init__(self, inner: Any, telemetry: Telemetry) -> None:
         self._inner = inner
         self._telemetry = telemetry
-        self._filter = inner.descriptor.routing.subscription_filter()
+        # as the reader's gauge names it (a shared subscription: filter and group)
+        self._filter = destination(inner.descriptor.routing.broker_filter())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -460,6 +488,10 @@ def instrument(
     connector or no provider is a ``Failure(ConfigurationError)``, and nothing is
     registered then."""
     flaw = _flaw(connector)
+    if flaw is None:
+        # The asyncio connector counts through the thread connector it drives: the two
+        # are one connector, registered once whichever of them is given.
+        connector = getattr(connector, "threaded", connector)
     if flaw is not None:
         return Failure(
             ConfigurationError(

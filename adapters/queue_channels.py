@@ -172,6 +172,8 @@ class QueueReader(Generic[T]):
         """(The I/O thread) a message for this reader; dropped and counted when full."""
         if self._queue.offer((topic, payload, qos, retain, time.time_ns())) is not SENT:
             self._controller.inbound_dropped(self)
+            if self._queue.drained_since_overflow():  # emptied before the drop was counted
+                self._controller.inbound_drained(self)
 
     def fail(self, error: ConnectorError) -> None:
         """The reader failed for good (a refused subscription): what waits is still

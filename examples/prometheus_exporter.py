@@ -9,14 +9,16 @@ A collector reads one snapshot per scrape (``ConnectorCollector``): counters as
 undecodable messages labelled with its name and filter (bounded: one series per
 reader, never one per message topic). One collector serves several connectors
 (``serve(first, second)``): one family per metric, a series per connector. Health is a state
-set, ``taktora_health{state=...}`` (1 for the state now, 0 for the other three), so
-an alert can tell Degraded from Down; ``taktora_up`` is 1 only while Up;
+set, ``taktora_health{state=...}`` (1 for the state now, 0 for the other three; with
+connectors sharing a client id, how many are in each), so an alert can tell Degraded
+from Down; ``taktora_up`` is 1 only while Up;
 ``taktora_connection_info{server=...,session=...}`` names the server in use ("" while
 none). The HTTP server listens on 127.0.0.1 only unless told otherwise.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -27,6 +29,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from taktora_connector.adapters.mqtt import MqttConnector, MqttConnectorOptions
 from taktora_connector.domain import HealthKind
+
+log = logging.getLogger("taktora_connector.examples.prometheus")
 
 _COUNTERS = (
     ("messages_sent", "PUBLISH packets written to the broker"),
@@ -56,51 +60,91 @@ _GAUGES = (
 
 class ConnectorCollector:
     """A ``prometheus_client`` collector over the ``metrics()`` of one or more
-    connectors: one family per metric, one series per connector (``client_id``)."""
+    connectors: one family per metric, one series per ``client_id``.
+
+    Connectors that share a client id (the same id on two brokers, or a connector
+    made again under its old id) are one series, their figures summed, so the page
+    never holds a series twice. The asyncio connector and its ``threaded`` view are
+    one connector. A connector closed on purpose leaves the page (its series go
+    stale); one whose ``metrics()`` raises is left out of that scrape and logged once.
+    """
 
     def __init__(self, *connectors: Any) -> None:
         if not connectors:
             raise TypeError("ConnectorCollector needs at least one connector")
+        unique: dict[int, Any] = {}
         for connector in connectors:
-            if not callable(getattr(connector, "metrics", None)):
+            if isinstance(connector, type) or not callable(getattr(connector, "metrics", None)):
                 raise TypeError(
                     f"ConnectorCollector takes connectors (with metrics()), got "
-                    f"{type(connector).__name__}"
+                    f"{connector!r} ({type(connector).__name__})"
                 )
-        self._connectors = connectors
+            one = getattr(connector, "threaded", connector)  # asyncio: the same connector
+            unique[id(one)] = one
+        self._connectors = tuple(unique.values())
+        self._broken: set[int] = set()
+
+    def _snapshots(self) -> list[Any]:
+        taken = []
+        for connector in self._connectors:
+            try:
+                snapshot = connector.metrics()
+            except Exception as err:
+                if id(connector) not in self._broken:
+                    self._broken.add(id(connector))
+                    log.warning("metrics of %r not read: %r", connector, err)
+                continue
+            if not snapshot.closed:
+                taken.append(snapshot)
+        return taken
 
     def collect(self) -> Iterator[Metric]:
-        snapshots = [connector.metrics() for connector in self._connectors]
-        for name, help_text in _COUNTERS:
-            counter = CounterMetricFamily(f"taktora_{name}", help_text, labels=["client_id"])
-            for snapshot in snapshots:
-                counter.add_metric([snapshot.client_id], getattr(snapshot, name))
-            yield counter
-        for name, help_text in _GAUGES:
-            gauge = GaugeMetricFamily(f"taktora_{name}", help_text, labels=["client_id"])
-            for snapshot in snapshots:
-                gauge.add_metric([snapshot.client_id], getattr(snapshot, name))
-            yield gauge
+        snapshots = self._snapshots()
+        by_client: dict[str, list[Any]] = {}
+        for snapshot in snapshots:
+            by_client.setdefault(snapshot.client_id, []).append(snapshot)
+        kinds: tuple[tuple[Any, Any], ...] = (
+            (_COUNTERS, CounterMetricFamily),
+            (_GAUGES, GaugeMetricFamily),
+        )
+        for names, make in kinds:
+            for name, help_text in names:
+                metric = make(f"taktora_{name}", help_text, labels=["client_id"])
+                for client, group in by_client.items():
+                    metric.add_metric([client], sum(getattr(s, name) for s in group))
+                yield metric
         transitions = CounterMetricFamily(
             "taktora_health_transitions", "health transitions by target", labels=["client_id", "to"]
         )
-        up = GaugeMetricFamily("taktora_up", "1 while health is Up", labels=["client_id"])
+        up = GaugeMetricFamily(
+            "taktora_up", "1 while health is Up (all of a client id's)", labels=["client_id"]
+        )
         health = GaugeMetricFamily(
-            "taktora_health", "health now: 1 for its state", labels=["client_id", "state"]
+            "taktora_health",
+            "health now: how many connectors of the client id are in each state",
+            labels=["client_id", "state"],
         )
         info = GaugeMetricFamily(
             "taktora_connection_info",
             "the server in use and the session kind",
             labels=["client_id", "server", "session"],
         )
-        for snapshot in snapshots:
-            client = snapshot.client_id
-            for kind, count in snapshot.health_transitions.items():
+        for client, group in by_client.items():
+            counts: dict[HealthKind, int] = {}
+            for snapshot in group:
+                for kind, count in snapshot.health_transitions.items():
+                    counts[kind] = counts.get(kind, 0) + count
+            for kind, count in counts.items():
                 transitions.add_metric([client, kind.name.lower()], count)
-            up.add_metric([client], 1 if snapshot.health is HealthKind.UP else 0)
+            up.add_metric([client], 1 if all(s.health is HealthKind.UP for s in group) else 0)
             for kind in HealthKind:
-                health.add_metric([client, kind.name.lower()], 1 if snapshot.health is kind else 0)
-            info.add_metric([client, snapshot.server or "", snapshot.session], 1)
+                health.add_metric([client, kind.name.lower()], sum(s.health is kind for s in group))
+            shown: dict[tuple[str, str], int] = {}
+            for snapshot in group:
+                where = (snapshot.server or "", snapshot.session)
+                shown[where] = shown.get(where, 0) + 1
+            for (server, session), count in shown.items():
+                info.add_metric([client, server, session], count)
         yield from (transitions, up, health, info)
         # Each reader: labelled by its name too (two readers may share a filter).
         labels = ["client_id", "reader", "filter"]
@@ -123,12 +167,17 @@ class ConnectorCollector:
                 labels=labels,
             ),
         }
+        readers: dict[tuple[str, str, str], dict[str, int]] = {}
         for snapshot in snapshots:
             for reader in snapshot.readers:
-                values = [snapshot.client_id, reader.name, reader.topic_filter]
-                queued.add_metric(values, reader.queued)
-                for field, family in families.items():
-                    family.add_metric(values, getattr(reader, field))
+                key = (snapshot.client_id, reader.name, reader.topic_filter)
+                values = readers.setdefault(key, dict.fromkeys(("queued", *families), 0))
+                for field in values:
+                    values[field] += getattr(reader, field)
+        for key, values in readers.items():
+            queued.add_metric(list(key), values["queued"])
+            for field, family in families.items():
+                family.add_metric(list(key), values[field])
         yield queued
         yield from families.values()
 
@@ -138,7 +187,9 @@ def serve(
 ) -> tuple[Any, CollectorRegistry]:
     """Serve the connectors' metrics on ``http://addr:port/metrics``; returns the server
     (``server.shutdown()`` stops it; ``server.server_port`` is the port, also for 0).
-    Raises ``TypeError`` at once for anything that is no connector."""
+    Raises ``TypeError`` at once for anything that is no connector or no port."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise TypeError(f"port must be an int from 0 to 65535, got {port!r}")
     registry = CollectorRegistry()
     registry.register(ConnectorCollector(*connectors))
     server, _thread = start_http_server(port, addr, registry)

@@ -43,6 +43,9 @@ class FakeReader:
     def fail(self, error: ConnectorError) -> None:  # pragma: no cover - not used here
         raise AssertionError(error)
 
+    def settle_drop(self) -> None:
+        self.settled = True
+
 
 class Drops:
     def __init__(self) -> None:

@@ -189,3 +189,29 @@ def test_down_is_terminal_until_reconnecting() -> None:
     assert broadcaster.state.kind is D
     controller.set_phase(Phase.CONNECTING)
     assert broadcaster.state.kind is G  # the latch still holds
+
+
+def test_a_drop_counted_after_the_reader_already_drained_still_ends_degraded() -> None:
+    """The sidecar counts a drop after ``deliver_many`` returns; the application may
+    empty the queue in between, so the drained signal comes before the drop is known.
+    ``settle_drop`` gives it again: health returns to Up (it stayed Degraded before)."""
+    from taktora_connector.adapters.codecs import BytesCodec
+    from taktora_connector.adapters.mqtt import MqttRouting
+    from taktora_connector.adapters.mqtt.channels import MqttReader
+    from taktora_connector.adapters.mqtt.records import Inbound
+    from taktora_connector.domain import ChannelDescriptor, HealthKind
+
+    broadcaster = HealthBroadcaster(Connecting(0))
+    controller = HealthController(broadcaster, inbound_drop_threshold=1)
+    controller.set_phase(Phase.CONNECTED)
+    reader: MqttReader[bytes] = MqttReader(
+        ChannelDescriptor("in", MqttRouting(topic="t")), BytesCodec(), 2, controller, lambda r: None
+    )
+    items = [Inbound(b"%d" % n, "t", 0, False, 0, None) for n in range(3)]
+    assert reader.deliver_many(items) == 1  # two fit, one dropped
+    while reader.try_recv().unwrap() is not None:  # the application empties it first
+        pass
+    controller.inbound_dropped(reader, 1)  # ... and then the sidecar counts the drop
+    before = broadcaster.state.kind
+    reader.settle_drop()
+    assert (before, broadcaster.state.kind) == (HealthKind.DEGRADED, HealthKind.UP)

@@ -191,3 +191,34 @@ def test_an_error_handed_out_in_a_message_place_is_not_consumed(
     assert (shown["json"].consumed, shown["json"].oversized) == (2, 0)
     now = conn.metrics()
     assert (now.messages_consumed, now.decode_failures) == (3, 2)
+
+
+@pytest.mark.anyio
+async def test_the_asyncio_reader_counts_errors_as_handed_out_never_below_zero(
+    brokers: Any,
+) -> None:
+    port = brokers("amqtt").port
+    options = MqttConnectorOptions(host="127.0.0.1", port=port, client_id=unique_id())
+    async with AsyncMqttConnector[Any](options, JsonCodec()) as connector:
+        routing = MqttRouting(topic=f"m/{unique_id()}", qos=QOS1)
+        reader = (await connector.create_reader(ChannelDescriptor("in", routing))).unwrap()
+        writer = (await connector.create_writer(ChannelDescriptor("out", routing))).unwrap()
+        for value in ({"ok": 1}, {"ok": 2}):
+            (await writer.send(value)).unwrap()
+        await writer.flush(5)
+        raw = connector.threaded  # the undecodable payloads, sent as bytes by a second one
+        other = MqttConnectorOptions(host="127.0.0.1", port=port, client_id=unique_id())
+        async with AsyncMqttConnector[Any](other, BytesCodec()) as sender:
+            bad = (await sender.create_writer(ChannelDescriptor("out", routing))).unwrap()
+            for payload in (b"bad", b"bad"):
+                (await bad.send(payload)).unwrap()
+            await bad.flush(5)
+        wait_until(lambda: raw.metrics().messages_received == 4, 10, "4 received")
+        assert reader.try_recv().unwrap() is not None  # the batch of four taken, one out
+        now = connector.metrics()
+        assert (now.messages_consumed, now.readers[0].queued) == (1, 3)
+        assert reader.try_recv().unwrap() is not None
+        for _ in range(2):
+            assert reader.try_recv().failure() is not None  # the CodecErrors
+        now = connector.metrics()
+        assert (now.messages_consumed, now.decode_failures, now.readers[0].queued) == (2, 2, 0)

@@ -235,6 +235,15 @@ async def test_the_asyncio_connector_is_instrumented_too(brokers: Any) -> None:
         assert kinds.count(SpanKind.PRODUCER) == 4 and kinds.count(SpanKind.CONSUMER) == 4
         (consumed,) = points(metric_reader)["messaging.client.consumed.messages"]
         assert consumed.value == 4
+        # the asyncio connector and its thread view are one connector: counted once
+        meters = MeterProvider(metric_readers=[metric_reader2 := InMemoryMetricReader()])
+        instrument(conn, meters).unwrap()
+        instrument(conn.threaded, meters).unwrap()
+        (sent,) = points(metric_reader2)["messaging.client.sent.messages"]
+        assert sent.value == 4
+        # wrapping a wrapped handle measures it once
+        assert telemetry.writer(writer).unwrap() is writer
+        assert telemetry.reader(reader).unwrap() is reader
 
 
 def test_bad_input_is_a_configuration_error_and_registers_nothing(
@@ -313,3 +322,45 @@ early.close(); late.close()
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "['early', 'late'] ['early', 'late']", done.stderr
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_asyncio_send_ends_its_span(brokers: Any) -> None:
+    import asyncio
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = int(sock.getsockname()[1])
+    options = MqttConnectorOptions(
+        host="127.0.0.1", port=dead, client_id=unique_id(), outbound_capacity=1
+    )
+    async with AsyncMqttConnector[bytes](options, BytesCodec()) as conn:
+        telemetry, _, exporter = telemetry_of(conn)
+        made = await conn.create_writer(ChannelDescriptor("out", MqttRouting(topic="otel/c")))
+        writer = telemetry.writer(made).unwrap()
+        writer.send_nowait(b"fills the bridge").unwrap()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(writer.send(b"waits for room"), 0.2)
+        ended = [dict(s.attributes or {}) for s in exporter.get_finished_spans()]
+        assert [a.get("error.type") for a in ended] == ["CancelledError"]
+
+
+def test_shared_readers_name_filter_and_group_alike_and_closed_connectors_leave(
+    brokers: Any, connect: ConnectFn
+) -> None:
+    conn = connect(brokers("mosquitto").port, codec=BytesCodec())
+    telemetry, metric_reader, exporter = telemetry_of(conn)
+    topic = f"otel/{unique_id()}"
+    shared = MqttRouting(filter=topic, share_group="g")
+    reader = telemetry.reader(conn.create_reader(ChannelDescriptor("in", shared))).unwrap()
+    writer = conn.create_writer(ChannelDescriptor("out", MqttRouting(topic=topic))).unwrap()
+    writer.send(b"x").unwrap().delivery.wait(5).unwrap()
+    assert reader.recv(5).unwrap() is not None
+    (span,) = exporter.get_finished_spans()
+    (queued,) = points(metric_reader)["taktora.connector.reader.queued"]
+    for attributes in (span.attributes, queued.attributes):
+        assert attributes is not None
+        assert attributes["messaging.destination.name"] == topic
+        assert attributes["messaging.consumer.group.name"] == "g"
+    conn.close(timeout=2)
+    assert metric_reader.get_metrics_data() is None  # closed on purpose: no series left

@@ -98,3 +98,35 @@ def test_the_page_parses_as_openmetrics_and_bad_input_fails_at_once(
     for wrong in (None, "x", first.options):
         with pytest.raises(TypeError, match="takes connectors"):
             serve(first, wrong, port=0)
+
+
+def test_one_series_per_client_id_and_closed_connectors_leave(
+    brokers: Any, connect: ConnectFn
+) -> None:
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from prometheus_exporter import serve
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    port = brokers("amqtt").port
+    first = connect(port, codec=BytesCodec(), client_id="same-id")
+    again = connect(brokers("mosquitto").port, codec=BytesCodec(), client_id="same-id")
+    gone = connect(port)
+    routing = MqttRouting(topic=f"prom/{unique_id()}")
+    for conn, count in ((first, 3), (again, 7)):
+        writer = conn.create_writer(ChannelDescriptor("out", routing)).unwrap()
+        for _ in range(count):
+            writer.send(b"x").unwrap().delivery.wait(5).unwrap()
+    gone.close(timeout=2)
+    server, _ = serve(first, again, first, gone, port=0)  # first twice: shown once
+    try:
+        samples = scrape(server.server_port)
+    finally:
+        server.shutdown()
+    assert samples[("taktora_messages_sent_total", (("client_id", "same-id"),))] == 10
+    assert not [key for key in samples if ("client_id", gone.options.client_id) in key[1]]
+    for wrong_port in ("x", -1, True):
+        with pytest.raises(TypeError, match="port must be an int"):
+            serve(first, port=wrong_port)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes connectors"):
+        serve(type(first))

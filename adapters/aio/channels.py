@@ -302,6 +302,7 @@ class AsyncReader(Generic[T]):
             reader.hold_taken(token)
         if isinstance(taken, RecvEnvelope):
             return ok(taken)
+        reader.errors_handed += 1  # handed out in a message's place: not consumed
         return Failure(taken)
 
     async def recv(

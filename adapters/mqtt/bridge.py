@@ -263,6 +263,12 @@ class InboundQueue(Generic[T]):
             self._on_drained()
         return taken
 
+    def drained_since_overflow(self) -> bool:
+        """After a drop: whether the queue has emptied since (its drained callback then
+        ran, maybe before the drop was recorded elsewhere: the caller calls it again)."""
+        with self._lock:
+            return not self._overflowed
+
     def untake(self, count: int) -> None:
         """``count`` items taken were discarded by their taker without being handed out
         (not counted in ``taken``)."""

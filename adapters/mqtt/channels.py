@@ -142,7 +142,10 @@ class MqttReader(Generic[T]):
         self.decode_failures = 0
         #: Messages above ``max_payload_size``: not queued, each one a ``PayloadOverflow``.
         self.oversized = 0
-        self.overflows_handed = 0  # of those, handed out (for ``consumed``)
+        #: Errors handed out in a message's place (an overflow, a payload that did not
+        #: decode), counted as handed out: ``consumed`` leaves them out. The asyncio
+        #: reader counts its own here too.
+        self.errors_handed = 0
         self._max_payload = descriptor.max_payload_size
         #: Retained messages skipped because this reader had received the same one before.
         self.retained_duplicates = 0
@@ -173,7 +176,7 @@ class MqttReader(Generic[T]):
         ``try_recv``, iteration, the asyncio reader); a ``PayloadOverflow`` or a
         ``CodecError`` handed out in a message's place is not counted, nor what a
         stopped iteration put back."""
-        return self._queue.taken - self.ahead - self.overflows_handed - self.decode_failures
+        return self._queue.taken - self.ahead - self.errors_handed
 
     def discard_ahead(self) -> None:
         """The asyncio reader discards what it took ahead and did not hand out."""
@@ -272,13 +275,13 @@ class MqttReader(Generic[T]):
         envelope = self._envelope(item)
         if isinstance(envelope, RecvEnvelope):
             return ok(envelope)
+        self.errors_handed += 1
         return Failure(envelope)
 
     def _envelope(self, item: Queued) -> RecvEnvelope[T, MqttRouting] | ConnectorError:
         """One queued item as the caller gets it: an envelope, or the error in its place."""
         payload, topic, qos, retain, timestamp_ns, sequence, _ = item
         if isinstance(payload, PayloadOverflow):
-            self.overflows_handed += 1
             return payload
         if self._identity:
             same: Any = payload  # what BytesCodec.decode would give
@@ -428,6 +431,7 @@ class MqttReader(Generic[T]):
                     else:
                         envelope = self._envelope(item)
                         if not isinstance(envelope, RecvEnvelope):
+                            self.errors_handed += 1
                             raise envelope
                         yield envelope
                     if self.closed:  # the property: mypy would narrow the field
@@ -454,6 +458,14 @@ class MqttReader(Generic[T]):
         if self._acks is not None:
             self._acks.reader_closed(self)  # and what it dropped owes it nothing
         self._controller.inbound_drained(self)
+
+    def settle_drop(self) -> None:
+        """(The sidecar, after counting this reader's drop.) The application may have
+        emptied the queue between the drop and its count: the drained signal then came
+        before the drop was known, and is given again, or health would stay Degraded
+        (and a persistent session unresumed) with nothing left to drain."""
+        if self._queue.drained_since_overflow():
+            self._drained()
 
     def _drained(self) -> None:
         self._lost_warned = False  # a new overflow episode warns again

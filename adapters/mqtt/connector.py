@@ -215,6 +215,7 @@ class MqttConnector(Generic[T]):
             consumed=consumed,
             decode_failures=undecoded,
             session="clean" if self._options.clean_session else "persistent",
+            closed=self._closed,
         )
 
     def start(self) -> Result[None, ConnectorError]:

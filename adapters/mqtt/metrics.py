@@ -93,6 +93,8 @@ class ConnectorMetrics:
     #: "clean" or "persistent" (``clean_session``).
     session: str = "clean"
     health: HealthKind = HealthKind.CONNECTING
+    #: ``close()`` was called (exporters leave a connector closed on purpose out).
+    closed: bool = False
     #: The reason of a ``Degraded`` or ``Down`` health now, else None.
     health_reason: str | None = None
     #: The most recent connection failure (``connector.last_error``), kept after a

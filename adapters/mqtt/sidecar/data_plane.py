@@ -89,6 +89,10 @@ class InboundSink(Hashable, Protocol):
 
     def fail(self, error: ConnectorError) -> None: ...
 
+    def settle_drop(self) -> None:
+        """After its drop was counted: if its queue emptied meanwhile, drained again."""
+        ...
+
 
 class DropCounter(Protocol):
     def inbound_dropped(self, reader: Hashable, count: int = 1) -> None: ...
@@ -444,6 +448,7 @@ class DataPlane:
                 dropped = reader.deliver_many(items)
                 if dropped:
                     self._drops.inbound_dropped(reader, dropped)
+                    reader.settle_drop()
         batches.clear()
 
     def _acknowledged(self, packet_id: int) -> None:

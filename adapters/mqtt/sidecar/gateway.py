@@ -184,6 +184,7 @@ class Gateway:
         consumed: int,
         decode_failures: int,
         session: str,
+        closed: bool,
     ) -> ConnectorMetrics:
         """The sidecar's counters as one snapshot (read on the caller's thread)."""
         plane, reconnect, acks = self._plane, self._reconnect, self.inbound_acks
@@ -217,6 +218,7 @@ class Gateway:
             health=health.kind,
             health_reason=reason if isinstance(reason, str) else None,
             last_error=self.last_error,
+            closed=closed,
         )
 
     @property

@@ -65,4 +65,5 @@ class UnroutedHold:
                 dropped = reader.deliver_many([item])
                 if dropped:
                     self._drops.inbound_dropped(reader, dropped)
+                    reader.settle_drop()
         self._held = kept
