@@ -14,6 +14,8 @@ refuse or misread the connection, so every scenario would fail, not one):
 - MQTT-3.1.2-3 (CONNECT reserved flag), MQTT-3.1.2-22 (password without user name),
   MQTT-3.1.3-7 (empty client identifier with clean session 0): amqtt and mosquitto
   refuse such a CONNECT, so the connector never connects;
+- MQTT-3.1.3-11 (a user name that is not UTF-8): the credentials scenario's broker
+  checks the user name, so a changed one is refused and REQ_0255 fails with it;
 - MQTT-3.1.2-19, MQTT-3.1.2-21 (a flag without its field): the broker reads the
   missing field from the stream and waits for it, and no CONNACK comes;
 - MQTT-3.3.2-1 (a topic name that is not UTF-8), MQTT-4.7.1-1 (a wildcard in a
