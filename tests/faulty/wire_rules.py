@@ -29,8 +29,8 @@ refuse or misread the connection, so every scenario would fail, not one):
 - MQTT-3.1.2-11, MQTT-3.1.2-18, MQTT-3.1.2-20 (stray will, user name or password
   bytes): the kit judges any extra CONNECT bytes by MQTT-3.1.3-1 as well, and the
   credentials scenario (TEST_2612, REQ_0255) fails with them;
-- MQTT-3.8.3-1, MQTT-3.8.3-3, MQTT-3.8.3-4, MQTT-4.7.1-2, MQTT-4.7.1-3 (a bad
-  SUBSCRIBE): written as an extra SUBSCRIBE of the connector's own, each failed
+- MQTT-3.8.1-1, MQTT-3.8.3-1, MQTT-3.8.3-3, MQTT-3.8.3-4, MQTT-4.7.1-2,
+  MQTT-4.7.1-3 (a bad SUBSCRIBE; for 3.8.1-1 the connector's own with flags 0000): written as an extra SUBSCRIBE of the connector's own, each failed
   exactly its statement in TEST_2611 on amqtt, but mosquitto closes the connection
   on it and the shared-subscription scenario (TEST_2542, run on mosquitto) fails too.
 """
@@ -451,24 +451,6 @@ def pings_before_connecting(options: MqttConnectorOptions, codec: PayloadCodec[A
 
 
 # -- SUBSCRIBE and UNSUBSCRIBE -----------------------------------------------------------
-
-
-@breaks(
-    "REQ_0257",
-    caught_by="TEST_2611",
-    statements=("MQTT-2.2.2-1", "MQTT-3.8.1-1"),
-    quick=False,
-)
-def subscribes_with_flags_0000(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
-    """Sends SUBSCRIBE with fixed-header flags 0000, not 0010.
-
-    Two statements: MQTT-2.2.2-1 judges every packet's reserved flags, MQTT-3.8.1-1
-    SUBSCRIBE's: one cannot be broken without the other."""
-
-    def fault(raw: bytes, state: dict[str, Any]) -> tuple[bytes, int] | None:
-        return (b"\x80" + raw[1:], _identifier(raw)) if raw[0] == 0x82 else None
-
-    return _falling_back(options, codec, outbound=_subscribe_fault(fault), inbound=_unchanged)
 
 
 @breaks(
