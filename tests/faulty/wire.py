@@ -350,7 +350,16 @@ def pads_short_subacks(options: MqttConnectorOptions, codec: PayloadCodec[Any]) 
     return relayed(options, codec, inbound=inbound)
 
 
-@breaks("REQ_0255", caught_by="TEST_2612", statements=("MQTT-3.1.3-1",), quick=False)
+@breaks(
+    "REQ_0255",
+    caught_by="TEST_2612",
+    statements=("MQTT-3.1.3-1",),
+    may_also_fail=("TEST_0135",),
+    because="amqtt reads CONNECT's fields from the stream, not by its remaining length, so "
+    "the two stray bytes become a packet of type 0 that makes it close the connection; "
+    "under load the connector is seen Connecting, never Up, in the auth scenario's 10 s",
+    quick=False,
+)
 def pads_connect_with_credentials(options: MqttConnectorOptions, codec: PayloadCodec[Any]) -> Any:
     """Puts two stray bytes after the password of a CONNECT with credentials."""
 
