@@ -27,7 +27,7 @@ Feature: What a connector sends keeps the MQTT 3.1.1 client statements (REQ_0257
     And "c" closes
     Then what "c" sent keeps the client statements of this scenario
 
-  @REQ_0255 @TEST_2612 @broker_config @MQTT-3.1.2-19 @MQTT-3.1.2-21 @MQTT-3.1.2-22 @MQTT-3.1.3-1 @MQTT-3.1.3-11
+  @REQ_0255 @TEST_2612 @broker_config @MQTT-3.1.2-19 @MQTT-3.1.2-20 @MQTT-3.1.2-21 @MQTT-3.1.2-22 @MQTT-3.1.3-1 @MQTT-3.1.3-11
   Scenario: A CONNECT with credentials carries the user name and password its flags announce
     Given a broker that requires a username and password
     And a connector "c" with the right username and password

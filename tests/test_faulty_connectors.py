@@ -16,7 +16,7 @@ from taktora_connector.conformance.registry import CAPABILITIES, REQUIREMENTS, T
 
 from .conftest import require_mosquitto
 from .faulty import req_0250
-from .faulty.registry import CONTROL, Fault, breaks, load_all
+from .faulty.registry import CONTROL, REFUSED, Fault, breaks, load_all, refused
 from .kit_runs import failed_statements, failed_tests, outcomes_of, results, run_pool
 
 # -- the kit can fail --------------------------------------------------------------------
@@ -60,6 +60,10 @@ def test_the_registry_refuses_what_it_cannot_check() -> None:
         breaks("REQ_0252", caught_by="TEST_0131", may_also_fail=("TEST_0131",), because="x")
     with pytest.raises(ValueError, match="registered twice"):
         breaks("REQ_0250", caught_by="TEST_2505")(req_0250.lazy_with)
+    with pytest.raises(ValueError, match=r"names MQTT 3\.1\.1 statements"):
+        refused("REQ_0257", because="x")
+    with pytest.raises(ValueError, match="needs its reason"):
+        refused("MQTT-3.1.2-3", because="")
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +160,70 @@ def test_faulty_connector_fails_exactly_its_scenarios_in_the_whole_kit(
         -4000:
     ]
     assert failed_statements(report) == set(fault.statements), output[-4000:]
+
+
+# -- the statements no broker lets a connector break ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def refused_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[int, dict[str, Any], str]]:
+    """The kit on each ``refused`` fault, selecting the scenarios of its statement."""
+    jobs = {
+        name: [
+            "--connector-factory",
+            fault.factory,
+            "--broker",
+            fault.broker,
+            "-m",
+            fault.selection(),
+        ]
+        for name, fault in REFUSED.items()
+    }
+    return run_pool(tmp_path_factory.mktemp("refused"), jobs, at_once=WHOLE_AT_ONCE)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_fault_fails_exactly_its_statements(
+    refused_runs: dict[str, tuple[int, dict[str, Any], str]], name: str
+) -> None:
+    """The broker takes no connection of it, yet the profile names the statement it
+    broke (from what the proxy saw), and no other."""
+    fault = REFUSED[name]
+    code, report, output = refused_runs[name]
+    assert code == 1, f"exit {code}\n{output[-3000:]}"
+    assert report["verdict"] == "FAIL"
+    assert failed_statements(report) == set(fault.statements), output[-4000:]
+
+
+def test_every_statement_the_kit_judges_is_failed_by_some_careless_connector() -> None:
+    """Each statement the kit judges, by a wire rule (``conformance.wire_rules.RULES``)
+    or by a step of its own, has a registered connector that breaks it: no check is
+    one that every connector keeps."""
+    from taktora_connector.conformance.statements import STATEMENTS
+    from taktora_connector.conformance.wire_rules import RULES
+
+    broken = {s for fault in FAULTS.values() for s in fault.statements}
+    broken |= {s for fault in REFUSED.values() for s in fault.statements}
+    assert set(RULES) - broken == set()
+    assert broken <= set(STATEMENTS)  # no typo in a decorator
+    assert _tagged_statements() - broken == set()  # a step's own judgement, too
+
+
+def _tagged_statements() -> set[str]:
+    """Every statement some scenario of the kit is tagged with (the profile judges it)."""
+    import re
+    from pathlib import Path
+
+    features = Path(__file__).resolve().parents[1] / "features"
+    found: set[str] = set()
+    for feature in features.glob("*.feature"):
+        found |= set(re.findall(r"@(MQTT-[0-9.]+-[0-9]+)", feature.read_text(encoding="utf-8")))
+    assert len(found) > 50
+    return found
 
 
 def test_every_line_of_the_contract_page_is_failed_by_some_faulty_connector() -> None:

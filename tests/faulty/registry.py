@@ -22,6 +22,15 @@ Two runs check each claim:
   a matter of timing (a connector that reports deliveries early may close before a
   message reached the broker), each with the reason.
 
+A connector that breaks a statement no broker lets through (``@refused``: a CONNECT
+with the reserved flag set, a SUBSCRIBE whose filter is not UTF-8) cannot fail one
+scenario only: the broker refuses or misreads the connection it needs, so every
+scenario on that broker fails, and a whole-kit run mostly waits out timeouts. The
+kit is then run selecting by the statement (``-m "MQTT-3.1.2-3"``, its scenarios
+only), as a reader of a failed report would rerun it: the protocol profile must FAIL
+exactly its statements and the verdict FAIL; which requirements fail with them is
+the broker's doing and is not asserted.
+
 A fair factory (``@fair``) is unusual but correct: the quick suite runs the
 scenarios of the requirement its oddity touches and the control on it, the whole
 kit runs on it in ``make test-slow``, and nothing may FAIL.
@@ -66,6 +75,22 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """A registered faulty factory whose statements the broker refuses or misreads."""
+
+    name: str
+    factory: str
+    statements: tuple[str, ...]  # exactly those FAIL in the protocol profile
+    because: str  # why no broker lets the connection carry on
+    broker: str = "amqtt"
+
+    def selection(self) -> str:
+        """The ``-m`` expression of its run: the scenarios of its first statement (the
+        others are those the kit judges by the same check, in the same scenarios)."""
+        return self.statements[0]
+
+
+@dataclass(frozen=True)
 class Fair:
     """A registered fair factory: the kit must pass it whole."""
 
@@ -76,10 +101,11 @@ class Fair:
 
 FAULTS: dict[str, Fault] = {}
 FAIRS: dict[str, Fair] = {}
+REFUSED: dict[str, Refused] = {}
 
 
 def _check_new(name: str) -> None:
-    if name in FAULTS or name in FAIRS:
+    if name in FAULTS or name in FAIRS or name in REFUSED:
         raise ValueError(f"{name!r} is registered twice")
 
 
@@ -122,6 +148,27 @@ def breaks(
             may_also_fail=tuple(may_also_fail),
             statements=tuple(statements),
             quick=quick,
+        )
+        return factory
+
+    return register
+
+
+def refused(*statements: str, because: str, broker: str = "amqtt") -> Callable[[F], F]:
+    """Register a faulty factory that breaks ``statements`` in a way brokers refuse."""
+    if not statements or not all(s.startswith("MQTT-") for s in statements):
+        raise ValueError(f"refused names MQTT 3.1.1 statements (MQTT-...), got {statements!r}")
+    if not because:
+        raise ValueError("refused needs its reason: because=...")
+
+    def register(factory: F) -> F:
+        _check_new(factory.__name__)
+        REFUSED[factory.__name__] = Refused(
+            name=factory.__name__,
+            factory=f"{factory.__module__}:{factory.__name__}",
+            statements=tuple(statements),
+            because=because,
+            broker=broker,
         )
         return factory
 

@@ -8,31 +8,10 @@ otherwise carries on (a SUBACK of a SUBSCRIBE the connector never sent is taken
 out, for example). Where a statement cannot be broken without another that the
 kit judges by the same check (or by a strictly wider one), the fault names both.
 
-Statements without a fault here, and why (the broker every scenario needs would
-refuse or misread the connection, so every scenario would fail, not one):
-
-- MQTT-3.1.2-3 (CONNECT reserved flag), MQTT-3.1.2-22 (password without user name),
-  MQTT-3.1.3-7 (empty client identifier with clean session 0): amqtt and mosquitto
-  refuse such a CONNECT, so the connector never connects;
-- MQTT-3.1.3-11 (a user name that is not UTF-8): the credentials scenario's broker
-  checks the user name, so a changed one is refused and REQ_0255 fails with it;
-- MQTT-3.1.2-19, MQTT-3.1.2-21 (a flag without its field): the broker reads the
-  missing field from the stream and waits for it, and no CONNACK comes;
-- MQTT-3.3.2-1 (a topic name that is not UTF-8), MQTT-4.7.1-1 (a wildcard in a
-  topic name): amqtt misreads the first PUBLISH (it reads the payload's length off
-  the topic it decoded) and closes on the second;
-- MQTT-2.3.1-5 (an identifier on a QoS 0 PUBLISH): the broker forwards the two
-  bytes as payload, and the routing scenarios that read the delivered PUBLISH off
-  the wire (TEST_2512, REQ_0251) fail too;
-- MQTT-4.3.2-1 and MQTT-4.4.0-1 (no resend on a resumed session): the message is
-  lost, and the scenarios of at-least-once delivery across a cut fail with them;
-- MQTT-3.1.2-11, MQTT-3.1.2-18, MQTT-3.1.2-20 (stray will, user name or password
-  bytes): the kit judges any extra CONNECT bytes by MQTT-3.1.3-1 as well, and the
-  credentials scenario (TEST_2612, REQ_0255) fails with them;
-- MQTT-3.8.1-1, MQTT-3.8.3-1, MQTT-3.8.3-3, MQTT-3.8.3-4, MQTT-4.7.1-2,
-  MQTT-4.7.1-3 (a bad SUBSCRIBE; for 3.8.1-1 the connector's own with flags 0000): written as an extra SUBSCRIBE of the connector's own, each failed
-  exactly its statement in TEST_2611 on amqtt, but mosquitto closes the connection
-  on it and the shared-subscription scenario (TEST_2542, run on mosquitto) fails too.
+The statements whose breach the broker refuses, misreads or waits on (a CONNECT
+with its reserved flag set, a flag without its field, a topic name that is not
+UTF-8, a SUBSCRIBE that mosquitto closes the connection on) cannot fail one scenario
+only: their careless connectors are in ``refused.py``, each with the reason.
 """
 
 from __future__ import annotations
